@@ -1,0 +1,350 @@
+//! Decode: turns one captured frame into a TCP segment view, or a counted reason to skip it.
+//!
+//! Decoding is total: any byte string yields either a [`Segment`] or a [`Skip`]; nothing here
+//! panics or allocates. Link layers libpcap hands us (Ethernet with 802.1Q/QinQ tags, Linux cooked
+//! SLL and SLL2, raw IP, BSD NULL/LOOP) are peeled off here; etherparse slices the IP layer
+//! (IPv4 options, IPv6 extension headers). The fixed 20-byte TCP header is read by hand because
+//! a small snaplen often cuts the TCP options, and etherparse then refuses the whole header while
+//! the ports, sequence numbers and flags we need are all present.
+
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket};
+use std::net::IpAddr;
+
+/// Packet time in nanoseconds since the Unix epoch.
+pub type Ts = i64;
+
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+pub const ACK: u8 = 0x10;
+pub const URG: u8 = 0x20;
+
+/// The link layer of a capture, from libpcap's data-link type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Link {
+    Ethernet,
+    /// Linux cooked capture v1 (`tcpdump -i any` before libpcap 1.10).
+    Sll,
+    /// Linux cooked capture v2 (`tcpdump -i any` with libpcap ≥ 1.10).
+    Sll2,
+    /// Raw IPv4 or IPv6, version taken from the first nibble.
+    Raw,
+    /// BSD loopback: a 4-byte address family (host order for NULL, network order for LOOP).
+    Null,
+}
+
+impl Link {
+    /// Maps a libpcap DLT (or LINKTYPE) value to a link layer we can decode.
+    pub fn from_dlt(dlt: i32) -> Option<Link> {
+        Some(match dlt {
+            1 => Link::Ethernet,
+            113 => Link::Sll,
+            276 => Link::Sll2,
+            // DLT_RAW is 12 on most systems, 14 on OpenBSD; LINKTYPE_RAW 101; IPV4/IPV6 228/229.
+            12 | 14 | 101 | 228 | 229 => Link::Raw,
+            0 | 108 => Link::Null,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a frame was not turned into a TCP segment. Counted per reason and shown in the summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Skip {
+    /// The frame ends before the link, IP or fixed TCP header does.
+    Truncated = 0,
+    /// Not IPv4/IPv6 (ARP, LLDP, …).
+    NotIp,
+    /// IP, but not TCP (UDP, ICMP, …).
+    NotTcp,
+    /// A non-first IP fragment, or a fragmented TCP segment.
+    Fragment,
+    /// A malformed IP or TCP header (bad version, header length below minimum, …).
+    Malformed,
+}
+
+impl Skip {
+    pub const ALL: [Skip; 5] = [Skip::Truncated, Skip::NotIp, Skip::NotTcp, Skip::Fragment, Skip::Malformed];
+    pub fn name(self) -> &'static str {
+        match self {
+            Skip::Truncated => "truncated",
+            Skip::NotIp => "not IP",
+            Skip::NotTcp => "not TCP",
+            Skip::Fragment => "IP fragment",
+            Skip::Malformed => "malformed header",
+        }
+    }
+}
+
+/// One TCP segment as seen on the wire. Borrowed from the capture buffer; nothing is copied.
+#[derive(Clone, Copy, Debug)]
+pub struct Segment<'a> {
+    pub ts: Ts,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    /// Advertised window (unscaled). `None` when the snaplen cut it off.
+    pub window: Option<u16>,
+    /// Payload length on the wire (from the IP length fields, not the captured length).
+    pub payload_len: u32,
+    /// The captured part of the payload (may be shorter than `payload_len`).
+    pub payload: &'a [u8],
+}
+
+impl Segment<'_> {
+    #[inline]
+    pub fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+}
+
+/// Decodes one frame. `ts` is carried through so the segment is self-contained.
+pub fn decode(link: Link, ts: Ts, frame: &[u8]) -> Result<Segment<'_>, Skip> {
+    let sliced = match link {
+        Link::Ethernet => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Truncated)?,
+        Link::Sll => {
+            // 16-byte header; protocol (an EtherType for IP) in the last two bytes.
+            let hdr = frame.get(..16).ok_or(Skip::Truncated)?;
+            let proto = u16::from_be_bytes([hdr[14], hdr[15]]);
+            LaxSlicedPacket::from_ether_type(EtherType(proto), &frame[16..])
+        }
+        Link::Sll2 => {
+            // 20-byte header; protocol first. etherparse has no SLL2, so it is stripped here.
+            let hdr = frame.get(..20).ok_or(Skip::Truncated)?;
+            let proto = u16::from_be_bytes([hdr[0], hdr[1]]);
+            LaxSlicedPacket::from_ether_type(EtherType(proto), &frame[20..])
+        }
+        Link::Raw => from_ip(frame)?,
+        Link::Null => {
+            // The family's byte order depends on the capturing host; the IP version nibble does not.
+            from_ip(frame.get(4..).ok_or(Skip::Truncated)?)?
+        }
+    };
+    let net = match sliced.net {
+        Some(net) => net,
+        None => {
+            return Err(match sliced.stop_err {
+                Some((etherparse::err::packet::SliceError::Len(_), _)) => Skip::Truncated,
+                Some(_) => Skip::Malformed,
+                None => Skip::NotIp,
+            })
+        }
+    };
+    let (src, dst, payload, wire_len) = match &net {
+        LaxNetSlice::Ipv4(v4) => {
+            let h = v4.header();
+            let p = v4.payload();
+            let header_len = h.slice().len() + v4.extensions().auth.map_or(0, |a| a.slice().len());
+            let total = usize::from(h.total_len());
+            // A zero or short total length (TSO on the capturing host) falls back to what was captured.
+            let wire = if total >= header_len && (total > header_len || !p.incomplete) {
+                total - header_len
+            } else {
+                p.payload.len()
+            };
+            (IpAddr::from(h.source()), IpAddr::from(h.destination()), p, wire)
+        }
+        LaxNetSlice::Ipv6(v6) => {
+            let h = v6.header();
+            let p = v6.payload();
+            let plen = usize::from(h.payload_length());
+            let ext = v6.extensions().slice().len();
+            let wire = if plen >= ext && plen > 0 { plen - ext } else { p.payload.len() };
+            (IpAddr::from(h.source()), IpAddr::from(h.destination()), p, wire)
+        }
+    };
+    // Fragments would need reassembly; health checks and their answers never fragment.
+    if payload.fragmented {
+        return Err(Skip::Fragment);
+    }
+    if payload.ip_number != etherparse::IpNumber::TCP {
+        return Err(Skip::NotTcp);
+    }
+    tcp_fixed(ts, src, dst, payload.payload, wire_len)
+}
+
+fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
+    match data.first().map(|b| b >> 4) {
+        None => Err(Skip::Truncated),
+        Some(4) | Some(6) => LaxSlicedPacket::from_ip(data).map_err(|e| match e {
+            etherparse::err::ip::LaxHeaderSliceError::Len(_) => Skip::Truncated,
+            etherparse::err::ip::LaxHeaderSliceError::Content(_) => Skip::Malformed,
+        }),
+        Some(_) => Err(Skip::NotIp),
+    }
+}
+
+/// Reads the fixed TCP header fields by hand. `seg` is the captured TCP bytes, `wire_len` the
+/// segment's length on the wire. At least 14 bytes (ports, sequence numbers, offset, flags) are
+/// required; the window is optional so that a 14..20-byte cut still counts.
+pub fn tcp_fixed(ts: Ts, src: IpAddr, dst: IpAddr, seg: &[u8], wire_len: usize) -> Result<Segment<'_>, Skip> {
+    if seg.len() < 14 {
+        return Err(Skip::Truncated);
+    }
+    let be16 = |i: usize| u16::from_be_bytes([seg[i], seg[i + 1]]);
+    let be32 = |i: usize| u32::from_be_bytes([seg[i], seg[i + 1], seg[i + 2], seg[i + 3]]);
+    let data_off = usize::from(seg[12] >> 4) * 4;
+    if data_off < 20 {
+        return Err(Skip::Malformed);
+    }
+    let wire_len = wire_len.max(seg.len());
+    if data_off > wire_len {
+        return Err(Skip::Malformed);
+    }
+    let payload = seg.get(data_off..).unwrap_or(&[]);
+    Ok(Segment {
+        ts,
+        src,
+        dst,
+        sport: be16(0),
+        dport: be16(2),
+        seq: be32(4),
+        ack: be32(8),
+        flags: seg[13] & 0x3f,
+        window: if seg.len() >= 16 { Some(be16(14)) } else { None },
+        payload_len: u32::try_from(wire_len - data_off).unwrap_or(u32::MAX),
+        payload,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A minimal IPv4/TCP packet built by hand: 20-byte IP header + 20-byte TCP header + payload.
+    pub(crate) fn ipv4_tcp(flags: u8, payload: &[u8]) -> Vec<u8> {
+        let total = 40 + payload.len();
+        let mut p = vec![0u8; total];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[8] = 64;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[10, 0, 0, 1]);
+        p[16..20].copy_from_slice(&[10, 0, 0, 2]);
+        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&8080u16.to_be_bytes());
+        p[24..28].copy_from_slice(&1000u32.to_be_bytes());
+        p[28..32].copy_from_slice(&2000u32.to_be_bytes());
+        p[32] = 5 << 4;
+        p[33] = flags;
+        p[34..36].copy_from_slice(&512u16.to_be_bytes());
+        p[40..].copy_from_slice(payload);
+        p
+    }
+
+    fn ether(ethertype: u16, inner: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&ethertype.to_be_bytes());
+        f.extend_from_slice(inner);
+        f
+    }
+
+    #[test]
+    fn ethernet_ipv4_tcp() {
+        let f = ether(0x0800, &ipv4_tcp(SYN, b""));
+        let s = decode(Link::Ethernet, 5, &f).unwrap();
+        assert_eq!((s.sport, s.dport, s.seq, s.ack), (40000, 8080, 1000, 2000));
+        assert_eq!(s.flags, SYN);
+        assert_eq!(s.payload_len, 0);
+        assert_eq!(s.src, "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn ethernet_padding_is_not_payload() {
+        let mut f = ether(0x0800, &ipv4_tcp(ACK, b""));
+        f.extend_from_slice(&[0u8; 6]); // minimum-frame padding
+        let s = decode(Link::Ethernet, 0, &f).unwrap();
+        assert_eq!(s.payload_len, 0);
+    }
+
+    #[test]
+    fn qinq_vlan_tags() {
+        let mut inner = vec![0x00, 0x2a, 0x81, 0x00, 0x00, 0x07, 0x08, 0x00];
+        inner.extend_from_slice(&ipv4_tcp(ACK | PSH, b"GET / HTTP/1.0\r\n\r\n"));
+        let f = ether(0x88a8, &inner);
+        let s = decode(Link::Ethernet, 0, &f).unwrap();
+        assert_eq!(s.payload_len, 18);
+        assert_eq!(s.payload, b"GET / HTTP/1.0\r\n\r\n");
+    }
+
+    #[test]
+    fn snaplen_cut_keeps_wire_length() {
+        let f = ether(0x0800, &ipv4_tcp(ACK, &[7u8; 500]));
+        let cut = &f[..60];
+        let s = decode(Link::Ethernet, 0, cut).unwrap();
+        assert_eq!(s.payload_len, 500);
+        assert_eq!(s.payload.len(), 6);
+    }
+
+    #[test]
+    fn cut_inside_tcp_header_still_gives_flags() {
+        let f = ether(0x0800, &ipv4_tcp(RST | ACK, b""));
+        let s = decode(Link::Ethernet, 0, &f[..14 + 20 + 14]).unwrap();
+        assert_eq!(s.flags, RST | ACK);
+        assert_eq!(s.window, None);
+        assert_eq!(decode(Link::Ethernet, 0, &f[..14 + 20 + 13]).unwrap_err(), Skip::Truncated);
+    }
+
+    #[test]
+    fn sll2_and_null_and_raw() {
+        let ip = ipv4_tcp(SYN, b"");
+        let mut sll2 = vec![0x08, 0x00];
+        sll2.extend_from_slice(&[0u8; 18]);
+        sll2.extend_from_slice(&ip);
+        assert_eq!(decode(Link::Sll2, 0, &sll2).unwrap().dport, 8080);
+        let mut null = 2u32.to_le_bytes().to_vec();
+        null.extend_from_slice(&ip);
+        assert_eq!(decode(Link::Null, 0, &null).unwrap().dport, 8080);
+        assert_eq!(decode(Link::Raw, 0, &ip).unwrap().dport, 8080);
+    }
+
+    #[test]
+    fn non_tcp_and_non_ip_are_counted_reasons() {
+        let mut udp = ipv4_tcp(0, b"");
+        udp[9] = 17;
+        assert_eq!(decode(Link::Raw, 0, &udp).unwrap_err(), Skip::NotTcp);
+        assert_eq!(decode(Link::Ethernet, 0, &ether(0x0806, &[0u8; 28])).unwrap_err(), Skip::NotIp);
+        assert_eq!(decode(Link::Raw, 0, &[]).unwrap_err(), Skip::Truncated);
+        assert_eq!(decode(Link::Raw, 0, &[0x20, 1, 2]).unwrap_err(), Skip::NotIp);
+    }
+
+    #[test]
+    fn bad_data_offset_is_malformed() {
+        let mut ip = ipv4_tcp(ACK, b"");
+        ip[32] = 2 << 4;
+        assert_eq!(decode(Link::Raw, 0, &ip).unwrap_err(), Skip::Malformed);
+    }
+
+    #[test]
+    fn any_bytes_never_panic() {
+        // Every prefix and every single-byte corruption of a valid frame decodes or skips.
+        let f = ether(0x86dd, &{
+            let mut v6 = vec![0u8; 40];
+            v6[0] = 0x60;
+            v6[4..6].copy_from_slice(&20u16.to_be_bytes());
+            v6[6] = 6;
+            v6[7] = 64;
+            v6.extend_from_slice(&ipv4_tcp(SYN, b"")[20..]);
+            v6
+        });
+        assert_eq!(decode(Link::Ethernet, 0, &f).unwrap().dport, 8080);
+        for link in [Link::Ethernet, Link::Sll, Link::Sll2, Link::Raw, Link::Null] {
+            for n in 0..=f.len() {
+                let _ = decode(link, 0, &f[..n]);
+            }
+            for i in 0..f.len() {
+                for b in [0u8, 0xff, 0x45, 0x60] {
+                    let mut g = f.clone();
+                    g[i] = b;
+                    let _ = decode(link, 0, &g);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,1199 @@
+//! Flow table: rebuilds every TCP connection from segments, with Zeek's conn.log semantics.
+//!
+//! Mechanism only: each connection keeps two endpoint state machines (Zeek's TCP_ENDPOINT_*
+//! states), the `history` letters, packet counts, and the timestamps later stages need (handshake,
+//! first data each way, FIN/RST each way). `conn_state` is derived from the endpoint states when a
+//! connection is finished, exactly as Zeek's `conn_state()` policy does. Classification lives
+//! elsewhere.
+//!
+//! Connections are finished (handed to the caller) when Zeek would remove them — five seconds of
+//! packet time after a close (so late retransmissions still land in the right record), five seconds
+//! after an unanswered SYN, after the inactivity timeout, or when the 5-tuple is reused by a new SYN
+//! — and when the table is full (oldest first). All clocks are packet time.
+
+use crate::decode::{Segment, Ts, ACK, FIN, RST, SYN};
+use rustc_hash::FxHashMap;
+use std::net::IpAddr;
+
+pub const SEC: Ts = 1_000_000_000;
+
+/// Zeek's per-endpoint TCP state (`TCP_ENDPOINT_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpState {
+    Inactive,
+    SynSent,
+    SynAckSent,
+    Partial,
+    Established,
+    Closed,
+    Reset,
+}
+
+/// Zeek's connection summary (`conn_state` in conn.log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ConnState {
+    S0,
+    S1,
+    SF,
+    REJ,
+    S2,
+    S3,
+    RSTO,
+    RSTR,
+    RSTOS0,
+    RSTRH,
+    SH,
+    SHR,
+    OTH,
+}
+
+impl ConnState {
+    pub const ALL: [ConnState; 13] = [
+        ConnState::S0,
+        ConnState::S1,
+        ConnState::SF,
+        ConnState::REJ,
+        ConnState::S2,
+        ConnState::S3,
+        ConnState::RSTO,
+        ConnState::RSTR,
+        ConnState::RSTOS0,
+        ConnState::RSTRH,
+        ConnState::SH,
+        ConnState::SHR,
+        ConnState::OTH,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnState::S0 => "S0",
+            ConnState::S1 => "S1",
+            ConnState::SF => "SF",
+            ConnState::REJ => "REJ",
+            ConnState::S2 => "S2",
+            ConnState::S3 => "S3",
+            ConnState::RSTO => "RSTO",
+            ConnState::RSTR => "RSTR",
+            ConnState::RSTOS0 => "RSTOS0",
+            ConnState::RSTRH => "RSTRH",
+            ConnState::SH => "SH",
+            ConnState::SHR => "SHR",
+            ConnState::OTH => "OTH",
+        }
+    }
+    pub fn describe(self) -> &'static str {
+        match self {
+            ConnState::S0 => "SYN, no reply",
+            ConnState::S1 => "established, not closed",
+            ConnState::SF => "normal open and close",
+            ConnState::REJ => "SYN rejected (refused)",
+            ConnState::S2 => "established, originator closed, no reply",
+            ConnState::S3 => "established, responder closed, no reply",
+            ConnState::RSTO => "established, originator reset",
+            ConnState::RSTR => "established, responder reset",
+            ConnState::RSTOS0 => "originator SYN then RST, no SYN-ACK",
+            ConnState::RSTRH => "responder SYN-ACK then RST, no SYN",
+            ConnState::SH => "originator SYN then FIN, no SYN-ACK",
+            ConnState::SHR => "responder SYN-ACK then FIN, no SYN",
+            ConnState::OTH => "no SYN seen (mid-stream)",
+        }
+    }
+}
+
+/// Why a connection record was finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// Closed (FIN/RST) and quiet for the close delay.
+    Closed,
+    /// SYN never answered within the attempt delay.
+    Attempt,
+    /// No packet for the inactivity timeout.
+    Idle,
+    /// A new SYN reused the 5-tuple.
+    Reused,
+    /// The table was full; the least recently active connection was pushed out.
+    Evicted,
+    /// The capture ended with the connection still in the table.
+    EndOfInput,
+}
+
+/// Tunables. Defaults are Zeek's, so `--flows` output is comparable with conn.log.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowConfig {
+    pub close_delay: Ts,
+    pub attempt_delay: Ts,
+    pub handshake_idle: Ts,
+    pub idle: Ts,
+    pub max_flows: usize,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig {
+            close_delay: 5 * SEC,
+            attempt_delay: 5 * SEC,
+            handshake_idle: 60 * SEC,
+            idle: 300 * SEC,
+            max_flows: 1 << 20,
+        }
+    }
+}
+
+// History bits, Zeek's HIST_* (originator in the low half, responder shifted by 16).
+const HIST_SYN: u32 = 0x1;
+const HIST_FIN: u32 = 0x2;
+const HIST_RST: u32 = 0x4;
+const HIST_FIN_RST: u32 = 0x8;
+const HIST_DATA: u32 = 0x10;
+const HIST_ACK: u32 = 0x20;
+const HIST_MULTI: u32 = 0x40;
+
+const HISTORY_CAP: usize = 24;
+/// Bytes of the first payload each way kept for classification (HTTP request line, status line).
+pub const REQ_CAP: usize = 96;
+pub const RSP_CAP: usize = 16;
+
+/// Sequence-space comparison: positive when `a` is after `b`.
+#[inline]
+fn seq_delta(a: u32, b: u32) -> i32 {
+    a.wrapping_sub(b) as i32
+}
+
+/// One side of a connection: Zeek's TCP_Endpoint plus a minimal reassembly tracker for gaps.
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoint {
+    pub state: TcpState,
+    prev_state: TcpState,
+    start_seq: u32,
+    last_seq: u32,
+    ack_seq: u32,
+    did_close: bool,
+    fin_cnt: u16,
+    rst_cnt: u16,
+    fin_seq: u32,
+    hist_last_syn: u32,
+    hist_last_fin: u32,
+    hist_last_rst: u32,
+    rxmt_cnt: u32,
+    win0_cnt: u32,
+    gap_cnt: u32,
+    // Reassembly (relative sequence numbers): next byte expected, trim point, one held block.
+    last_reassem: u32,
+    trim_seq: u32,
+    held: Option<(u32, u32)>,
+    pub pkts: u32,
+    /// Payload bytes on the wire, retransmissions included.
+    pub payload_bytes: u64,
+}
+
+impl Endpoint {
+    fn new() -> Self {
+        Endpoint {
+            state: TcpState::Inactive,
+            prev_state: TcpState::Inactive,
+            start_seq: 0,
+            last_seq: 0,
+            ack_seq: 0,
+            did_close: false,
+            fin_cnt: 0,
+            rst_cnt: 0,
+            fin_seq: 0,
+            hist_last_syn: 0,
+            hist_last_fin: 0,
+            hist_last_rst: 0,
+            rxmt_cnt: 0,
+            win0_cnt: 0,
+            gap_cnt: 0,
+            last_reassem: 1,
+            trim_seq: 0,
+            held: None,
+            pkts: 0,
+            payload_bytes: 0,
+        }
+    }
+
+    fn set_state(&mut self, s: TcpState) {
+        if s != self.state {
+            self.prev_state = self.state;
+            self.state = s;
+        }
+    }
+
+    fn init_seqs(&mut self, start: u32, last: u32) {
+        self.start_seq = start;
+        self.ack_seq = start;
+        self.last_seq = last;
+    }
+
+    fn rel(&self, seq: u32) -> u32 {
+        seq.wrapping_sub(self.start_seq)
+    }
+
+    /// Zeek's `Size()`: sequence space used, without SYN and FIN octets.
+    fn size(&self, peer: &Endpoint) -> u64 {
+        if self.prev_state == TcpState::SynSent && self.state == TcpState::Reset && peer.state == TcpState::Inactive {
+            return 0;
+        }
+        let last = self.rel(self.last_seq);
+        let ack = self.rel(self.ack_seq);
+        let mut size = u64::from(if seq_delta(self.last_seq, self.ack_seq) > 0 { last } else { ack });
+        if size != 0 {
+            size -= 1;
+        }
+        if self.fin_cnt > 0 && size != 0 {
+            size -= 1;
+        }
+        size
+    }
+
+    fn is_clean(&self) -> bool {
+        self.state == TcpState::Established
+            || (self.state == TcpState::Closed && self.prev_state == TcpState::Established)
+    }
+}
+
+/// A bounded letter trail; letters past the cap are dropped (Zeek's grows without bound).
+#[derive(Clone, Copy)]
+pub struct History {
+    buf: [u8; HISTORY_CAP],
+    len: u8,
+}
+
+impl History {
+    fn new() -> Self {
+        History { buf: [0; HISTORY_CAP], len: 0 }
+    }
+    fn push(&mut self, c: u8) {
+        if usize::from(self.len) < HISTORY_CAP {
+            self.buf[usize::from(self.len)] = c;
+            self.len += 1;
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Facts the classifier needs, recorded as packets arrive. Times are packet times.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Facts {
+    /// First SYN from the originator.
+    pub syn: Option<Ts>,
+    pub syn_count: u16,
+    /// First SYN-ACK from the responder.
+    pub synack: Option<Ts>,
+    pub synack_count: u16,
+    /// Originator's bare ACK completing the handshake, before it sent any data.
+    pub handshake_ack: Option<Ts>,
+    pub orig_data: Option<Ts>,
+    pub resp_data: Option<Ts>,
+    pub orig_fin: Option<Ts>,
+    pub resp_fin: Option<Ts>,
+    pub orig_rst: Option<Ts>,
+    pub resp_rst: Option<Ts>,
+    /// The responder acknowledged the originator's FIN (so its kernel holds the socket in CLOSE_WAIT
+    /// until the application closes it).
+    pub resp_acked_orig_fin: Option<Ts>,
+    /// Originator payload sent after the responder last sent data (a request still waiting).
+    pub orig_data_after_resp: bool,
+}
+
+/// One TCP connection, live in the table or finished.
+#[derive(Clone, Debug)]
+pub struct Conn {
+    pub orig_h: IpAddr,
+    pub orig_p: u16,
+    pub resp_h: IpAddr,
+    pub resp_p: u16,
+    pub first_ts: Ts,
+    pub last_ts: Ts,
+    pub orig: Endpoint,
+    pub resp: Endpoint,
+    pub history: History,
+    pub facts: Facts,
+    pub req: [u8; REQ_CAP],
+    pub req_len: u8,
+    pub rsp: [u8; RSP_CAP],
+    pub rsp_len: u8,
+    pub end: EndReason,
+    hist_seen: u32,
+    is_partial: bool,
+    first_seen: u8,
+    /// Zeek's LastTime: frozen once both sides have closed.
+    last_time: Ts,
+    attempt_at: Option<Ts>,
+    delete_at: Option<Ts>,
+}
+
+impl Conn {
+    fn new(seg: &Segment<'_>, cfg_flip: bool) -> Conn {
+        let (orig_h, orig_p, resp_h, resp_p) =
+            if cfg_flip { (seg.dst, seg.dport, seg.src, seg.sport) } else { (seg.src, seg.sport, seg.dst, seg.dport) };
+        let mut c = Conn {
+            orig_h,
+            orig_p,
+            resp_h,
+            resp_p,
+            first_ts: seg.ts,
+            last_ts: seg.ts,
+            orig: Endpoint::new(),
+            resp: Endpoint::new(),
+            history: History::new(),
+            facts: Facts::default(),
+            req: [0; REQ_CAP],
+            req_len: 0,
+            rsp: [0; RSP_CAP],
+            rsp_len: 0,
+            end: EndReason::EndOfInput,
+            hist_seen: 0,
+            is_partial: false,
+            first_seen: 0,
+            last_time: seg.ts,
+            attempt_at: None,
+            delete_at: None,
+        };
+        if cfg_flip {
+            c.history.push(b'^');
+        }
+        c
+    }
+
+    pub fn conn_state(&self) -> ConnState {
+        use TcpState::*;
+        let (os, rs) = (self.orig.state, self.resp.state);
+        let o_inactive = matches!(os, Inactive | Partial);
+        let r_inactive = matches!(rs, Inactive | Partial);
+        if rs == Reset {
+            if os == SynSent
+                || os == SynAckSent
+                || (os == Reset && self.orig.size(&self.resp) == 0 && self.resp.size(&self.orig) == 0)
+            {
+                ConnState::REJ
+            } else if o_inactive {
+                ConnState::RSTRH
+            } else {
+                ConnState::RSTR
+            }
+        } else if os == Reset {
+            if r_inactive {
+                if rstos0_history(self.history.as_str()) {
+                    ConnState::RSTOS0
+                } else {
+                    ConnState::OTH
+                }
+            } else {
+                ConnState::RSTO
+            }
+        } else if rs == Closed && os == Closed {
+            ConnState::SF
+        } else if os == Closed {
+            if r_inactive {
+                ConnState::SH
+            } else {
+                ConnState::S2
+            }
+        } else if rs == Closed {
+            if o_inactive {
+                ConnState::SHR
+            } else {
+                ConnState::S3
+            }
+        } else if os == SynSent && rs == Inactive {
+            ConnState::S0
+        } else if os == Established && rs == Established {
+            ConnState::S1
+        } else {
+            ConnState::OTH
+        }
+    }
+
+    /// Payload bytes in sequence space (retransmissions counted once), as Zeek's orig_bytes.
+    pub fn orig_bytes(&self) -> u64 {
+        self.orig.size(&self.resp)
+    }
+    pub fn resp_bytes(&self) -> u64 {
+        self.resp.size(&self.orig)
+    }
+    pub fn request(&self) -> &[u8] {
+        &self.req[..usize::from(self.req_len)]
+    }
+    pub fn response(&self) -> &[u8] {
+        &self.rsp[..usize::from(self.rsp_len)]
+    }
+
+    fn is_closed(&self) -> bool {
+        self.orig.did_close || self.resp.did_close
+    }
+
+    /// Packet time at which Zeek would drop this connection if nothing else arrives.
+    fn expire_at(&self, cfg: &FlowConfig) -> Ts {
+        let handshake = |s: TcpState| matches!(s, TcpState::Inactive | TcpState::SynSent | TcpState::SynAckSent);
+        let idle = if handshake(self.orig.state) && handshake(self.resp.state) { cfg.handshake_idle } else { cfg.idle };
+        let mut t = self.last_time.saturating_add(idle);
+        if let Some(a) = self.attempt_at {
+            if matches!(self.orig.state, TcpState::SynSent | TcpState::SynAckSent)
+                && self.resp.state == TcpState::Inactive
+            {
+                t = t.min(a);
+            }
+        }
+        if let Some(d) = self.delete_at {
+            t = t.min(d);
+        }
+        t
+    }
+
+    fn check_history(&mut self, is_orig: bool, mask: u32, code: u8) -> bool {
+        let (mask, code) = if is_orig { (mask, code) } else { (mask << 16, code.to_ascii_lowercase()) };
+        if self.hist_seen & mask == 0 {
+            self.hist_seen |= mask;
+            self.history.push(code);
+            false
+        } else {
+            true
+        }
+    }
+
+    fn add_history(&mut self, is_orig: bool, code: u8) {
+        self.history.push(if is_orig { code } else { code.to_ascii_lowercase() });
+    }
+
+    /// Zeek's ScaledHistoryEntry: the letter repeats at the 1st, 10th, 100th … occurrence.
+    fn scaled(&mut self, is_orig: bool, code: u8, count: u32) {
+        if is_power_of_ten(count) {
+            self.add_history(is_orig, code);
+        }
+    }
+
+    fn ep(&mut self, is_orig: bool) -> (&mut Endpoint, &mut Endpoint) {
+        if is_orig {
+            (&mut self.orig, &mut self.resp)
+        } else {
+            (&mut self.resp, &mut self.orig)
+        }
+    }
+
+    /// Zeek's IsReuse: does this SYN start a new connection on the same 5-tuple?
+    fn is_reuse(&self, seg: &Segment<'_>) -> bool {
+        if !seg.has(SYN) {
+            return false;
+        }
+        let conn_orig = if seg.has(ACK) {
+            if self.orig.state != TcpState::Inactive {
+                return false;
+            }
+            &self.resp
+        } else {
+            &self.orig
+        };
+        if !self.is_closed() {
+            if seg.seq == conn_orig.start_seq {
+                return false;
+            }
+            if !seg.has(ACK)
+                && conn_orig.state == TcpState::SynAckSent
+                && self.resp.state == TcpState::Inactive
+                && seg.seq == self.resp.start_seq
+            {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Applies one segment. Follows Zeek's TCPAnalyzer::DeliverPacket step by step.
+    fn update(&mut self, seg: &Segment<'_>, cfg: &FlowConfig) {
+        // A connection to itself (same address and port both ways) counts as the originator's.
+        let is_orig = seg.src == self.orig_h && seg.sport == self.orig_p;
+        let flags = seg.flags;
+        let (syn, fin, rst, ack) = (flags & SYN != 0, flags & FIN != 0, flags & RST != 0, flags & ACK != 0);
+        let len = seg.payload_len;
+        let now = seg.ts;
+        self.last_ts = self.last_ts.max(now);
+
+        // SetPartialStatus
+        if is_orig {
+            if self.first_seen & 1 == 0 {
+                self.is_partial = !syn || ack;
+            }
+        } else if self.first_seen & 2 == 0 && !self.is_partial {
+            self.is_partial = !syn;
+        }
+
+        let mut seg_len = len.wrapping_add(u32::from(syn)).wrapping_add(u32::from(fin));
+        if rst {
+            seg_len = seg_len.wrapping_sub(len);
+        }
+        let seq_one_past = seg.seq.wrapping_add(seg_len);
+
+        // init_endpoint
+        {
+            let (ep, _) = self.ep(is_orig);
+            ep.pkts += 1;
+            ep.payload_bytes += u64::from(len);
+            match ep.state {
+                TcpState::Inactive => {
+                    if syn {
+                        ep.init_seqs(seg.seq, seq_one_past);
+                    } else {
+                        ep.init_seqs(seg.seq.wrapping_sub(1), seg.seq);
+                    }
+                }
+                TcpState::SynSent | TcpState::SynAckSent => {
+                    if syn && seg.seq != ep.start_seq {
+                        ep.init_seqs(seg.seq, seq_one_past);
+                    }
+                }
+                TcpState::Established | TcpState::Partial => {
+                    if syn {
+                        ep.init_seqs(seg.seq, seq_one_past);
+                    }
+                }
+                TcpState::Reset => {
+                    if syn && ep.prev_state == TcpState::Inactive {
+                        ep.init_seqs(seg.seq, seq_one_past);
+                    }
+                }
+                TcpState::Closed => {}
+            }
+        }
+
+        let (rel_seq, seq_underflow) = {
+            let (ep, _) = self.ep(is_orig);
+            let d = seq_delta(seg.seq, ep.start_seq);
+            (ep.rel(seg.seq), d < 0)
+        };
+
+        self.update_history(is_orig, flags, rel_seq, len);
+
+        // update_window: a zero window is interesting unless resets or the peer's FIN make it moot.
+        if seg.window == Some(0) && !rst {
+            let (ep, peer) = self.ep(is_orig);
+            if peer.state != TcpState::Closed && ep.state != TcpState::Reset {
+                ep.win0_cnt += 1;
+                let n = ep.win0_cnt;
+                self.scaled(is_orig, b'W', n);
+            }
+        }
+
+        if !(self.orig.did_close && self.resp.did_close) {
+            self.last_time = now;
+        }
+
+        {
+            let (ep, _) = self.ep(is_orig);
+            if fin {
+                ep.fin_cnt = ep.fin_cnt.saturating_add(1);
+                ep.fin_seq = rel_seq.wrapping_add(seg_len);
+            }
+            if rst {
+                ep.rst_cnt = ep.rst_cnt.saturating_add(1);
+            }
+        }
+
+        let mut rel_ack: u32 = 0;
+        if ack {
+            let (ep, peer) = self.ep(is_orig);
+            let _ = ep;
+            if peer.state == TcpState::Inactive {
+                rel_ack = 1;
+                let a = seg.ack.wrapping_sub(1);
+                peer.init_seqs(a, a);
+            } else if seq_delta(seg.ack, peer.start_seq) < 0 {
+                rel_ack = 0;
+            } else {
+                rel_ack = peer.rel(seg.ack);
+                if !rst {
+                    let d = seq_delta(seg.ack, peer.ack_seq);
+                    if !(seg.ack == 0 && d > 1_048_576) && d > 0 {
+                        peer.ack_seq = seg.ack;
+                    }
+                }
+            }
+        }
+
+        // update_last_seq
+        let retransmit = {
+            let (ep, _) = self.ep(is_orig);
+            let delta_last = seq_delta(seq_one_past, ep.last_seq);
+            if (syn || rst) && !(-1_048_576..=1_048_576).contains(&delta_last) {
+                false
+            } else if fin && ep.last_seq == ep.start_seq.wrapping_add(1) {
+                ep.last_seq = seq_one_past;
+                false
+            } else if ep.state == TcpState::Reset {
+                false
+            } else if delta_last > 0 {
+                ep.last_seq = seq_one_past;
+                false
+            } else {
+                len > 0
+            }
+        };
+        if retransmit {
+            let (ep, _) = self.ep(is_orig);
+            ep.rxmt_cnt += 1;
+            let n = ep.rxmt_cnt;
+            self.scaled(is_orig, b'T', n);
+        }
+
+        let do_close = self.update_state_machine(is_orig, seg, now, cfg);
+
+        if ack {
+            self.ack_received(!is_orig, rel_ack);
+        }
+        self.first_seen |= if is_orig { 1 } else { 2 };
+
+        if len > 0 && !rst && !seq_underflow {
+            let rel_data = if syn { rel_seq.wrapping_add(1) } else { rel_seq };
+            self.data_sent(is_orig, rel_data, len);
+        }
+
+        if do_close {
+            self.connection_closed(is_orig, cfg);
+        }
+
+        self.record_facts(is_orig, seg);
+    }
+
+    fn update_history(&mut self, is_orig: bool, flags: u8, rel_seq: u32, len: u32) {
+        let (syn, fin, rst, ack) = (flags & SYN != 0, flags & FIN != 0, flags & RST != 0, flags & ACK != 0);
+        let bits = u8::from(syn) + u8::from(fin) + u8::from(rst);
+        if bits > 1 {
+            if fin && rst {
+                self.check_history(is_orig, HIST_FIN_RST, b'I');
+            } else {
+                self.check_history(is_orig, HIST_MULTI, b'Q');
+            }
+        } else if bits == 1 {
+            if syn {
+                let code = if ack { b'H' } else { b'S' };
+                let last = if is_orig { self.orig.hist_last_syn } else { self.resp.hist_last_syn };
+                if self.check_history(is_orig, HIST_SYN, code) && rel_seq != last {
+                    self.add_history(is_orig, code);
+                }
+                self.ep(is_orig).0.hist_last_syn = rel_seq;
+            }
+            if fin {
+                let end = rel_seq.wrapping_add(len);
+                let last = if is_orig { self.orig.hist_last_fin } else { self.resp.hist_last_fin };
+                if self.check_history(is_orig, HIST_FIN, b'F') && end != last {
+                    self.add_history(is_orig, b'F');
+                }
+                self.ep(is_orig).0.hist_last_fin = end;
+            }
+            if rst {
+                let last = if is_orig { self.orig.hist_last_rst } else { self.resp.hist_last_rst };
+                if self.check_history(is_orig, HIST_RST, b'R') && rel_seq != last {
+                    self.add_history(is_orig, b'R');
+                }
+                self.ep(is_orig).0.hist_last_rst = rel_seq;
+            }
+        } else if len > 0 {
+            self.check_history(is_orig, HIST_DATA, b'D');
+        } else if ack {
+            self.check_history(is_orig, HIST_ACK, b'A');
+        }
+    }
+
+    /// The endpoint state machine (Zeek's UpdateStateMachine). Returns whether the endpoint closed.
+    fn update_state_machine(&mut self, is_orig: bool, seg: &Segment<'_>, now: Ts, cfg: &FlowConfig) -> bool {
+        use TcpState::*;
+        let flags = seg.flags;
+        let (syn, fin, rst, ack) = (flags & SYN != 0, flags & FIN != 0, flags & RST != 0, flags & ACK != 0);
+        let len = seg.payload_len;
+        let mut do_close = false;
+        let state = self.ep(is_orig).0.state;
+        match state {
+            Inactive => {
+                if syn {
+                    if is_orig {
+                        self.orig.set_state(if ack { SynAckSent } else { SynSent });
+                        if self.attempt_at.is_none() {
+                            self.attempt_at = Some(now.saturating_add(cfg.attempt_delay));
+                        }
+                    } else {
+                        let (ep, peer) = self.ep(false);
+                        if !ack && peer.state == SynAckSent && seg.seq == ep.start_seq {
+                            // SYN / SYN-ACK reversal: Zeek flips roles here. Rare enough that we
+                            // only establish the connection and keep the roles.
+                            self.is_partial = false;
+                            self.orig.set_state(Established);
+                        }
+                        if self.orig.state == SynSent {
+                            self.orig.set_state(Established);
+                        }
+                        self.resp.set_state(Established);
+                    }
+                }
+                if fin {
+                    self.ep(is_orig).0.set_state(Closed);
+                    do_close = true;
+                }
+                if rst {
+                    self.ep(is_orig).0.set_state(Reset);
+                    do_close = true;
+                }
+                if self.ep(is_orig).0.state == Inactive {
+                    let orig_state = self.orig.state;
+                    let (ep, peer) = self.ep(is_orig);
+                    if !is_orig && len == 0 && orig_state == SynSent {
+                        // An ACK of the SYN before the SYN-ACK: not yet a partial connection.
+                    } else if ack && peer.state == Established {
+                        ep.set_state(Established);
+                        self.is_partial = false;
+                    } else {
+                        ep.set_state(Partial);
+                    }
+                }
+            }
+            SynSent | SynAckSent => {
+                if fin {
+                    self.ep(is_orig).0.set_state(Closed);
+                    do_close = true;
+                }
+                if rst {
+                    self.ep(is_orig).0.set_state(Reset);
+                    do_close = true;
+                }
+            }
+            Established | Partial => {
+                let (ep, peer) = self.ep(is_orig);
+                if syn && ep.state == Partial && peer.state == Inactive && !ack {
+                    ep.set_state(SynSent);
+                }
+                if fin && !rst {
+                    ep.set_state(Closed);
+                    if peer.state == Reset && peer.prev_state == Closed {
+                        // FIN then RST from the peer was a normal close after all.
+                        peer.set_state(Closed);
+                    }
+                    do_close = true;
+                }
+                if rst {
+                    ep.set_state(Reset);
+                    do_close = true;
+                }
+            }
+            Closed => {
+                let (ep, peer) = self.ep(is_orig);
+                if rst && peer.state != Closed {
+                    ep.set_state(Reset);
+                    if !ep.did_close {
+                        do_close = true;
+                    }
+                    // Zeek's reset timer: a RST after our own FIN ends the record soon.
+                    let at = now.saturating_add(cfg.close_delay);
+                    self.delete_at = Some(self.delete_at.map_or(at, |d| d.min(at)));
+                }
+            }
+            Reset => {}
+        }
+        do_close
+    }
+
+    /// Zeek's ConnectionClosed: marks the endpoint closed and, once the close is complete,
+    /// schedules the record's removal after the close delay.
+    fn connection_closed(&mut self, is_orig: bool, cfg: &FlowConfig) {
+        let last_time = self.last_time;
+        let (ep, peer) = self.ep(is_orig);
+        if ep.did_close {
+            return;
+        }
+        ep.did_close = true;
+        let complete = ep.state == TcpState::Reset || peer.did_close || peer.state == TcpState::Inactive;
+        if complete {
+            self.delete_at = Some(last_time.saturating_add(cfg.close_delay));
+        }
+    }
+
+    /// Data from `is_orig`'s side entering its reassembler.
+    fn data_sent(&mut self, is_orig: bool, seq: u32, len: u32) {
+        let ep = self.ep(is_orig).0;
+        let ack = ep.rel(ep.ack_seq);
+        let mut seq = seq;
+        let upper = seq.wrapping_add(len);
+        if seq_delta(seq, ack) < 0 {
+            if seq_delta(upper, ack) <= 0 {
+                return;
+            }
+            seq = ack;
+        }
+        if seq_delta(upper, ep.last_reassem) <= 0 {
+            return;
+        }
+        if seq_delta(seq, ep.last_reassem) <= 0 {
+            ep.last_reassem = upper;
+            if let Some((s, e)) = ep.held {
+                if seq_delta(s, ep.last_reassem) <= 0 {
+                    if seq_delta(e, ep.last_reassem) > 0 {
+                        ep.last_reassem = e;
+                    }
+                    ep.held = None;
+                }
+            }
+        } else {
+            // Out of order: hold one block (merging with the held one when they touch).
+            ep.held = Some(match ep.held {
+                None => (seq, upper),
+                Some((s, e)) if seq_delta(seq, e) <= 0 && seq_delta(s, upper) <= 0 => {
+                    (if seq_delta(seq, s) < 0 { seq } else { s }, if seq_delta(upper, e) > 0 { upper } else { e })
+                }
+                Some((s, e)) => {
+                    if seq_delta(seq, s) < 0 {
+                        (seq, upper)
+                    } else {
+                        (s, e)
+                    }
+                }
+            });
+        }
+    }
+
+    /// The peer acknowledged `side`'s data up to `seq`: anything acknowledged but never seen is a
+    /// content gap (Zeek's AckReceived → TrimToSeq → Undelivered).
+    fn ack_received(&mut self, side_is_orig: bool, seq: u32) {
+        let is_partial = self.is_partial;
+        let (ep, peer) = self.ep(side_is_orig);
+        let mut seq = seq;
+        if ep.fin_cnt > 0 && seq_delta(seq, ep.fin_seq) >= 0 {
+            seq = ep.fin_seq.wrapping_sub(1);
+        }
+        if seq_delta(seq, ep.trim_seq) <= 0 {
+            return;
+        }
+        let mut gaps = 0;
+        if seq_delta(seq, ep.last_reassem) > 0 && !(seq <= 2 && is_partial) {
+            if let Some((s, e)) = ep.held {
+                if seq_delta(s, seq) < 0 && seq_delta(s, ep.last_reassem) > 0 {
+                    gaps += 1;
+                    ep.last_reassem = e;
+                    ep.held = None;
+                }
+            }
+            if seq_delta(seq, ep.last_reassem) > 0 {
+                gaps += 1;
+            }
+            if seq_delta(seq, ep.last_reassem) > 0 {
+                ep.last_reassem = seq;
+            }
+        }
+        ep.trim_seq = seq;
+        if let Some((_, e)) = ep.held {
+            if seq_delta(e, seq) <= 0 {
+                ep.held = None;
+            }
+        }
+        if gaps > 0 && ep.is_clean() && peer.is_clean() {
+            for _ in 0..gaps {
+                let (ep, _) = self.ep(side_is_orig);
+                ep.gap_cnt += 1;
+                let n = ep.gap_cnt;
+                self.scaled(side_is_orig, b'G', n);
+            }
+        }
+    }
+
+    /// Records what classification needs: handshake and close times, first bytes each way.
+    fn record_facts(&mut self, is_orig: bool, seg: &Segment<'_>) {
+        let f = &mut self.facts;
+        let now = seg.ts;
+        let (syn, fin, rst, ack) = (seg.has(SYN), seg.has(FIN), seg.has(RST), seg.has(ACK));
+        if is_orig {
+            if syn && !ack {
+                f.syn.get_or_insert(now);
+                f.syn_count = f.syn_count.saturating_add(1);
+            }
+            if !syn && !fin && !rst && ack && seg.payload_len == 0 && f.synack.is_some() && f.orig_data.is_none() {
+                f.handshake_ack.get_or_insert(now);
+            }
+            if seg.payload_len > 0 && !rst {
+                if f.orig_data.is_none() {
+                    f.orig_data = Some(now);
+                    let n = seg.payload.len().min(REQ_CAP);
+                    self.req[..n].copy_from_slice(&seg.payload[..n]);
+                    self.req_len = n as u8;
+                }
+                f.orig_data_after_resp = true;
+            }
+            if fin {
+                f.orig_fin.get_or_insert(now);
+            }
+            if rst {
+                f.orig_rst.get_or_insert(now);
+            }
+        } else {
+            if syn && ack {
+                f.synack.get_or_insert(now);
+                f.synack_count = f.synack_count.saturating_add(1);
+            }
+            if seg.payload_len > 0 && !rst {
+                if f.resp_data.is_none() {
+                    f.resp_data = Some(now);
+                    let n = seg.payload.len().min(RSP_CAP);
+                    self.rsp[..n].copy_from_slice(&seg.payload[..n]);
+                    self.rsp_len = n as u8;
+                }
+                f.orig_data_after_resp = false;
+            }
+            if fin {
+                f.resp_fin.get_or_insert(now);
+            }
+            if rst {
+                f.resp_rst.get_or_insert(now);
+            }
+            if ack && f.resp_acked_orig_fin.is_none() && self.orig.fin_cnt > 0 {
+                let acked = self.orig.rel(seg.ack);
+                if seq_delta(acked, self.orig.fin_seq) >= 0 {
+                    f.resp_acked_orig_fin = Some(now);
+                }
+            }
+        }
+    }
+}
+
+fn is_power_of_ten(mut n: u32) -> bool {
+    if n == 0 {
+        return false;
+    }
+    while n % 10 == 0 {
+        n /= 10;
+    }
+    n == 1
+}
+
+/// Zeek's `/\^?S[^HAFGIQ]*R.*/` test for RSTOS0.
+fn rstos0_history(h: &str) -> bool {
+    let h = h.strip_prefix('^').unwrap_or(h);
+    let Some(rest) = h.strip_prefix('S') else { return false };
+    for c in rest.chars() {
+        match c {
+            'R' => return true,
+            'H' | 'A' | 'F' | 'G' | 'I' | 'Q' => return false,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Ports a server is likely to listen on, for choosing the direction of a flow seen mid-stream.
+fn likely_server_port(p: u16) -> bool {
+    p < 1024
+        || matches!(
+            p,
+            1080 | 1433
+                | 1521
+                | 2049
+                | 3128
+                | 3306
+                | 5432
+                | 5672
+                | 6379
+                | 8000
+                | 8008
+                | 8080
+                | 8081
+                | 8443
+                | 8888
+                | 9000
+                | 9090
+                | 9200
+                | 11211
+                | 27017
+        )
+}
+
+/// Whether a segment that opens a new record comes from the responder (Zeek's WantConnection).
+fn flip_new(seg: &Segment<'_>) -> bool {
+    if seg.has(SYN) && !seg.has(ACK) {
+        return false;
+    }
+    if seg.has(SYN) && seg.has(ACK) {
+        return true;
+    }
+    if likely_server_port(seg.sport) {
+        if likely_server_port(seg.dport) {
+            seg.sport < seg.dport
+        } else {
+            true
+        }
+    } else {
+        false
+    }
+}
+
+/// Direction-free key of a 5-tuple (TCP implied).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct Key {
+    a: IpAddr,
+    b: IpAddr,
+    ap: u16,
+    bp: u16,
+}
+
+impl Key {
+    #[inline]
+    fn of(seg: &Segment<'_>) -> Key {
+        if (seg.src, seg.sport) <= (seg.dst, seg.dport) {
+            Key { a: seg.src, b: seg.dst, ap: seg.sport, bp: seg.dport }
+        } else {
+            Key { a: seg.dst, b: seg.src, ap: seg.dport, bp: seg.sport }
+        }
+    }
+}
+
+struct Slot {
+    conn: Conn,
+    expire_at: Ts,
+}
+
+/// Counters about the table itself, for the summary.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TableStats {
+    pub segments: u64,
+    pub conns: u64,
+    pub evicted_full: u64,
+    pub peak: usize,
+}
+
+/// The flow table. Feed segments in (roughly) time order; finished connections come out through
+/// the `sink` closure, with their [`EndReason`].
+pub struct FlowTable {
+    cfg: FlowConfig,
+    map: FxHashMap<Key, Slot>,
+    now: Ts,
+    next_sweep: Ts,
+    doomed: Vec<Key>,
+    pub stats: TableStats,
+}
+
+/// How often (packet time) the table is swept for expired connections.
+const SWEEP_EVERY: Ts = SEC;
+
+impl FlowTable {
+    pub fn new(cfg: FlowConfig) -> Self {
+        FlowTable {
+            cfg,
+            map: FxHashMap::default(),
+            now: Ts::MIN,
+            next_sweep: Ts::MIN,
+            doomed: Vec::new(),
+            stats: TableStats::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn config(&self) -> &FlowConfig {
+        &self.cfg
+    }
+
+    /// Iterates over the live connections (for live views).
+    pub fn live(&self) -> impl Iterator<Item = &Conn> {
+        self.map.values().map(|s| &s.conn)
+    }
+
+    /// Feeds one segment.
+    pub fn push(&mut self, seg: &Segment<'_>, sink: &mut impl FnMut(Conn)) {
+        self.stats.segments += 1;
+        if seg.ts > self.now {
+            self.now = seg.ts;
+        }
+        if self.now >= self.next_sweep {
+            self.sweep(self.now, sink);
+            self.next_sweep = self.now.saturating_add(SWEEP_EVERY);
+        }
+        let key = Key::of(seg);
+        let cfg = self.cfg;
+        if let Some(slot) = self.map.get_mut(&key) {
+            let expired = seg.ts >= slot.expire_at;
+            let reused = !expired && slot.conn.is_reuse(seg);
+            if !expired && !reused {
+                slot.conn.update(seg, &cfg);
+                slot.expire_at = slot.conn.expire_at(&cfg);
+                return;
+            }
+            let mut old = std::mem::replace(&mut slot.conn, Conn::new(seg, flip_new(seg)));
+            old.end = if reused { EndReason::Reused } else { end_reason(&old, slot.expire_at, &cfg) };
+            slot.conn.update(seg, &cfg);
+            slot.expire_at = slot.conn.expire_at(&cfg);
+            self.stats.conns += 1;
+            sink(old);
+            return;
+        }
+        if self.map.len() >= self.cfg.max_flows {
+            self.evict_oldest(sink);
+        }
+        let mut conn = Conn::new(seg, flip_new(seg));
+        conn.update(seg, &cfg);
+        let expire_at = conn.expire_at(&cfg);
+        self.map.insert(key, Slot { conn, expire_at });
+        self.stats.conns += 1;
+        self.stats.peak = self.stats.peak.max(self.map.len());
+    }
+
+    /// Finishes every connection whose removal time has passed.
+    pub fn sweep(&mut self, now: Ts, sink: &mut impl FnMut(Conn)) {
+        self.doomed.clear();
+        self.doomed.extend(self.map.iter().filter(|(_, s)| now >= s.expire_at).map(|(k, _)| *k));
+        self.finish_doomed(sink, None);
+    }
+
+    /// Table full: push out the least recently active eighth, so this runs rarely.
+    fn evict_oldest(&mut self, sink: &mut impl FnMut(Conn)) {
+        let mut ages: Vec<Ts> = self.map.values().map(|s| s.conn.last_ts).collect();
+        let k = (ages.len() / 8).max(1);
+        let (_, cut, _) = ages.select_nth_unstable(k - 1);
+        let cut = *cut;
+        self.doomed.clear();
+        self.doomed.extend(self.map.iter().filter(|(_, s)| s.conn.last_ts <= cut).map(|(k, _)| *k));
+        let n = self.doomed.len() as u64;
+        self.finish_doomed(sink, Some(EndReason::Evicted));
+        self.stats.evicted_full += n;
+    }
+
+    fn finish_doomed(&mut self, sink: &mut impl FnMut(Conn), reason: Option<EndReason>) {
+        // Finished in start order so output is stable across runs.
+        let mut out: Vec<Conn> = Vec::with_capacity(self.doomed.len());
+        for k in self.doomed.drain(..) {
+            if let Some(slot) = self.map.remove(&k) {
+                let mut c = slot.conn;
+                c.end = reason.unwrap_or_else(|| end_reason(&c, slot.expire_at, &self.cfg));
+                out.push(c);
+            }
+        }
+        out.sort_by_key(|c| c.first_ts);
+        for c in out {
+            sink(c);
+        }
+    }
+
+    /// End of input: finishes everything still in the table.
+    pub fn finish(&mut self, sink: &mut impl FnMut(Conn)) {
+        self.doomed.clear();
+        self.doomed.extend(self.map.keys().copied());
+        self.finish_doomed(sink, Some(EndReason::EndOfInput));
+    }
+}
+
+fn end_reason(c: &Conn, expire_at: Ts, cfg: &FlowConfig) -> EndReason {
+    if c.delete_at == Some(expire_at) {
+        EndReason::Closed
+    } else if c.attempt_at == Some(expire_at) {
+        EndReason::Attempt
+    } else {
+        let _ = cfg;
+        EndReason::Idle
+    }
+}

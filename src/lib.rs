@@ -1,0 +1,13 @@
+//! hcleak: finds backends that lose a socket per health-check probe.
+//!
+//! Data flows one way: [`source`] → [`decode`] → [`flow`] → [`classify`] → [`backend`] →
+//! [`verdict`] → [`render`]. [`pipeline`] is the loop that drives the first stages; [`sockets`]
+//! reads host socket samples. The binary in `main.rs` only parses arguments and wires stages.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod decode;
+pub mod flow;
+pub mod pipeline;
+pub mod render;
+pub mod source;
