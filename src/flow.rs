@@ -236,11 +236,10 @@ impl Endpoint {
         let last = self.rel(self.last_seq);
         let ack = self.rel(self.ack_seq);
         let mut size = u64::from(if seq_delta(self.last_seq, self.ack_seq) > 0 { last } else { ack });
-        if size != 0 {
-            size -= 1;
-        }
-        if self.fin_cnt > 0 && size != 0 {
-            size -= 1;
+        // Neither the SYN nor the FIN octet is payload.
+        size = size.saturating_sub(1);
+        if self.fin_cnt > 0 {
+            size = size.saturating_sub(1);
         }
         size
     }
@@ -1195,5 +1194,234 @@ fn end_reason(c: &Conn, expire_at: Ts, cfg: &FlowConfig) -> EndReason {
     } else {
         let _ = cfg;
         EndReason::Idle
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::PSH;
+    use proptest::prelude::*;
+
+    const C: (u8, u16) = (2, 40000);
+    const S: (u8, u16) = (1, 8080);
+
+    /// A segment from `from` to the other side: times in ms, flags, seq, ack, payload length.
+    fn seg(t_ms: i64, from: (u8, u16), flags: u8, seq: u32, ack: u32, len: u32) -> Segment<'static> {
+        let to = if from == C { S } else { C };
+        Segment {
+            ts: 1_700_000_000 * SEC + t_ms * 1_000_000,
+            src: IpAddr::from([127, 0, 0, from.0]),
+            dst: IpAddr::from([127, 0, 0, to.0]),
+            sport: from.1,
+            dport: to.1,
+            seq,
+            ack,
+            flags,
+            window: Some(1000),
+            payload_len: len,
+            payload: &[],
+        }
+    }
+
+    fn run(segs: &[Segment<'static>]) -> Vec<Conn> {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        for s in segs {
+            t.push(s, &mut |c| out.push(c));
+        }
+        t.finish(&mut |c| out.push(c));
+        out
+    }
+
+    fn one(segs: &[Segment<'static>]) -> (ConnState, String) {
+        let v = run(segs);
+        assert_eq!(v.len(), 1, "{v:?}");
+        (v[0].conn_state(), v[0].history.as_str().to_string())
+    }
+
+    /// A clean request/response exchange closed by FINs both ways.
+    fn clean_exchange() -> Vec<Segment<'static>> {
+        vec![
+            seg(0, C, SYN, 100, 0, 0),
+            seg(1, S, SYN | ACK, 500, 101, 0),
+            seg(2, C, ACK, 101, 501, 0),
+            seg(3, C, ACK | PSH, 101, 501, 20),
+            seg(4, S, ACK, 501, 121, 0),
+            seg(5, S, ACK | PSH, 501, 121, 40),
+            seg(6, C, ACK, 121, 541, 0),
+            seg(7, C, FIN | ACK, 121, 541, 0),
+            seg(8, S, FIN | ACK, 541, 122, 0),
+            seg(9, C, ACK, 122, 542, 0),
+        ]
+    }
+
+    #[test]
+    fn halfopen_rst_probe_is_rsto() {
+        // HAProxy's plain check on Linux: SYN, SYN-ACK, RST (no bare ACK).
+        let (st, h) =
+            one(&[seg(0, C, SYN, 100, 0, 0), seg(1, S, SYN | ACK, 500, 101, 0), seg(2, C, RST | ACK, 101, 501, 0)]);
+        assert_eq!((st, h.as_str()), (ConnState::RSTO, "ShR"));
+    }
+
+    #[test]
+    fn handshake_then_rst_probe() {
+        let (st, h) = one(&[
+            seg(0, C, SYN, 100, 0, 0),
+            seg(1, S, SYN | ACK, 500, 101, 0),
+            seg(2, C, ACK, 101, 501, 0),
+            seg(3, C, RST | ACK, 101, 501, 0),
+        ]);
+        assert_eq!((st, h.as_str()), (ConnState::RSTO, "ShAR"));
+    }
+
+    #[test]
+    fn refused_and_unanswered() {
+        assert_eq!(one(&[seg(0, C, SYN, 100, 0, 0), seg(1, S, RST | ACK, 0, 101, 0)]), (ConnState::REJ, "Sr".into()));
+        assert_eq!(one(&[seg(0, C, SYN, 100, 0, 0), seg(1000, C, SYN, 100, 0, 0)]), (ConnState::S0, "S".into()));
+        assert_eq!(one(&[seg(0, C, SYN, 100, 0, 0), seg(5, C, RST, 101, 0, 0)]), (ConnState::RSTOS0, "SR".into()));
+    }
+
+    #[test]
+    fn connect_then_fin_with_server_never_closing_is_s2() {
+        let v = run(&[
+            seg(0, C, SYN, 100, 0, 0),
+            seg(1, S, SYN | ACK, 500, 101, 0),
+            seg(2, C, ACK, 101, 501, 0),
+            seg(3, C, FIN | ACK, 101, 501, 0),
+            seg(4, S, ACK, 501, 102, 0),
+        ]);
+        assert_eq!(v.len(), 1);
+        assert_eq!((v[0].conn_state(), v[0].history.as_str()), (ConnState::S2, "ShAFa"));
+        assert!(v[0].facts.resp_acked_orig_fin.is_some(), "the backend ACKed the FIN: CLOSE_WAIT");
+    }
+
+    #[test]
+    fn clean_exchange_is_sf_with_facts() {
+        let v = run(&clean_exchange());
+        assert_eq!(v.len(), 1);
+        let c = &v[0];
+        assert_eq!((c.conn_state(), c.history.as_str()), (ConnState::SF, "ShADadFf"));
+        assert_eq!((c.orig.pkts, c.resp.pkts, c.orig_bytes(), c.resp_bytes()), (6, 4, 20, 40));
+        let f = c.facts;
+        assert!(f.handshake_ack.is_some() && f.orig_data.is_some() && f.resp_data.is_some());
+        assert!(f.orig_fin.unwrap() < f.resp_fin.unwrap(), "client closed first");
+    }
+
+    #[test]
+    fn port_reuse_after_close_starts_a_new_connection() {
+        let mut segs = clean_exchange();
+        // Same 5-tuple, new ISN, one second later: a new probe from a reused source port.
+        segs.push(seg(1000, C, SYN, 9000, 0, 0));
+        segs.push(seg(1001, S, SYN | ACK, 7000, 9001, 0));
+        segs.push(seg(1002, C, RST | ACK, 9001, 7001, 0));
+        let v = run(&segs);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].end, EndReason::Reused);
+        assert_eq!((v[1].conn_state(), v[1].history.as_str()), (ConnState::RSTO, "ShR"));
+    }
+
+    #[test]
+    fn retransmitted_data_is_t_and_counted_once_in_bytes() {
+        let mut segs = clean_exchange();
+        segs.insert(4, seg(3, C, ACK | PSH, 101, 501, 20));
+        let v = run(&segs);
+        assert_eq!(v[0].history.as_str(), "ShADTadFf");
+        assert_eq!(v[0].orig_bytes(), 20);
+    }
+
+    #[test]
+    fn midstream_flow_takes_server_port_as_responder() {
+        let v = run(&[seg(0, S, ACK | PSH, 500, 100, 10), seg(1, C, ACK, 100, 510, 0)]);
+        assert_eq!((v[0].orig_p, v[0].resp_p), (40000, 8080));
+        assert_eq!((v[0].conn_state(), v[0].history.as_str()), (ConnState::OTH, "^dA"));
+    }
+
+    #[test]
+    fn table_cap_evicts_oldest_and_counts() {
+        let mut t = FlowTable::new(FlowConfig { max_flows: 64, ..FlowConfig::default() });
+        let mut out = 0;
+        for i in 0..1000u32 {
+            let mut s = seg(i64::from(i), C, SYN, i, 0, 0);
+            s.sport = 1024 + i as u16;
+            t.push(&s, &mut |_| out += 1);
+            assert!(t.len() <= 64);
+        }
+        t.finish(&mut |_| out += 1);
+        assert_eq!(out, 1000);
+        assert!(t.stats.evicted_full > 0);
+    }
+
+    #[test]
+    fn idle_connections_expire_by_packet_time() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        for s in &clean_exchange()[..6] {
+            t.push(s, &mut |c| out.push(c));
+        }
+        assert!(out.is_empty());
+        // An unrelated packet 301 s later sweeps the established-but-idle connection out.
+        let mut late = seg(301_000, C, SYN, 1, 0, 0);
+        late.sport = 1;
+        t.push(&late, &mut |c| out.push(c));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].end, EndReason::Idle);
+        assert_eq!(out[0].conn_state(), ConnState::S1);
+    }
+
+    fn arb_seg() -> impl Strategy<Value = Segment<'static>> {
+        (0i64..5000, any::<bool>(), 0u8..64, 0u32..2000, 0u32..2000, 0u32..100, 0u16..3).prop_map(
+            |(t, from_c, flags, seq, ack, len, w)| {
+                let mut s = seg(t, if from_c { C } else { S }, flags, seq, ack, len);
+                s.window = if w == 0 { Some(0) } else { Some(512) };
+                s
+            },
+        )
+    }
+
+    proptest! {
+        /// Any sequence of segments: no panic, and every packet lands in exactly one record.
+        #[test]
+        fn arbitrary_segments_are_all_accounted(mut segs in proptest::collection::vec(arb_seg(), 0..60)) {
+            segs.sort_by_key(|s| s.ts);
+            let v = run(&segs);
+            let pkts: u64 = v.iter().map(|c| u64::from(c.orig.pkts + c.resp.pkts)).sum();
+            prop_assert_eq!(pkts, segs.len() as u64);
+            for c in &v {
+                let _ = c.conn_state();
+                prop_assert!(c.history.as_str().is_ascii());
+            }
+        }
+
+        /// Duplicated packets (retransmissions, capture duplicates) never change how a clean
+        /// exchange ended, and every copy is counted.
+        #[test]
+        fn duplicates_keep_sf(dups in proptest::collection::vec(1usize..10, 0..6)) {
+            let base = clean_exchange();
+            let mut segs = base.clone();
+            for &i in dups.iter().rev() {
+                let d = base[i];
+                let pos = segs.iter().position(|s| s.ts == d.ts && s.seq == d.seq && s.flags == d.flags).unwrap();
+                segs.insert(pos + 1, d);
+            }
+            let v = run(&segs);
+            prop_assert_eq!(v.len(), 1);
+            prop_assert_eq!(v[0].conn_state(), ConnState::SF);
+            prop_assert_eq!(u64::from(v[0].orig.pkts + v[0].resp.pkts), segs.len() as u64);
+        }
+
+        /// Reordering the established phase (data and ACKs arriving out of order) keeps SF and the
+        /// byte counts.
+        #[test]
+        fn reordered_middle_keeps_sf(perm in Just((3usize..7).collect::<Vec<_>>()).prop_shuffle()) {
+            let base = clean_exchange();
+            let mut segs: Vec<_> = base[..3].to_vec();
+            segs.extend(perm.iter().map(|&i| base[i]));
+            segs.extend_from_slice(&base[7..]);
+            let v = run(&segs);
+            prop_assert_eq!(v.len(), 1);
+            prop_assert_eq!(v[0].conn_state(), ConnState::SF);
+            prop_assert_eq!((v[0].orig_bytes(), v[0].resp_bytes()), (20, 40));
+        }
     }
 }

@@ -71,3 +71,21 @@ pub fn run(
         }
     }
 }
+
+/// Reads whole capture files and returns every connection (in finish order), the decode counters
+/// and any read errors. Convenient for tests and small files; large runs stream through [`run`].
+pub fn read_flows(
+    paths: &[std::path::PathBuf],
+    filter: Option<&str>,
+    cfg: crate::flow::FlowConfig,
+) -> Result<(Vec<Conn>, DecodeStats, Vec<SourceError>), SourceError> {
+    let mut src = crate::source::open_files(paths, filter)?;
+    let mut table = FlowTable::new(cfg);
+    let mut stats = DecodeStats::default();
+    let mut errors = Vec::new();
+    let mut conns = Vec::new();
+    let mut sink = |c: Conn| conns.push(c);
+    run(src.as_mut(), &mut table, &mut stats, &mut errors, &mut sink, |_| true);
+    table.finish(&mut sink);
+    Ok((conns, stats, errors))
+}

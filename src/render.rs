@@ -200,7 +200,7 @@ pub fn flow_summary(w: &mut dyn Write, s: &FlowSummary, d: &DecodeStats, files: 
         for (n, (ip, port), v) in resp.iter().take(10) {
             let mut states: Vec<(u64, ConnState)> =
                 ConnState::ALL.iter().filter(|s| v[**s as usize] > 0).map(|s| (v[*s as usize], *s)).collect();
-            states.sort_by(|a, b| b.0.cmp(&a.0));
+            states.sort_by_key(|s| std::cmp::Reverse(s.0));
             let states = states.iter().map(|(n, s)| format!("{} {}", s.as_str(), n)).collect::<Vec<_>>().join(", ");
             t.add_row(vec![
                 Cell::new(endpoint(*ip, *port)),

@@ -155,6 +155,8 @@ impl PacketSource for FileSource {
             Ok(p) => {
                 self.frames += 1;
                 self.bytes += 16 + u64::from(p.header.caplen);
+                // time_t and suseconds_t are not i64 everywhere.
+                #[allow(clippy::unnecessary_cast)]
                 let ts = (p.header.ts.tv_sec as i64)
                     .saturating_mul(1_000_000_000)
                     .saturating_add(p.header.ts.tv_usec as i64);

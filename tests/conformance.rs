@@ -1,0 +1,86 @@
+//! The flow engine against Zeek's own conn.log answers for real traces (../shared/conformance/zeek).
+//! Every connection must agree on conn_state, history and packet counts: that is the level reached,
+//! and this test keeps it there.
+
+use hcleak::flow::FlowConfig;
+use hcleak::pipeline::read_flows;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// orig_h, orig_p, resp_h, resp_p
+type Tuple = (String, u16, String, u16);
+/// conn_state, history, orig_pkts, resp_pkts
+type Row = (String, String, u32, u32);
+
+fn corpus() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/zeek");
+    p.is_dir().then_some(p)
+}
+
+#[test]
+fn agrees_with_zeek_on_every_connection() {
+    let Some(dir) = corpus() else {
+        eprintln!("SKIPPED: Zeek conformance corpus not found at ../shared/conformance/zeek");
+        return;
+    };
+    let mut expected_files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".expected.tsv"))
+        .collect();
+    expected_files.sort();
+    assert!(expected_files.len() >= 10, "corpus looks incomplete: {expected_files:?}");
+
+    let (mut total, mut state_ok, mut hist_ok, mut pkts_ok) = (0, 0, 0, 0);
+    let mut disagreements = Vec::new();
+    for exp in &expected_files {
+        let name = exp.file_name().unwrap().to_string_lossy().trim_end_matches(".expected.tsv").to_string();
+        let trace = ["pcap", "pcapng"]
+            .iter()
+            .map(|e| dir.join(format!("{name}.{e}")))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("no trace for {name}"));
+        let (conns, _, errors) = read_flows(&[trace], None, FlowConfig::default()).unwrap();
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+        let mut ours: HashMap<Tuple, Vec<Row>> = HashMap::new();
+        for c in &conns {
+            ours.entry((c.orig_h.to_string(), c.orig_p, c.resp_h.to_string(), c.resp_p)).or_default().push((
+                c.conn_state().as_str().to_string(),
+                c.history.as_str().to_string(),
+                c.orig.pkts,
+                c.resp.pkts,
+            ));
+        }
+        for line in std::fs::read_to_string(exp).unwrap().lines().skip(1) {
+            let f: Vec<&str> = line.split('\t').collect();
+            let key = (f[1].to_string(), f[2].parse().unwrap(), f[3].to_string(), f[4].parse().unwrap());
+            let want = (f[5].to_string(), f[6].to_string(), f[7].parse::<u32>().unwrap(), f[8].parse::<u32>().unwrap());
+            total += 1;
+            let cands = ours.entry(key.clone()).or_default();
+            // Several connections may share a 5-tuple: take the closest one.
+            let best = (0..cands.len()).max_by_key(|&i| {
+                let c = &cands[i];
+                (c.0 == want.0) as u8 + (c.1 == want.1) as u8 + ((c.2, c.3) == (want.2, want.3)) as u8
+            });
+            let Some(i) = best else {
+                disagreements.push(format!("{name}: missing {key:?} {want:?}"));
+                continue;
+            };
+            let got = cands.remove(i);
+            state_ok += (got.0 == want.0) as usize;
+            hist_ok += (got.1 == want.1) as usize;
+            pkts_ok += ((got.2, got.3) == (want.2, want.3)) as usize;
+            if got != want {
+                disagreements.push(format!("{name}: {key:?} want {want:?} got {got:?}"));
+            }
+        }
+        for (k, left) in ours {
+            for l in left {
+                disagreements.push(format!("{name}: extra connection {k:?} {l:?}"));
+            }
+        }
+    }
+    eprintln!("zeek conformance: {total} connections, conn_state {state_ok}, history {hist_ok}, packets {pkts_ok}");
+    assert!(total >= 50, "expected the whole corpus, saw {total} connections");
+    assert!(disagreements.is_empty(), "disagreements with Zeek:\n{}", disagreements.join("\n"));
+}
