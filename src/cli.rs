@@ -44,6 +44,16 @@ pub struct AnalyzeArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = FormatArg::Table)]
     pub format: FormatArg,
+    /// Host samples of the backends' socket counts (CSV: ts,backend,sockets[,hidden,…]), as written
+    /// by `hcleak sample` on the backend host.
+    #[arg(long, value_name = "FILE")]
+    pub sockets: Option<PathBuf>,
+    /// The backends' socket (or open-file) limit, for the time to exhaustion.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Servers with fewer connections than this are left out of the report.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub min_conns: u64,
     /// Most connections tracked at once; the least recently active are finished early beyond it.
     #[arg(long, default_value_t = 1 << 20, value_name = "N")]
     pub max_flows: usize,
@@ -56,6 +66,9 @@ pub struct AnalyzeConfig {
     pub filter: Option<String>,
     pub flows: bool,
     pub format: Format,
+    pub sockets: Option<PathBuf>,
+    pub limit: Option<u64>,
+    pub min_conns: u64,
     pub max_flows: usize,
 }
 
@@ -91,6 +104,12 @@ impl AnalyzeArgs {
         if self.max_flows == 0 {
             return Err("--max-flows must be at least 1".into());
         }
+        if self.limit == Some(0) {
+            return Err("--limit must be at least 1".into());
+        }
+        if self.flows && self.sockets.is_some() {
+            return Err("--sockets feeds the diagnosis; it has no effect with --flows".into());
+        }
         Ok(AnalyzeConfig {
             files,
             filter,
@@ -100,6 +119,9 @@ impl AnalyzeArgs {
                 FormatArg::Tsv => Format::Tsv,
                 FormatArg::Json => Format::Json,
             },
+            sockets: self.sockets.clone(),
+            limit: self.limit,
+            min_conns: self.min_conns,
             max_flows: self.max_flows,
         })
     }

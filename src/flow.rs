@@ -300,6 +300,17 @@ pub struct Facts {
     pub resp_acked_orig_fin: Option<Ts>,
     /// Originator payload sent after the responder last sent data (a request still waiting).
     pub orig_data_after_resp: bool,
+    /// User-Agent of the first request: none seen, a known health checker, or anything else.
+    pub agent: Agent,
+}
+
+/// What the first request said about its sender.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Agent {
+    #[default]
+    None,
+    Probe,
+    Other,
 }
 
 /// One TCP connection, live in the table or finished.
@@ -917,6 +928,12 @@ impl Conn {
                     let n = seg.payload.len().min(REQ_CAP);
                     self.req[..n].copy_from_slice(&seg.payload[..n]);
                     self.req_len = n as u8;
+                    // Once per connection: the header may lie beyond the bytes kept.
+                    f.agent = match crate::http::user_agent(seg.payload) {
+                        None => Agent::None,
+                        Some(ua) if crate::http::is_probe_agent(ua) => Agent::Probe,
+                        Some(_) => Agent::Other,
+                    };
                 }
                 f.orig_data_after_resp = true;
             }

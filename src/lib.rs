@@ -5,9 +5,15 @@
 //! reads host socket samples. The binary in `main.rs` only parses arguments and wires stages.
 #![forbid(unsafe_code)]
 
+pub mod backend;
+pub mod classify;
 pub mod cli;
 pub mod decode;
 pub mod flow;
+pub mod http;
 pub mod pipeline;
 pub mod render;
+pub mod sockets;
 pub mod source;
+pub mod stats;
+pub mod verdict;

@@ -2,11 +2,15 @@
 //! (0 no leak, 1 suspicious, 2 leak, 3 could not decide or error) in one place.
 
 use clap::Parser;
+use hcleak::backend::Backends;
+use hcleak::classify;
 use hcleak::cli::{AnalyzeConfig, Cli, Cmd};
-use hcleak::flow::{FlowConfig, FlowTable};
+use hcleak::flow::{Conn, FlowConfig, FlowTable};
 use hcleak::pipeline::{self, DecodeStats};
 use hcleak::render::{self, Format};
+use hcleak::sockets;
 use hcleak::source;
+use hcleak::verdict::{self, Verdict};
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -14,9 +18,7 @@ use std::process::ExitCode;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Exit {
     Ok = 0,
-    #[allow(dead_code)]
     Suspicious = 1,
-    #[allow(dead_code)]
     Leak = 2,
     Unknown = 3,
 }
@@ -76,6 +78,11 @@ impl From<io::Error> for Failure {
 }
 
 fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
+    // Read the samples first: a bad samples file should fail before minutes of packet reading.
+    let host = match &cfg.sockets {
+        Some(p) => Some(sockets::read_csv(p).map_err(|e| Failure::Usage(e.to_string()))?),
+        None => None,
+    };
     let mut src = source::open_files(&cfg.files, cfg.filter.as_deref()).map_err(Failure::Source)?;
     let mut table = FlowTable::new(FlowConfig { max_flows: cfg.max_flows, ..FlowConfig::default() });
     let mut stats = DecodeStats::default();
@@ -83,21 +90,26 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut summary = render::FlowSummary::default();
+    let mut backends = Backends::new();
     let mut write_err: Option<io::Error> = None;
 
     if cfg.flows && cfg.format == Format::Tsv {
         render::flow_tsv_header(&mut out)?;
     }
     {
-        let mut sink = |c: hcleak::flow::Conn| {
+        let mut sink = |c: Conn| {
             if write_err.is_some() {
                 return;
             }
             let r = match (cfg.flows, cfg.format) {
-                (true, Format::Tsv) => render::flow_tsv(&mut out, &c, ""),
-                (true, Format::Json) => render::flow_json(&mut out, &c, ""),
-                _ => {
+                (true, Format::Tsv) => render::flow_tsv(&mut out, &c, classify::flow_label(&c)),
+                (true, Format::Json) => render::flow_json(&mut out, &c, classify::flow_label(&c)),
+                (true, Format::Table) => {
                     summary.add(&c);
+                    Ok(())
+                }
+                (false, _) => {
+                    backends.add(&c);
                     Ok(())
                 }
             };
@@ -111,12 +123,29 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     if let Some(e) = write_err {
         return Err(e.into());
     }
-    if !(cfg.flows && cfg.format != Format::Table) {
-        render::flow_summary(&mut out, &summary, &stats, cfg.files.len())?;
+    let mut code = Exit::Ok;
+    if cfg.flows {
+        if cfg.format == Format::Table {
+            render::flow_summary(&mut out, &summary, &stats, cfg.files.len())?;
+        }
+    } else {
+        let opts = verdict::Options { limit: cfg.limit, min_conns: cfg.min_conns };
+        let report = verdict::judge(&backends, host.as_ref(), &opts);
+        match cfg.format {
+            Format::Json => render::report_json(&mut out, &report, &stats)?,
+            _ => render::report_table(&mut out, &report, &stats)?,
+        }
+        code = match report.verdict {
+            Verdict::Ok => Exit::Ok,
+            Verdict::Suspicious => Exit::Suspicious,
+            Verdict::Leak => Exit::Leak,
+            Verdict::Unknown => Exit::Unknown,
+        };
     }
     out.flush()?;
     for e in &errors {
         eprintln!("hcleak: {e}");
     }
-    Ok(if errors.is_empty() { Exit::Ok } else { Exit::Unknown })
+    // A damaged input means the verdict may be missing what came after the damage.
+    Ok(if errors.is_empty() { code } else { Exit::Unknown })
 }

@@ -235,3 +235,251 @@ pub fn skipped_table(w: &mut dyn Write, d: &DecodeStats) -> io::Result<()> {
     }
     writeln!(w, "{t}")
 }
+
+/// Eight-level block sparkline, scaled to the series' own range.
+pub fn sparkline(v: &[f64]) -> String {
+    const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    v.iter()
+        .map(|&x| {
+            if hi - lo < 1e-9 {
+                BLOCKS[0]
+            } else {
+                BLOCKS[(((x - lo) / (hi - lo)) * 7.0).round().clamp(0.0, 7.0) as usize]
+            }
+        })
+        .collect()
+}
+
+fn fmt_rate(per_s: f64) -> String {
+    if per_s >= 1.0 {
+        format!("{per_s:.1}/s")
+    } else if per_s * 60.0 >= 1.0 {
+        format!("{:.1}/min", per_s * 60.0)
+    } else {
+        format!("{:.1}/h", per_s * 3600.0)
+    }
+}
+
+fn fmt_interval(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.0} ms", s * 1000.0)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+/// "127.0.0.2 checks every 200 ms (±3 ms) with GET /health → 200".
+pub fn prober_line(p: &crate::verdict::Prober) -> String {
+    let mut s = format!("{} ", p.src);
+    match (p.interval_s, p.jitter_s) {
+        (Some(i), Some(j)) => s.push_str(&format!("every {} (±{})", fmt_interval(i), fmt_interval(j))),
+        _ => s.push_str(&format!("{} time{}", p.count, if p.count == 1 { "" } else { "s" })),
+    }
+    s.push_str(&format!(", {}", p.kind.name()));
+    if let Some(r) = &p.request {
+        s.push_str(&format!(" {r}"));
+    }
+    if let Some((code, _)) = p.statuses.first() {
+        s.push_str(&format!(" → {code}"));
+    }
+    if let Some(t) = p.response_time_s {
+        s.push_str(&format!(" in {}", fmt_interval(t)));
+    }
+    s
+}
+
+/// The one-line answer on-call reads first.
+pub fn headline(r: &crate::verdict::Report) -> String {
+    use crate::verdict::{human_duration, Verdict};
+    let worst = r.backends.first();
+    match (r.verdict, worst) {
+        (_, None) => "UNKNOWN — no TCP connections to judge".into(),
+        (Verdict::Leak | Verdict::Suspicious, Some(b)) => {
+            let tag = if r.verdict == Verdict::Leak { "LEAK" } else { "SUSPICIOUS" };
+            let mut s = format!("{tag} — {}", b.name());
+            if let Some(d) = &b.driver {
+                s.push_str(&format!(
+                    " keeps {:.2} socket per {} (95% CI {:.2}–{:.2}), {} of them",
+                    d.per_event,
+                    d.kind.name(),
+                    d.ci95.0,
+                    d.ci95.1,
+                    fmt_rate(d.rate_per_s)
+                ));
+                if let Some(now) = b.sockets_now {
+                    s.push_str(&format!("; {now:.0} sockets now ({})", b.sockets_source.name()));
+                }
+                match (b.limit, b.exhaustion_eta_s) {
+                    (Some(l), Some(e)) => s.push_str(&format!("; limit {l} reached in {}", human_duration(e))),
+                    _ => s.push_str("; no limit known (--limit N)"),
+                }
+            } else if let Some(st) = &b.stopped {
+                s.push_str(&format!(" stopped answering after {} probes (accept queue full)", st.probes_before));
+            } else if let Some(e) = b.evidence.first() {
+                s.push_str(&format!(": {e}"));
+            }
+            let others = r.backends.iter().skip(1).filter(|o| o.verdict >= Verdict::Suspicious).count();
+            if others > 0 {
+                s.push_str(&format!(" (+{others} more)"));
+            }
+            s
+        }
+        (Verdict::Unknown, Some(_)) => {
+            let n = r.backends.iter().filter(|b| b.verdict == Verdict::Unknown).count();
+            format!(
+                "UNKNOWN — {n} backend{} cannot be judged from packets alone (see below)",
+                if n == 1 { "" } else { "s" }
+            )
+        }
+        (Verdict::Ok, Some(_)) => format!("OK — no backend's sockets grow with probes ({} backends)", r.backends.len()),
+    }
+}
+
+/// The default diagnosis view: verdict line, one row per backend worst first, then evidence.
+pub fn report_table(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStats) -> io::Result<()> {
+    use crate::verdict::human_duration;
+    writeln!(w, "{}", headline(r))?;
+    let span = match (d.first_ts, d.last_ts) {
+        (Some(a), Some(b)) => format!("{:.1} s", (b - a) as f64 / 1e9),
+        _ => "no packets".into(),
+    };
+    writeln!(w, "{} packets ({} TCP) over {span}", d.frames, d.tcp)?;
+    let mut t = table();
+    t.set_header(vec![
+        "backend",
+        "verdict",
+        "probes",
+        "probers",
+        "sockets",
+        "kept per driver",
+        "exhausted in",
+        "sockets / probes",
+    ]);
+    for b in &r.backends {
+        let kinds = b.probe_kinds().map(|(k, n)| format!("{n} {}", k.name())).collect::<Vec<_>>().join("\n");
+        let probers = b.probers.iter().take(3).map(prober_line).collect::<Vec<_>>().join("\n");
+        let sockets = match (b.sockets_start, b.sockets_now) {
+            (Some(a), Some(n)) => format!("{a:.0} → {n:.0} ({})", b.sockets_source.name()),
+            (None, Some(n)) => format!("{n:.0} ({})", b.sockets_source.name()),
+            _ => "-".into(),
+        };
+        let per = b.driver.map(|d| format!("{:.2} / {}", d.per_event, d.kind.name())).unwrap_or_else(|| "-".into());
+        let eta = b.exhaustion_eta_s.map(human_duration).unwrap_or_else(|| "-".into());
+        let spark = if b.spark_sockets.is_empty() {
+            String::new()
+        } else {
+            format!("{}\n{}", sparkline(&b.spark_sockets), sparkline(&b.spark_probes))
+        };
+        t.add_row(vec![
+            Cell::new(b.name()),
+            Cell::new(b.verdict.name().to_uppercase()),
+            Cell::new(if kinds.is_empty() { "0".into() } else { kinds }),
+            Cell::new(probers),
+            Cell::new(sockets),
+            Cell::new(per),
+            Cell::new(eta),
+            Cell::new(spark),
+        ]);
+    }
+    writeln!(w, "{t}")?;
+    for b in &r.backends {
+        if b.evidence.is_empty() && b.remedies.is_empty() {
+            continue;
+        }
+        writeln!(w, "\n{} — {}", b.name(), b.verdict.name())?;
+        for e in &b.evidence {
+            writeln!(w, "  • {e}")?;
+        }
+        for m in &b.remedies {
+            writeln!(w, "  → {m}")?;
+        }
+    }
+    if r.minor_backends > 0 {
+        writeln!(w, "\n({} more servers with too few connections to judge are not listed)", r.minor_backends)?;
+    }
+    skipped_table(w, d)
+}
+
+/// The report as one JSON document.
+pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStats) -> io::Result<()> {
+    use serde_json::{json, Map, Value};
+    let backends: Vec<Value> = r
+        .backends
+        .iter()
+        .map(|b| {
+            let mut probe_kinds = Map::new();
+            let mut traffic = Map::new();
+            for (k, n) in &b.kinds {
+                if k.is_probe() {
+                    probe_kinds.insert(k.name().into(), json!(n));
+                } else {
+                    traffic.insert(k.name().into(), json!(n));
+                }
+            }
+            let probers: Vec<Value> = b
+                .probers
+                .iter()
+                .map(|p| {
+                    json!({
+                        "src": p.src.to_string(),
+                        "kind": p.kind.name(),
+                        "count": p.count,
+                        "rate_per_s": p.rate_per_s,
+                        "interval_s": p.interval_s,
+                        "jitter_s": p.jitter_s,
+                        "request": p.request,
+                        "statuses": p.statuses.iter().map(|(c, n)| (c.to_string(), json!(n))).collect::<Map<_, _>>(),
+                        "response_time_s": p.response_time_s,
+                    })
+                })
+                .collect();
+            json!({
+                "backend": b.name(),
+                "verdict": b.verdict.name(),
+                "connections": b.conns,
+                "probes": b.probes,
+                "probe_kinds": probe_kinds,
+                "traffic": traffic,
+                "driver": b.driver.map(|d| d.kind.name()),
+                "sockets_per_driver": b.driver.map(|d| d.per_event),
+                "sockets_per_driver_ci95": b.driver.map(|d| [d.ci95.0, d.ci95.1]),
+                "driver_rate_per_s": b.driver.map(|d| d.rate_per_s),
+                "driver_spearman": b.driver.map(|d| d.rho),
+                "sockets_source": b.sockets_source.name(),
+                "sockets_start": b.sockets_start,
+                "sockets_now": b.sockets_now,
+                "hidden_now": b.hidden_now,
+                "close_wait_now": b.close_wait_now,
+                "limit": b.limit,
+                "exhaustion_eta_s": b.exhaustion_eta_s,
+                "stopped": b.stopped.map(|s| json!({
+                    "at": s.at as f64 / 1e9,
+                    "probes_before": s.probes_before,
+                    "unanswered_since": s.unanswered_since,
+                })),
+                "probers": probers,
+                "evidence": b.evidence,
+                "remedies": b.remedies,
+            })
+        })
+        .collect();
+    let mut skipped = Map::new();
+    for s in Skip::ALL {
+        skipped.insert(s.name().into(), json!(d.skipped[s as usize]));
+    }
+    let doc = json!({
+        "verdict": r.verdict.name(),
+        "summary": headline(r),
+        "backends": backends,
+        "capture": {
+            "packets": d.frames,
+            "tcp_packets": d.tcp,
+            "first_ts": d.first_ts.map(|t| t as f64 / 1e9),
+            "last_ts": d.last_ts.map(|t| t as f64 / 1e9),
+            "skipped": skipped,
+        },
+    });
+    serde_json::to_writer_pretty(&mut *w, &doc).map_err(io::Error::other)?;
+    writeln!(w)
+}

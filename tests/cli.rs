@@ -62,10 +62,10 @@ fn truncated_capture_reports_what_was_read_and_exits_3() {
     let rows = stdout(&o).lines().count();
     assert!(rows > 5, "connections before the damage must still be printed, got {rows} lines");
 
-    let o = hcleak(&["analyze", "fixtures/truncated.pcap"]);
+    let o = hcleak(&["analyze", "fixtures/truncated.pcap", "--min-conns", "1"]);
     assert_eq!(o.status.code(), Some(3));
     one_line_no_panic(&o);
-    assert!(stdout(&o).contains("TCP connections"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("12 packets (12 TCP)") && stdout(&o).contains("127.0.0.1:18081"), "{}", stdout(&o));
 }
 
 #[test]
@@ -134,4 +134,77 @@ fn closed_pipe_ends_quietly() {
     let o = child.wait_with_output().unwrap();
     assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
     assert!(o.status.code().is_some(), "killed by a signal");
+}
+
+#[test]
+fn diagnosis_exit_codes_follow_the_verdict() {
+    let leak = hcleak(&[
+        "analyze",
+        "fixtures/diag/reset-leak.pcap",
+        "--sockets",
+        "fixtures/diag/reset-leak.sockets.csv",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(leak.status.code(), Some(2), "{}", stderr(&leak));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&leak)).unwrap();
+    assert_eq!(v["verdict"], "leak");
+    let b = &v["backends"][0];
+    assert_eq!(b["backend"], "127.0.0.1:18101");
+    for key in [
+        "verdict",
+        "probes",
+        "probe_kinds",
+        "driver",
+        "sockets_per_driver",
+        "sockets_source",
+        "exhaustion_eta_s",
+        "probers",
+        "evidence",
+    ] {
+        assert!(b.get(key).is_some(), "missing {key} in {b}");
+    }
+    assert_eq!(b["driver"], "handshake_rst");
+    assert_eq!(b["sockets_source"], "host");
+    assert_eq!(b["probe_kinds"]["handshake_rst"], 77);
+    assert!(b["evidence"].as_array().unwrap().iter().all(|e| e.is_string()));
+    assert_eq!(v["backends"][1]["verdict"], "ok");
+    assert!(v["backends"][1]["driver"].is_null() && v["backends"][1]["sockets_per_driver"].is_null());
+
+    assert_eq!(hcleak(&["analyze", "fixtures/diag/plain-check.pcap"]).status.code(), Some(0));
+    // Resets after accept without host samples: cannot be judged from packets.
+    let unknown = hcleak(&["analyze", "fixtures/diag/reset-leak.pcap"]);
+    assert_eq!(unknown.status.code(), Some(3));
+    assert!(stdout(&unknown).starts_with("UNKNOWN"), "{}", stdout(&unknown));
+}
+
+#[test]
+fn table_leads_with_the_verdict_line() {
+    let o = hcleak(&[
+        "analyze",
+        "fixtures/diag/close-wait.pcap",
+        "--sockets",
+        "fixtures/diag/close-wait.sockets.csv",
+        "--limit",
+        "1024",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let out = stdout(&o);
+    let first = out.lines().next().unwrap();
+    assert!(first.starts_with("LEAK — 127.0.0.1:18141 keeps 1.00 socket per connect_fin"), "{first}");
+    assert!(first.contains("limit 1024 reached in"), "{first}");
+    assert!(out.contains("close the socket on EOF"), "{out}");
+}
+
+#[test]
+fn bad_samples_file_is_one_line_exit_3() {
+    let bad = tmp("bad-samples.csv");
+    std::fs::write(&bad, "ts,backend,sockets\n1795647736.3,127.0.0.1:18101,many\n").unwrap();
+    let o = hcleak(&["analyze", "fixtures/diag/reset-leak.pcap", "--sockets", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    let e = one_line_no_panic(&o);
+    assert!(e.contains("bad-samples.csv:2") && e.contains("bad sockets count 'many'"), "{e}");
+    let o = hcleak(&["analyze", "fixtures/diag/reset-leak.pcap", "--sockets", "no-such.csv"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line_no_panic(&o).contains("no-such.csv: no such file"));
 }

@@ -1,0 +1,389 @@
+//! Backend aggregates: per server address:port, what reached it over time — connections grouped by
+//! source and request, each group's events and the sockets its connections visibly hold, bucketed
+//! by packet time. Memory does not grow with the number of connections: buckets coarsen as time
+//! passes, groups and backends are capped, and only a bounded ring of recent start times is kept
+//! per group for rhythm estimates.
+
+use crate::classify::{self, Ending, GroupVotes, Kind, Shape};
+use crate::decode::Ts;
+use crate::flow::{Agent, Conn};
+use crate::http;
+use rustc_hash::FxHashMap;
+use std::net::IpAddr;
+
+/// Most buckets per series before they are merged pairwise.
+pub const MAX_BUCKETS: usize = 2048;
+const START_WIDTH: Ts = 50_000_000;
+const MAX_GROUPS: usize = 64;
+const MAX_BACKENDS: usize = 4096;
+const RING: usize = 512;
+
+/// Counts per time bucket; all series of one [`Backends`] share origin and width.
+#[derive(Clone, Debug, Default)]
+pub struct Series(pub Vec<i32>);
+
+impl Series {
+    fn add(&mut self, idx: usize, v: i32) {
+        if self.0.len() <= idx {
+            self.0.resize(idx + 1, 0);
+        }
+        self.0[idx] += v;
+    }
+    fn coarsen(&mut self) {
+        let n = self.0.len().div_ceil(2);
+        for i in 0..n {
+            let a = self.0[2 * i];
+            let b = self.0.get(2 * i + 1).copied().unwrap_or(0);
+            self.0[i] = a + b;
+        }
+        self.0.truncate(n);
+    }
+    fn shift(&mut self, k: usize) {
+        if !self.0.is_empty() {
+            self.0.splice(0..0, std::iter::repeat_n(0, k));
+        }
+    }
+    /// Running sum up to and including each bucket, over `n` buckets.
+    pub fn cumulative(&self, n: usize) -> Vec<i64> {
+        let mut acc = 0i64;
+        (0..n)
+            .map(|i| {
+                acc += i64::from(self.0.get(i).copied().unwrap_or(0));
+                acc
+            })
+            .collect()
+    }
+    pub fn total(&self) -> i64 {
+        self.0.iter().map(|&v| i64::from(v)).sum()
+    }
+    pub fn add_from(&mut self, other: &Series) {
+        for (i, v) in other.0.iter().enumerate() {
+            self.add(i, *v);
+        }
+    }
+}
+
+/// A bounded ring of timestamps (the most recent `RING`).
+#[derive(Clone, Debug, Default)]
+pub struct Ring {
+    buf: Vec<Ts>,
+    next: usize,
+}
+
+impl Ring {
+    fn push(&mut self, t: Ts) {
+        if self.buf.len() < RING {
+            self.buf.push(t);
+        } else {
+            self.buf[self.next] = t;
+            self.next = (self.next + 1) % RING;
+        }
+    }
+    pub fn sorted(&self) -> Vec<Ts> {
+        let mut v = self.buf.clone();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// Connections to one backend from one source with one shape and request.
+#[derive(Clone, Debug)]
+pub struct Group {
+    pub src: IpAddr,
+    pub shape: Shape,
+    pub signature: u64,
+    /// `GET /health`, for HTTP groups.
+    pub request: Option<String>,
+    pub votes: GroupVotes,
+    pub endings: [u64; Ending::ALL.len()],
+    /// Arrivals, by ending.
+    pub events: [Series; Ending::ALL.len()],
+    /// Sockets this group's connections visibly hold on the server (+1 established, −1 released),
+    /// by ending.
+    pub held: [Series; Ending::ALL.len()],
+    pub held_now: [u64; Ending::ALL.len()],
+    /// Held because the client closed, the server ACKed the FIN and never closed (CLOSE_WAIT).
+    pub close_wait_now: [u64; Ending::ALL.len()],
+    pub starts: Ring,
+    pub statuses: Vec<(u16, u64)>,
+    pub response_time_sum_s: f64,
+    pub response_time_n: u64,
+    pub first: Ts,
+    pub last: Ts,
+}
+
+impl Group {
+    pub fn count(&self) -> u64 {
+        self.votes.count
+    }
+    /// The ending most of the group's connections had.
+    pub fn main_ending(&self) -> Ending {
+        let i = (0..Ending::ALL.len()).max_by_key(|&i| (self.endings[i], std::cmp::Reverse(i))).unwrap_or(0);
+        Ending::ALL[i]
+    }
+}
+
+/// Everything seen about one server address:port.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub groups: Vec<Group>,
+    pub conns: u64,
+    pub first: Ts,
+    pub last: Ts,
+    /// Start of the latest connection the server answered (SYN-ACK, and a response if asked).
+    pub last_answered: Option<Ts>,
+    /// Starts of connections nobody answered (SYNs dropped, requests without a response byte).
+    pub failed: Ring,
+    pub refused: Ring,
+    /// Connections whose SYN-ACK was retransmitted (the client's ACK got lost or dropped).
+    pub synack_retransmits: u64,
+}
+
+impl Backend {
+    fn new(ip: IpAddr, port: u16, t: Ts) -> Self {
+        Backend {
+            ip,
+            port,
+            groups: Vec::new(),
+            conns: 0,
+            first: t,
+            last: t,
+            last_answered: None,
+            failed: Ring::default(),
+            refused: Ring::default(),
+            synack_retransmits: 0,
+        }
+    }
+}
+
+/// The time axis shared by all series.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeline {
+    pub origin: Ts,
+    pub width: Ts,
+    pub buckets: usize,
+}
+
+impl Timeline {
+    /// Start time of bucket `i`'s end (the instant a cumulative value at `i` is valid for).
+    pub fn end_of(&self, i: usize) -> Ts {
+        self.origin + (i as Ts + 1) * self.width
+    }
+    /// Bucket of a time; `None` before the origin.
+    pub fn index(&self, t: Ts) -> Option<usize> {
+        (t >= self.origin).then(|| ((t - self.origin) / self.width) as usize)
+    }
+}
+
+/// All backends. Feed it finished connections with [`Backends::add`].
+#[derive(Debug)]
+pub struct Backends {
+    pub timeline: Option<Timeline>,
+    pub map: FxHashMap<(IpAddr, u16), Backend>,
+    /// Connections to backends beyond the cap, not aggregated.
+    pub overflow: u64,
+}
+
+impl Default for Backends {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// When a connection counts as arriving: its first packet. A server that never closes a socket
+/// holds it from accept() on, so its socket count steps up with arrivals, not with closes.
+pub fn event_ts(c: &Conn) -> Ts {
+    c.first_ts
+}
+
+/// The interval during which the server's kernel visibly held a socket for this connection:
+/// from the handshake to the first reset or the server's own FIN. `None` end means still held.
+/// A client FIN alone does not release it (that is CLOSE_WAIT until the server closes).
+pub fn held_span(c: &Conn) -> Option<(Ts, Option<Ts>)> {
+    let f = &c.facts;
+    let established = match (f.synack, f.handshake_ack, f.orig_data) {
+        // A reset answering the SYN-ACK leaves a half-open socket the kernel drops itself.
+        (Some(_), None, None) if f.orig_rst.is_some() => return None,
+        (Some(t), _, _) => t,
+        (None, _, _) if f.syn.is_none() => c.first_ts,
+        _ => return None,
+    };
+    let release = [f.orig_rst, f.resp_rst, f.resp_fin].into_iter().flatten().min();
+    Some((established, release))
+}
+
+impl Backends {
+    pub fn new() -> Self {
+        Backends { timeline: None, map: FxHashMap::default(), overflow: 0 }
+    }
+
+    fn all_series_mut(&mut self) -> impl Iterator<Item = &mut Series> {
+        self.map
+            .values_mut()
+            .flat_map(|b| b.groups.iter_mut())
+            .flat_map(|g| g.events.iter_mut().chain(g.held.iter_mut()))
+    }
+
+    /// Grows the timeline backwards or coarsens it so that `t` has a bucket.
+    fn cover(&mut self, t: Ts) {
+        let tl = *self.timeline.get_or_insert(Timeline { origin: t, width: START_WIDTH, buckets: 1 });
+        let mut tl = tl;
+        if t < tl.origin {
+            // Shift everything right by whole chunks so early arrivals stay exact.
+            let need = ((tl.origin - t) / tl.width + 1) as usize;
+            let k = need.div_ceil(64) * 64;
+            for s in self.all_series_mut() {
+                s.shift(k);
+            }
+            tl.origin -= k as Ts * tl.width;
+            tl.buckets += k;
+        }
+        let mut idx = ((t - tl.origin) / tl.width) as usize;
+        while idx >= MAX_BUCKETS {
+            for s in self.all_series_mut() {
+                s.coarsen();
+            }
+            tl.width *= 2;
+            tl.buckets = tl.buckets.div_ceil(2);
+            idx = ((t - tl.origin) / tl.width) as usize;
+        }
+        tl.buckets = tl.buckets.max(idx + 1);
+        self.timeline = Some(tl);
+    }
+
+    /// Aggregates one finished connection.
+    pub fn add(&mut self, c: &Conn) {
+        let key = (c.resp_h, c.resp_p);
+        if !self.map.contains_key(&key) && self.map.len() >= MAX_BACKENDS {
+            self.overflow += 1;
+            return;
+        }
+        let tr = classify::traits(c);
+        let ev_t = event_ts(c);
+        let span_t = held_span(c);
+        // Make the timeline cover the earliest and latest instants first; then index them all.
+        let times = [Some(ev_t), span_t.map(|s| s.0), span_t.and_then(|s| s.1), Some(c.first_ts)];
+        let lo = times.iter().flatten().min().copied().unwrap_or(ev_t);
+        let hi = times.iter().flatten().max().copied().unwrap_or(ev_t);
+        self.cover(lo);
+        self.cover(hi);
+        let tl = self.timeline.expect("cover() sets the timeline");
+        let at = |t: Ts| tl.index(t).unwrap_or(0);
+        let ev = at(ev_t);
+        let span = span_t.map(|(s, e)| (at(s), e.map(at)));
+
+        let b = self.map.entry(key).or_insert_with(|| Backend::new(c.resp_h, c.resp_p, c.first_ts));
+        b.conns += 1;
+        b.first = b.first.min(c.first_ts);
+        b.last = b.last.max(c.last_ts);
+        let f = &c.facts;
+        if f.synack_count > 1 {
+            b.synack_retransmits += 1;
+        }
+        match (tr.shape, tr.ending) {
+            (Shape::Unanswered, _) => b.failed.push(c.first_ts),
+            (Shape::Refused, _) => b.refused.push(c.first_ts),
+            (_, Ending::Stalled) if f.synack.is_some() => b.failed.push(c.first_ts),
+            _ if f.synack.is_some() => {
+                b.last_answered = Some(b.last_answered.map_or(c.first_ts, |t| t.max(c.first_ts)))
+            }
+            _ => {}
+        }
+
+        let gi =
+            match b.groups.iter().position(|g| g.src == c.orig_h && g.shape == tr.shape && g.signature == tr.signature)
+            {
+                Some(i) => i,
+                None if b.groups.len() < MAX_GROUPS => {
+                    b.groups.push(Group {
+                        src: c.orig_h,
+                        shape: tr.shape,
+                        signature: tr.signature,
+                        request: http::request_line(c.request()).map(|(m, p)| format!("{m} {p}")),
+                        votes: GroupVotes::default(),
+                        endings: [0; Ending::ALL.len()],
+                        events: Default::default(),
+                        held: Default::default(),
+                        held_now: [0; Ending::ALL.len()],
+                        close_wait_now: [0; Ending::ALL.len()],
+                        starts: Ring::default(),
+                        statuses: Vec::new(),
+                        response_time_sum_s: 0.0,
+                        response_time_n: 0,
+                        first: c.first_ts,
+                        last: c.first_ts,
+                    });
+                    b.groups.len() - 1
+                }
+                // Past the cap, fold into the busiest group of the same shape (or the first).
+                None => b.groups.iter().position(|g| g.shape == tr.shape).unwrap_or(0),
+            };
+        let g = &mut b.groups[gi];
+        g.votes.count += 1;
+        g.votes.bare_ack_first += u64::from(tr.bare_ack_first);
+        g.votes.agent_probe += u64::from(tr.agent == Agent::Probe);
+        g.votes.agent_other += u64::from(tr.agent == Agent::Other);
+        let e = Ending::ALL.iter().position(|x| *x == tr.ending).expect("ending listed");
+        g.endings[e] += 1;
+        g.events[e].add(ev, 1);
+        g.starts.push(c.first_ts);
+        g.first = g.first.min(c.first_ts);
+        g.last = g.last.max(c.first_ts);
+        if let Some((s, end)) = span {
+            g.held[e].add(s, 1);
+            match end {
+                Some(x) => g.held[e].add(x, -1),
+                None => {
+                    g.held_now[e] += 1;
+                    if f.resp_acked_orig_fin.is_some() {
+                        g.close_wait_now[e] += 1;
+                    }
+                }
+            }
+        }
+        if let Some(code) = http::status_code(c.response()) {
+            match g.statuses.iter_mut().find(|(s, _)| *s == code) {
+                Some((_, n)) => *n += 1,
+                None => g.statuses.push((code, 1)),
+            }
+        }
+        if let (Some(q), Some(r)) = (f.orig_data, f.resp_data) {
+            g.response_time_sum_s += (r - q) as f64 / 1e9;
+            g.response_time_n += 1;
+        }
+    }
+}
+
+/// A group's settled kind, from its shape, votes and rhythm.
+pub fn group_kind(g: &Group, ending: Ending) -> Kind {
+    classify::decide(g.shape, ending, &g.votes, classify::rhythm(&g.starts.sorted()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_coarsen_keeps_totals() {
+        let mut s = Series(vec![1, 2, 3, 4, 5]);
+        s.coarsen();
+        assert_eq!(s.0, vec![3, 7, 5]);
+        assert_eq!(s.total(), 15);
+        s.shift(2);
+        assert_eq!(s.0, vec![0, 0, 3, 7, 5]);
+        assert_eq!(s.cumulative(6), vec![0, 0, 3, 10, 15, 15]);
+    }
+
+    #[test]
+    fn ring_keeps_the_latest() {
+        let mut r = Ring::default();
+        for t in 0..(RING as Ts + 10) {
+            r.push(t);
+        }
+        let v = r.sorted();
+        assert_eq!(v.len(), RING);
+        assert_eq!(v[0], 10);
+    }
+}

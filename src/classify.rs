@@ -1,0 +1,342 @@
+//! Classify: names what each finished connection was — a health-check probe of some kind, or
+//! ordinary traffic and how it ended — and tells probers apart by their steady rhythm.
+//!
+//! Two steps. [`shape`] looks at one connection's packets only (who sent what, who closed first).
+//! Shapes without a request (half-open RST, handshake then RST, connect then FIN, refused,
+//! unanswered) are probes by themselves: no user opens a connection to say nothing. Shapes that carry
+//! a request (data then RST, HTTP) could be either; [`decide`] settles those per group of
+//! connections — same source, same backend, same request — using what probers share: a steady
+//! interval, no bare ACK before the request (HAProxy's checks), no browser User-Agent.
+
+use crate::flow::{Agent, Conn};
+use crate::http;
+use std::hash::{Hash, Hasher};
+
+/// The connection kinds reported per backend; probe kinds first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// `S h R`: HAProxy's plain `check` on Linux. Never reaches accept() there.
+    HalfOpenRst,
+    /// `S h A R`: handshake completed, nothing sent, reset (tcp-check connect + expect, agent-check).
+    HandshakeRst,
+    /// `S h D R`: a payload (tcp-check send, PROXY header) then a reset.
+    DataRst,
+    /// An HTTP request and its answer (option httpchk, kubelet httpGet, …).
+    HttpCheck,
+    /// `S h A F`: connect then close with FIN (scripts, keepalived-style checks).
+    ConnectFin,
+    /// `S r`: nothing listening.
+    Refused,
+    /// `S` alone: SYNs nobody answered.
+    Unanswered,
+    /// Ordinary traffic, by how it ended.
+    Traffic(Ending),
+}
+
+/// How an ordinary connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ending {
+    /// The client (load balancer) reset it — HAProxy does this to keep-alive server connections.
+    Rst,
+    /// Closed with FINs.
+    Fin,
+    /// The server reset it.
+    ServerRst,
+    /// A request that never got a response byte.
+    Stalled,
+    /// Still open when the capture ended.
+    Open,
+}
+
+impl Ending {
+    pub const ALL: [Ending; 5] = [Ending::Rst, Ending::Fin, Ending::ServerRst, Ending::Stalled, Ending::Open];
+}
+
+impl Kind {
+    pub const PROBES: [Kind; 7] = [
+        Kind::HalfOpenRst,
+        Kind::HandshakeRst,
+        Kind::DataRst,
+        Kind::HttpCheck,
+        Kind::ConnectFin,
+        Kind::Refused,
+        Kind::Unanswered,
+    ];
+
+    pub fn is_probe(self) -> bool {
+        !matches!(self, Kind::Traffic(_))
+    }
+
+    /// Stable names used in JSON, TSV and evidence.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::HalfOpenRst => "halfopen_rst",
+            Kind::HandshakeRst => "handshake_rst",
+            Kind::DataRst => "data_rst",
+            Kind::HttpCheck => "http_check",
+            Kind::ConnectFin => "connect_fin",
+            Kind::Refused => "refused",
+            Kind::Unanswered => "unanswered",
+            Kind::Traffic(Ending::Rst) => "traffic_rst",
+            Kind::Traffic(Ending::Fin) => "traffic_fin",
+            Kind::Traffic(Ending::ServerRst) => "traffic_server_rst",
+            Kind::Traffic(Ending::Stalled) => "traffic_stalled",
+            Kind::Traffic(Ending::Open) => "traffic_open",
+        }
+    }
+
+    /// Words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Kind::HalfOpenRst => "half-open RST probe (SYN, SYN-ACK, RST)",
+            Kind::HandshakeRst => "handshake-then-RST probe",
+            Kind::DataRst => "data-then-RST probe",
+            Kind::HttpCheck => "HTTP check",
+            Kind::ConnectFin => "connect-then-FIN probe",
+            Kind::Refused => "refused probe",
+            Kind::Unanswered => "unanswered probe",
+            Kind::Traffic(Ending::Rst) => "traffic ended by a client RST",
+            Kind::Traffic(Ending::Fin) => "traffic closed with FIN",
+            Kind::Traffic(Ending::ServerRst) => "traffic reset by the server",
+            Kind::Traffic(Ending::Stalled) => "requests that got no response",
+            Kind::Traffic(Ending::Open) => "traffic still open",
+        }
+    }
+}
+
+/// What one connection looks like from its packets alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Shape {
+    HalfOpenRst,
+    HandshakeRst,
+    ConnectFin,
+    Refused,
+    Unanswered,
+    /// Payload then a reset, no answer, not HTTP: a probe if its group says so.
+    DataRst,
+    /// An HTTP request: a check or traffic, by its group.
+    Http,
+    /// Anything else: ordinary traffic.
+    Other,
+}
+
+impl Shape {
+    /// Shapes that are probes whatever their group looks like.
+    pub fn probe_kind(self) -> Option<Kind> {
+        Some(match self {
+            Shape::HalfOpenRst => Kind::HalfOpenRst,
+            Shape::HandshakeRst => Kind::HandshakeRst,
+            Shape::ConnectFin => Kind::ConnectFin,
+            Shape::Refused => Kind::Refused,
+            Shape::Unanswered => Kind::Unanswered,
+            Shape::DataRst | Shape::Http | Shape::Other => return None,
+        })
+    }
+}
+
+/// Per-connection classification input: shape, ending and the traits groups vote with.
+#[derive(Clone, Copy, Debug)]
+pub struct Traits {
+    pub shape: Shape,
+    pub ending: Ending,
+    /// The client sent a bare ACK before its first payload (HAProxy traffic does, its checks don't).
+    pub bare_ack_first: bool,
+    pub agent: Agent,
+    /// Hash of the HTTP method and path (0 when not HTTP), to group identical checks.
+    pub signature: u64,
+}
+
+/// How the connection ended, for ordinary traffic. A FIN from the server means its application
+/// closed the socket, whatever the client did; only a reset the server never answered with its own
+/// close counts as `Rst`.
+pub fn ending(c: &Conn) -> Ending {
+    let f = &c.facts;
+    if f.orig_data.is_some() && f.resp_data.is_none() {
+        Ending::Stalled
+    } else if f.resp_fin.is_some() {
+        Ending::Fin
+    } else if f.orig_rst.is_some() {
+        Ending::Rst
+    } else if f.resp_rst.is_some() {
+        Ending::ServerRst
+    } else if f.orig_fin.is_some() {
+        Ending::Fin
+    } else {
+        Ending::Open
+    }
+}
+
+/// The packet-only view of one connection.
+pub fn shape(c: &Conn) -> Shape {
+    let f = &c.facts;
+    if f.syn.is_none() && f.synack.is_none() {
+        return Shape::Other; // seen mid-stream: its beginning is unknown
+    }
+    if f.synack.is_none() {
+        if f.resp_rst.is_some() && f.orig_data.is_none() {
+            return Shape::Refused;
+        }
+        if c.resp.pkts == 0 || f.orig_data.is_none() {
+            return Shape::Unanswered;
+        }
+        return Shape::Other;
+    }
+    if f.orig_data.is_none() {
+        let orig_close = [f.orig_rst, f.orig_fin].into_iter().flatten().min();
+        // Nothing was asked: a probe, named after how the prober closed — even when the server
+        // closed first (it restarted, or timed the idle connection out).
+        return match orig_close {
+            Some(_) if f.orig_rst.is_some_and(|r| f.orig_fin.is_none_or(|fin| r <= fin)) => {
+                if f.handshake_ack.is_some() {
+                    Shape::HandshakeRst
+                } else {
+                    Shape::HalfOpenRst
+                }
+            }
+            Some(_) => Shape::ConnectFin,
+            None => Shape::Other,
+        };
+    }
+    if http::request_line(c.request()).is_some() {
+        return Shape::Http;
+    }
+    if f.resp_data.is_none() && f.orig_rst.is_some() {
+        return Shape::DataRst;
+    }
+    Shape::Other
+}
+
+/// Everything the grouping needs from one connection.
+pub fn traits(c: &Conn) -> Traits {
+    let shape = shape(c);
+    let signature = match (shape, http::request_line(c.request())) {
+        (Shape::Http, Some((m, p))) => {
+            let mut h = rustc_hash::FxHasher::default();
+            m.hash(&mut h);
+            p.hash(&mut h);
+            h.finish() | 1
+        }
+        _ => 0,
+    };
+    let f = &c.facts;
+    Traits {
+        shape,
+        ending: ending(c),
+        bare_ack_first: f.handshake_ack.is_some() && f.orig_data.is_some(),
+        agent: f.agent,
+        signature,
+    }
+}
+
+/// A per-connection label for `--flows`: the probe kind when the shape alone says so, `http` or
+/// `data_rst` when the group decides (see the report), else `traffic_<ending>`.
+pub fn flow_label(c: &Conn) -> &'static str {
+    let s = shape(c);
+    match s {
+        Shape::DataRst => "data_rst",
+        Shape::Http => "http",
+        Shape::Other => Kind::Traffic(ending(c)).name(),
+        _ => s.probe_kind().map_or("traffic", Kind::name),
+    }
+}
+
+/// Statistics of a group of connections that settle probe-or-traffic for request-carrying shapes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GroupVotes {
+    pub count: u64,
+    pub bare_ack_first: u64,
+    pub agent_probe: u64,
+    pub agent_other: u64,
+}
+
+/// Intervals between a group's connections: median and robust spread (1.4826 × MAD), seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rhythm {
+    pub median_s: f64,
+    pub jitter_s: f64,
+    pub intervals: usize,
+}
+
+impl Rhythm {
+    /// Steady enough to be a prober: enough repeats, spread small against the interval.
+    pub fn is_steady(&self) -> bool {
+        self.intervals >= 4 && self.median_s > 0.0 && self.jitter_s <= 0.25 * self.median_s
+    }
+}
+
+/// The rhythm of sorted start times.
+pub fn rhythm(starts_ns: &[i64]) -> Option<Rhythm> {
+    if starts_ns.len() < 2 {
+        return None;
+    }
+    let mut iv: Vec<f64> = starts_ns.windows(2).map(|w| (w[1] - w[0]) as f64 / 1e9).collect();
+    let med = median(&mut iv);
+    let mut dev: Vec<f64> = iv.iter().map(|x| (x - med).abs()).collect();
+    let mad = median(&mut dev);
+    Some(Rhythm { median_s: med, jitter_s: 1.4826 * mad, intervals: iv.len() })
+}
+
+pub fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Settles the kind of a group of request-carrying connections (same source, backend, request).
+pub fn decide(shape: Shape, ending: Ending, votes: &GroupVotes, rhythm: Option<Rhythm>) -> Kind {
+    if let Some(k) = shape.probe_kind() {
+        return k;
+    }
+    let steady = rhythm.is_some_and(|r| r.is_steady());
+    let mostly = |n: u64| n * 2 > votes.count;
+    let probe = match shape {
+        Shape::Http => {
+            mostly(votes.agent_probe)
+                || (steady && !mostly(votes.agent_other))
+                || (!mostly(votes.bare_ack_first) && !mostly(votes.agent_other) && votes.count >= 3)
+        }
+        Shape::DataRst => steady || (!mostly(votes.bare_ack_first) && votes.count >= 3),
+        _ => false,
+    };
+    match shape {
+        _ if !probe => Kind::Traffic(ending),
+        Shape::Http => Kind::HttpCheck,
+        _ => Kind::DataRst,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rhythm_of_a_steady_prober() {
+        let starts: Vec<i64> = (0..20).map(|i| i * 200_000_000 + (i % 3) * 1_000_000).collect();
+        let r = rhythm(&starts).unwrap();
+        assert!((r.median_s - 0.2).abs() < 0.002, "{r:?}");
+        assert!(r.is_steady());
+        let bursty: Vec<i64> = [0, 10, 20, 900, 905, 2000, 2001, 5000].iter().map(|ms| ms * 1_000_000).collect();
+        assert!(!rhythm(&bursty).unwrap().is_steady());
+    }
+
+    #[test]
+    fn request_groups_are_settled_by_votes() {
+        let haproxy_check = GroupVotes { count: 50, bare_ack_first: 0, agent_probe: 0, agent_other: 0 };
+        let steady = Some(Rhythm { median_s: 0.2, jitter_s: 0.001, intervals: 49 });
+        assert_eq!(decide(Shape::Http, Ending::Fin, &haproxy_check, steady), Kind::HttpCheck);
+        let browsers = GroupVotes { count: 50, bare_ack_first: 50, agent_probe: 0, agent_other: 50 };
+        assert_eq!(decide(Shape::Http, Ending::Rst, &browsers, steady), Kind::Traffic(Ending::Rst));
+        let kubelet = GroupVotes { count: 10, bare_ack_first: 10, agent_probe: 10, agent_other: 0 };
+        assert_eq!(decide(Shape::Http, Ending::Fin, &kubelet, None), Kind::HttpCheck);
+        let haproxy_traffic = GroupVotes { count: 40, bare_ack_first: 40, agent_probe: 0, agent_other: 0 };
+        assert_eq!(decide(Shape::Http, Ending::Rst, &haproxy_traffic, None), Kind::Traffic(Ending::Rst));
+        assert_eq!(decide(Shape::HalfOpenRst, Ending::Rst, &browsers, None), Kind::HalfOpenRst);
+    }
+}

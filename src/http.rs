@@ -1,0 +1,85 @@
+//! HTTP sniffing: just enough to name a health check — the request line, the status code and the
+//! User-Agent — from the first bytes a connection carried. Pure functions over byte slices.
+
+/// `GET /health HTTP/1.1` → (`GET`, `/health`). `None` when the bytes are not an HTTP request line.
+pub fn request_line(b: &[u8]) -> Option<(&str, &str)> {
+    let sp = b.iter().position(|&c| c == b' ')?;
+    let method = &b[..sp];
+    if method.is_empty() || method.len() > 12 || !method.iter().all(|c| c.is_ascii_uppercase()) {
+        return None;
+    }
+    let rest = &b[sp + 1..];
+    let end = rest.iter().position(|&c| c == b' ' || c == b'\r' || c == b'\n').unwrap_or(rest.len());
+    let path = &rest[..end];
+    if path.is_empty() || !(path[0] == b'/' || path[0] == b'*' || path.starts_with(b"http")) {
+        return None;
+    }
+    // When the line was captured whole, it must end in an HTTP version.
+    let tail = &rest[end..];
+    if tail.first() == Some(&b' ') && !tail[1..].starts_with(b"HTTP/") && tail.len() > 6 {
+        return None;
+    }
+    Some((std::str::from_utf8(method).ok()?, std::str::from_utf8(path).ok()?))
+}
+
+/// `HTTP/1.1 200 OK` → 200.
+pub fn status_code(b: &[u8]) -> Option<u16> {
+    let rest = b.strip_prefix(b"HTTP/")?;
+    let sp = rest.iter().position(|&c| c == b' ')?;
+    let code = rest.get(sp + 1..sp + 4)?;
+    if !code.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(code).ok()?.parse().ok()
+}
+
+/// The value of the User-Agent header, if the captured bytes contain it.
+pub fn user_agent(b: &[u8]) -> Option<&[u8]> {
+    const NAME: &[u8] = b"\nuser-agent:";
+    let pos = b.windows(NAME.len()).position(|w| w.eq_ignore_ascii_case(NAME))?;
+    let v = &b[pos + NAME.len()..];
+    let v = &v[v.iter().position(|&c| c != b' ').unwrap_or(v.len())..];
+    let end = v.iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(v.len());
+    Some(&v[..end])
+}
+
+/// User-Agents that belong to health checkers rather than users.
+pub fn is_probe_agent(ua: &[u8]) -> bool {
+    const PROBES: [&[u8]; 8] = [
+        b"kube-probe",
+        b"ELB-HealthChecker",
+        b"GoogleHC",
+        b"Consul Health Check",
+        b"Amazon-Route53-Health-Check",
+        b"HAProxy",
+        b"Envoy/HC",
+        b"nagios",
+    ];
+    PROBES.iter().any(|p| ua.len() >= p.len() && ua[..p.len()].eq_ignore_ascii_case(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_request_lines() {
+        assert_eq!(request_line(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"), Some(("GET", "/health")));
+        assert_eq!(request_line(b"OPTIONS / HTTP/1.0\r\n\r\n"), Some(("OPTIONS", "/")));
+        assert_eq!(request_line(b"GET /very/long/pa"), Some(("GET", "/very/long/pa")));
+        assert_eq!(request_line(b"PROXY TCP4 127.0.0.1 127.0.0.1 1 2\r\n"), None);
+        assert_eq!(request_line(b"\x16\x03\x01\x02\x00"), None);
+        assert_eq!(request_line(b"get / HTTP/1.1"), None);
+    }
+
+    #[test]
+    fn parses_status_and_agent() {
+        assert_eq!(status_code(b"HTTP/1.1 503 Service Unavailable\r\n"), Some(503));
+        assert_eq!(status_code(b"HTTP/1.0 20"), None);
+        let req = b"GET /healthz HTTP/1.1\r\nHost: 10.0.0.1:8080\r\nUser-Agent: kube-probe/1.29\r\nAccept: */*\r\n";
+        assert_eq!(user_agent(req), Some(&b"kube-probe/1.29"[..]));
+        assert!(is_probe_agent(user_agent(req).unwrap()));
+        assert_eq!(user_agent(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
+        assert!(!is_probe_agent(b"Mozilla/5.0"));
+    }
+}
