@@ -24,6 +24,91 @@ pub struct Cli {
 pub enum Cmd {
     /// Analyse capture files (pcap or pcapng), optionally filtered by a BPF expression.
     Analyze(AnalyzeArgs),
+    /// Capture live from an interface, sample local backends, report when stopped (Ctrl-C).
+    Capture(CaptureArgs),
+    /// Only sample a local server's sockets to CSV (for `analyze --sockets`).
+    Sample(SampleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// Interface to capture on (`any` for all).
+    #[arg(short = 'i', long = "interface", value_name = "IFACE", required_unless_present = "list_interfaces")]
+    pub iface: Option<String>,
+    /// List the interfaces that can be captured on, and exit.
+    #[arg(short = 'D', long = "list-interfaces")]
+    pub list_interfaces: bool,
+    /// Stop after this many packets.
+    #[arg(short = 'c', value_name = "N")]
+    pub count: Option<u64>,
+    /// Stop after this long (10s, 5m, 1h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Bytes captured per packet (headers are enough: 96 keeps TCP options and HTTP request lines short).
+    #[arg(short = 's', long = "snaplen", default_value_t = 262_144, value_name = "BYTES")]
+    pub snaplen: i32,
+    /// Also write the raw packets to this pcap file (and the host samples beside it as FILE.sockets.csv).
+    #[arg(short = 'w', value_name = "FILE")]
+    pub write: Option<PathBuf>,
+    /// Overwrite the -w file if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Kernel capture buffer in MiB.
+    #[arg(short = 'B', long = "buffer-size", default_value_t = 32, value_name = "MiB")]
+    pub buffer_mib: i32,
+    /// Do not sample local servers; lets hcleak drop root right after opening the capture.
+    #[arg(long)]
+    pub no_sample: bool,
+    /// User to switch to after opening the capture when not sampling (tcpdump's -Z).
+    #[arg(short = 'Z', long = "user", default_value = "nobody", value_name = "USER")]
+    pub user: String,
+    /// Time between view refreshes.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub refresh: std::time::Duration,
+    /// Time between host samples of local backends.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub sample_interval: std::time::Duration,
+    /// The backends' socket (or open-file) limit, for the time to exhaustion.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Servers with fewer connections than this are left out of the report.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub min_conns: u64,
+    /// Output format of the final report.
+    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+    pub format: FormatArg,
+    /// BPF filter, as in tcpdump.
+    #[arg(value_name = "FILTER")]
+    pub filter: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// The server's port.
+    #[arg(long, value_name = "PORT")]
+    pub port: u16,
+    /// The server's process (found from the LISTEN socket when omitted).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Time between samples.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: std::time::Duration,
+    /// Stop after this long (default: until Ctrl-C).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Option<std::time::Duration>,
+    /// Write the CSV here instead of standard output.
+    #[arg(short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `250ms`, `10s`, `5m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(std::time::Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_duration(s).map_err(|e| format!("bad duration '{s}': {e}"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -147,6 +232,14 @@ mod tests {
         let (f, flt) = split_files_filter(&s(&["a.pcap", "b.pcapng", "host", "10.0.0.1"]));
         assert_eq!(f.len(), 2);
         assert_eq!(flt.as_deref(), Some("host 10.0.0.1"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m").unwrap().as_secs(), 600);
+        assert_eq!(parse_duration("1.5").unwrap().as_millis(), 1500);
+        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
+        assert!(parse_duration("soon").is_err());
     }
 
     #[test]

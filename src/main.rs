@@ -4,15 +4,21 @@
 use clap::Parser;
 use hcleak::backend::Backends;
 use hcleak::classify;
-use hcleak::cli::{AnalyzeConfig, Cli, Cmd};
+use hcleak::cli::{AnalyzeConfig, CaptureArgs, Cli, Cmd, FormatArg, SampleArgs};
 use hcleak::flow::{Conn, FlowConfig, FlowTable};
-use hcleak::pipeline::{self, DecodeStats};
+use hcleak::live::{self, Live, View};
+use hcleak::pipeline::{self, Consumer, DecodeStats};
 use hcleak::render::{self, Format};
-use hcleak::sockets;
-use hcleak::source;
+use hcleak::sampler::{HostSampler, ProcSampler, Procfs};
+use hcleak::sockets::{self, HostSamples};
+use hcleak::source::{self, LiveOptions, LiveSource};
 use hcleak::verdict::{self, Verdict};
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Exit codes on-call already scripts against (the Nagios convention).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +27,17 @@ enum Exit {
     Suspicious = 1,
     Leak = 2,
     Unknown = 3,
+}
+
+impl From<Verdict> for Exit {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Ok => Exit::Ok,
+            Verdict::Suspicious => Exit::Suspicious,
+            Verdict::Leak => Exit::Leak,
+            Verdict::Unknown => Exit::Unknown,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -35,6 +52,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.cmd {
         Cmd::Analyze(a) => a.validate().map_err(Failure::Usage).and_then(|cfg| analyze(&cfg)),
+        Cmd::Capture(c) => capture(&c),
+        Cmd::Sample(s) => sample(&s),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -77,6 +96,63 @@ impl From<io::Error> for Failure {
     }
 }
 
+/// Where `analyze` sends finished connections: rows, a summary, or the diagnosis.
+struct AnalyzeSink<'a> {
+    cfg: &'a AnalyzeConfig,
+    out: &'a mut dyn Write,
+    summary: render::FlowSummary,
+    backends: Backends,
+    write_err: Option<io::Error>,
+    progress: Option<indicatif::ProgressBar>,
+}
+
+impl Consumer for AnalyzeSink<'_> {
+    fn conn(&mut self, c: Conn) {
+        if self.write_err.is_some() {
+            return;
+        }
+        let r = match (self.cfg.flows, self.cfg.format) {
+            (true, Format::Tsv) => render::flow_tsv(self.out, &c, classify::flow_label(&c)),
+            (true, Format::Json) => render::flow_json(self.out, &c, classify::flow_label(&c)),
+            (true, Format::Table) => {
+                self.summary.add(&c);
+                Ok(())
+            }
+            (false, _) => {
+                self.backends.add(&c);
+                Ok(())
+            }
+        };
+        if let Err(e) = r {
+            self.write_err = Some(e);
+        }
+    }
+
+    fn keep_going(&mut self, _: &DecodeStats) -> bool {
+        self.write_err.is_none()
+    }
+
+    fn tick(&mut self, _: &mut FlowTable, stats: &DecodeStats) -> bool {
+        if let Some(p) = &self.progress {
+            p.set_position(stats.input.0);
+        }
+        true
+    }
+}
+
+fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
+    // Only for people watching a big file: never in pipes, logs or tests.
+    if total < 64 << 20 || !io::stderr().is_terminal() {
+        return None;
+    }
+    let p = indicatif::ProgressBar::new(total);
+    p.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(p)
+}
+
 fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     // Read the samples first: a bad samples file should fail before minutes of packet reading.
     let host = match &cfg.sockets {
@@ -89,40 +165,26 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     let mut errors = Vec::new();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let mut summary = render::FlowSummary::default();
-    let mut backends = Backends::new();
-    let mut write_err: Option<io::Error> = None;
-
     if cfg.flows && cfg.format == Format::Tsv {
         render::flow_tsv_header(&mut out)?;
     }
-    {
-        let mut sink = |c: Conn| {
-            if write_err.is_some() {
-                return;
-            }
-            let r = match (cfg.flows, cfg.format) {
-                (true, Format::Tsv) => render::flow_tsv(&mut out, &c, classify::flow_label(&c)),
-                (true, Format::Json) => render::flow_json(&mut out, &c, classify::flow_label(&c)),
-                (true, Format::Table) => {
-                    summary.add(&c);
-                    Ok(())
-                }
-                (false, _) => {
-                    backends.add(&c);
-                    Ok(())
-                }
-            };
-            if let Err(e) = r {
-                write_err = Some(e);
-            }
-        };
-        pipeline::run(src.as_mut(), &mut table, &mut stats, &mut errors, &mut sink, |_| true);
-        table.finish(&mut sink);
+    let mut sink = AnalyzeSink {
+        cfg,
+        out: &mut out,
+        summary: render::FlowSummary::default(),
+        backends: Backends::new(),
+        write_err: None,
+        progress: progress_bar(src.progress().1),
+    };
+    pipeline::run(src.as_mut(), &mut table, &mut stats, &mut errors, &mut sink);
+    table.finish(&mut |c| sink.conn(c));
+    if let Some(p) = sink.progress.take() {
+        p.finish_and_clear();
     }
-    if let Some(e) = write_err {
+    if let Some(e) = sink.write_err.take() {
         return Err(e.into());
     }
+    let (summary, backends) = (sink.summary, sink.backends);
     let mut code = Exit::Ok;
     if cfg.flows {
         if cfg.format == Format::Table {
@@ -135,12 +197,7 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
             Format::Json => render::report_json(&mut out, &report, &stats)?,
             _ => render::report_table(&mut out, &report, &stats)?,
         }
-        code = match report.verdict {
-            Verdict::Ok => Exit::Ok,
-            Verdict::Suspicious => Exit::Suspicious,
-            Verdict::Leak => Exit::Leak,
-            Verdict::Unknown => Exit::Unknown,
-        };
+        code = report.verdict.into();
     }
     out.flush()?;
     for e in &errors {
@@ -148,4 +205,229 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     }
     // A damaged input means the verdict may be missing what came after the damage.
     Ok(if errors.is_empty() { code } else { Exit::Unknown })
+}
+
+/// SIGINT and SIGTERM set the flag; a second one ends the process at once.
+fn stop_flag() -> Result<Arc<AtomicBool>, Failure> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
+            .map_err(|e| Failure::Usage(format!("cannot install signal handlers: {e}")))?;
+    }
+    Ok(stop)
+}
+
+/// Creates a file for writing, refusing to clobber one unless asked, owned by the invoking user
+/// when run through sudo.
+fn create_output(path: &Path, force: bool) -> Result<std::fs::File, Failure> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true);
+    if force {
+        o.create(true).truncate(true);
+    } else {
+        o.create_new(true);
+    }
+    let f = o.open(path).map_err(|e| {
+        Failure::Usage(if e.kind() == io::ErrorKind::AlreadyExists {
+            format!("{} exists; pass --force to overwrite it", path.display())
+        } else {
+            format!("cannot write {}: {e}", path.display())
+        })
+    })?;
+    give_to_invoking_user(path);
+    Ok(f)
+}
+
+fn give_to_invoking_user(path: &Path) {
+    let id = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+    if let (Some(uid), Some(gid)) = (id("SUDO_UID"), id("SUDO_GID")) {
+        let _ = nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
+    }
+}
+
+/// The host sampler and where its samples are also written.
+type Sampling = (Option<Box<dyn HostSampler>>, Option<Box<dyn Write>>);
+
+/// tcpdump's -Z: after the capture handle is open, give up root.
+fn drop_privileges(user: &str) -> Result<String, String> {
+    use nix::unistd::{getuid, setgid, setgroups, setuid, User};
+    if !getuid().is_root() {
+        return Ok("not running as root".into());
+    }
+    let u = User::from_name(user).map_err(|e| e.to_string())?.ok_or_else(|| format!("no user '{user}'"))?;
+    setgroups(&[u.gid]).and_then(|_| setgid(u.gid)).and_then(|_| setuid(u.uid)).map_err(|e| e.to_string())?;
+    Ok(format!("dropped root, running as {user}"))
+}
+
+fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
+    if a.list_interfaces {
+        let stdout = io::stdout();
+        let mut out = stdout.lock();
+        for (i, (name, desc)) in source::list_interfaces().map_err(Failure::Source)?.into_iter().enumerate() {
+            match desc {
+                Some(d) => writeln!(out, "{}.{name} ({d})", i + 1)?,
+                None => writeln!(out, "{}.{name}", i + 1)?,
+            }
+        }
+        return Ok(Exit::Ok);
+    }
+    let iface = a.iface.clone().ok_or_else(|| Failure::Usage("-i IFACE is required".into()))?;
+    if a.snaplen < 64 {
+        return Err(Failure::Usage("-s must be at least 64 bytes".into()));
+    }
+    let stop = stop_flag()?;
+    // Refuse to clobber before opening anything.
+    let csv_path = a.write.as_ref().map(|p| {
+        let mut s = p.clone().into_os_string();
+        s.push(".sockets.csv");
+        std::path::PathBuf::from(s)
+    });
+    if let (Some(p), false) = (&a.write, a.force) {
+        for q in [Some(p), csv_path.as_ref()].into_iter().flatten() {
+            if q.exists() {
+                return Err(Failure::Usage(format!("{} exists; pass --force to overwrite it", q.display())));
+            }
+        }
+    }
+    let filter = (!a.filter.is_empty()).then(|| a.filter.join(" "));
+    let opts = LiveOptions {
+        iface: iface.clone(),
+        filter,
+        snaplen: a.snaplen,
+        buffer: a.buffer_mib.saturating_mul(1 << 20),
+        write: a.write.clone(),
+    };
+    let mut src = LiveSource::open(&opts).map_err(Failure::Source)?;
+    if let Some(p) = &a.write {
+        give_to_invoking_user(p);
+    }
+    let local = source::local_addresses();
+    let (sampler, csv): Sampling = if a.no_sample {
+        match drop_privileges(&a.user) {
+            Ok(msg) => eprintln!("hcleak: {msg}"),
+            Err(e) => eprintln!("hcleak: could not drop privileges to '{}': {e}; continuing", a.user),
+        }
+        (None, None)
+    } else {
+        if nix::unistd::getuid().is_root() {
+            eprintln!(
+                "hcleak: keeping root to read other processes' /proc/PID/fd for host sampling (--no-sample drops to '{}' after opening the capture)",
+                a.user
+            );
+        }
+        let csv: Option<Box<dyn Write>> = match &csv_path {
+            Some(p) => {
+                let mut f = io::BufWriter::new(create_output(p, a.force)?);
+                writeln!(f, "{}", sockets::CSV_HEADER)?;
+                Some(Box::new(f))
+            }
+            None => None,
+        };
+        (Some(Box::new(ProcSampler::default())), csv)
+    };
+    let view = match (a.format, io::stdout().is_terminal()) {
+        // A JSON document on stdout must stay one document.
+        (FormatArg::Json, _) => View::Quiet,
+        (_, true) => View::Screen,
+        (_, false) => View::Lines,
+    };
+    let deadline = a.duration.map(|d| Instant::now() + d);
+    let vopts = verdict::Options { limit: a.limit, min_conns: a.min_conns };
+    let mut live = Live::new(
+        sampler,
+        csv,
+        local,
+        Arc::clone(&stop),
+        deadline,
+        a.count,
+        a.refresh,
+        view,
+        vopts,
+        Box::new(io::stdout()),
+    );
+    live.sample_every = a.sample_interval.max(Duration::from_millis(50));
+    let mut table = FlowTable::new(FlowConfig::default());
+    let mut stats = DecodeStats::default();
+    let mut errors = Vec::new();
+    pipeline::run(&mut src, &mut table, &mut stats, &mut errors, &mut live);
+    // Stopped: finish what is open, take a last sample, report.
+    let _ = src.flush();
+    table.finish(&mut |c| live.conn(c));
+    live.sample_now();
+    let report = live.report();
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if view == View::Screen {
+        write!(out, "\x1b[2J\x1b[H")?;
+    }
+    match a.format {
+        FormatArg::Json => render::report_json(&mut out, &report, &stats)?,
+        _ => render::report_table(&mut out, &report, &stats)?,
+    }
+    out.flush()?;
+    if let Some(d) = src.drops() {
+        eprintln!(
+            "hcleak: {} packets captured, {} received by filter, {} dropped by kernel, {} dropped by interface",
+            stats.frames, d.received, d.dropped_kernel, d.dropped_iface
+        );
+    }
+    for w in &live.warnings {
+        eprintln!("hcleak: {w}");
+    }
+    if let Some(e) = errors.first() {
+        eprintln!("hcleak: {e}");
+        return Ok(Exit::Unknown);
+    }
+    let _ = stop.load(Ordering::Relaxed);
+    Ok(report.verdict.into())
+}
+
+fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
+    let stop = stop_flag()?;
+    let proc = Procfs::default();
+    let server = proc.find_server(a.port, a.pid).ok_or_else(|| {
+        Failure::Usage(match a.pid {
+            Some(p) => {
+                format!("process {p} does not listen on port {} (or /proc/{p} is not readable: run as root)", a.port)
+            }
+            None => format!(
+                "no process on this host listens on TCP port {} (or its /proc/PID/fd is not readable: run as root)",
+                a.port
+            ),
+        })
+    })?;
+    let mut out: Box<dyn Write> = match &a.output {
+        Some(p) => Box::new(io::BufWriter::new(create_output(p, true)?)),
+        None => Box::new(io::stdout()),
+    };
+    writeln!(out, "{}", sockets::CSV_HEADER)?;
+    let deadline = a.duration.map(|d| Instant::now() + d);
+    let mut samples = HostSamples::default();
+    let mut server = server;
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
+        match proc.sample(&server, live::now_ts()) {
+            Ok(x) => {
+                writeln!(out, "{}", sockets::csv_row(&server.spec(), &x))?;
+                out.flush()?;
+                samples.push(server.spec(), x);
+            }
+            // Restarted: follow the new process on the same port.
+            Err(_) => {
+                if let Some(s) = proc.find_server(a.port, None) {
+                    server = s;
+                    continue;
+                }
+            }
+        }
+        next += a.interval;
+        // Sleep in short steps so a signal stops us at once.
+        while Instant::now() < next && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep((next - Instant::now()).min(Duration::from_millis(50)));
+        }
+    }
+    let n: usize = samples.backends.iter().map(|(_, v)| v.len()).sum();
+    eprintln!("hcleak: {n} samples of pid {} (port {})", server.pid, a.port);
+    Ok(Exit::Ok)
 }

@@ -3,7 +3,7 @@
 
 use crate::decode::{decode, Skip, Ts};
 use crate::flow::{Conn, FlowTable};
-use crate::source::{PacketSource, SourceError};
+use crate::source::{Next, PacketSource, SourceError};
 
 /// What the decoder saw, for the summary.
 #[derive(Clone, Copy, Debug, Default)]
@@ -16,6 +16,8 @@ pub struct DecodeStats {
     pub cut: u64,
     pub first_ts: Option<Ts>,
     pub last_ts: Option<Ts>,
+    /// Bytes of input read so far and in total (files), updated at each tick.
+    pub input: (u64, u64),
 }
 
 impl DecodeStats {
@@ -25,33 +27,72 @@ impl DecodeStats {
 }
 
 /// Why the loop returned.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Stop {
     /// The source is exhausted.
     End,
-    /// The caller asked to stop (signal, packet count, duration).
+    /// The consumer asked to stop (signal, packet count, duration).
     Asked,
 }
 
-/// Runs the loop until the source ends or `keep_going` says stop. Errors from the source are
+/// Where finished connections go, and the hooks a live run needs.
+pub trait Consumer {
+    /// A connection the flow table has finished.
+    fn conn(&mut self, c: Conn);
+    /// Checked before every frame; cheap. `false` stops the loop.
+    fn keep_going(&mut self, _stats: &DecodeStats) -> bool {
+        true
+    }
+    /// Called when the source is idle, every few hundred frames, and whenever [`Self::tick_due`]
+    /// says so: refresh, sample, sweep.
+    fn tick(&mut self, _table: &mut FlowTable, _stats: &DecodeStats) -> bool {
+        true
+    }
+    /// Checked after every frame: a live run ticks on time even when the source is never idle.
+    fn tick_due(&mut self) -> bool {
+        false
+    }
+}
+
+/// Any closure taking connections is a consumer (for tests and simple runs).
+impl<F: FnMut(Conn)> Consumer for F {
+    fn conn(&mut self, c: Conn) {
+        self(c)
+    }
+}
+
+/// Frames between ticks on a busy source (ticks rate-limit themselves by the wall clock).
+const TICK_EVERY: u64 = 256;
+
+/// Runs the loop until the source ends or the consumer says stop. Errors from the source are
 /// collected (a damaged file ends that file, not the run) and the loop goes on with what is left.
 pub fn run(
     source: &mut dyn PacketSource,
     table: &mut FlowTable,
     stats: &mut DecodeStats,
     errors: &mut Vec<SourceError>,
-    sink: &mut impl FnMut(Conn),
-    mut keep_going: impl FnMut(&DecodeStats) -> bool,
+    consumer: &mut impl Consumer,
 ) -> Stop {
     loop {
-        if !keep_going(stats) {
+        if !consumer.keep_going(stats) {
             return Stop::Asked;
         }
         let frame = match source.next_frame() {
-            Ok(Some(f)) => f,
-            Ok(None) => return Stop::End,
+            Ok(Next::Frame(f)) => f,
+            Ok(Next::Idle) => {
+                stats.input = source.progress();
+                if !consumer.tick(table, stats) {
+                    return Stop::Asked;
+                }
+                continue;
+            }
+            Ok(Next::End) => return Stop::End,
             Err(e) => {
+                let fatal = matches!(e, SourceError::Live { .. });
                 errors.push(e);
+                if fatal {
+                    return Stop::End;
+                }
                 continue;
             }
         };
@@ -65,9 +106,15 @@ pub fn run(
                 if frame.wire_len as usize > frame.data.len() {
                     stats.cut += 1;
                 }
-                table.push(&seg, sink);
+                table.push(&seg, &mut |c| consumer.conn(c));
             }
             Err(skip) => stats.skipped[skip as usize] += 1,
+        }
+        if stats.frames % TICK_EVERY == 0 || consumer.tick_due() {
+            stats.input = source.progress();
+            if !consumer.tick(table, stats) {
+                return Stop::Asked;
+            }
         }
     }
 }
@@ -85,7 +132,7 @@ pub fn read_flows(
     let mut errors = Vec::new();
     let mut conns = Vec::new();
     let mut sink = |c: Conn| conns.push(c);
-    run(src.as_mut(), &mut table, &mut stats, &mut errors, &mut sink, |_| true);
+    run(src.as_mut(), &mut table, &mut stats, &mut errors, &mut sink);
     table.finish(&mut sink);
     Ok((conns, stats, errors))
 }

@@ -340,11 +340,13 @@ pub fn headline(r: &crate::verdict::Report) -> String {
 pub fn report_table(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStats) -> io::Result<()> {
     use crate::verdict::human_duration;
     writeln!(w, "{}", headline(r))?;
-    let span = match (d.first_ts, d.last_ts) {
-        (Some(a), Some(b)) => format!("{:.1} s", (b - a) as f64 / 1e9),
-        _ => "no packets".into(),
-    };
-    writeln!(w, "{} packets ({} TCP) over {span}", d.frames, d.tcp)?;
+    match (d.first_ts, d.last_ts) {
+        (Some(a), Some(b)) => writeln!(w, "{} packets ({} TCP) over {:.1} s", d.frames, d.tcp, (b - a) as f64 / 1e9)?,
+        _ => writeln!(w, "no packets")?,
+    }
+    if r.backends.is_empty() {
+        return skipped_table(w, d);
+    }
     let mut t = table();
     t.set_header(vec![
         "backend",
@@ -482,4 +484,35 @@ pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStat
     });
     serde_json::to_writer_pretty(&mut *w, &doc).map_err(io::Error::other)?;
     writeln!(w)
+}
+
+/// Plain periodic lines for a live run whose output is not a terminal: one per backend.
+pub fn report_lines(w: &mut dyn Write, r: &crate::verdict::Report, now: Ts) -> io::Result<()> {
+    let t = chrono::DateTime::from_timestamp(now.div_euclid(1_000_000_000), 0)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default();
+    if r.backends.is_empty() {
+        return writeln!(w, "{t} no backends yet");
+    }
+    for b in &r.backends {
+        write!(
+            w,
+            "{t} backend={} verdict={} probes={} source={}",
+            b.name(),
+            b.verdict.name(),
+            b.probes,
+            b.sockets_source.name()
+        )?;
+        if let Some(n) = b.sockets_now {
+            write!(w, " sockets={n:.0}")?;
+        }
+        if let Some(d) = &b.driver {
+            write!(w, " driver={} per_event={:.2}", d.kind.name(), d.per_event)?;
+        }
+        if let Some(e) = b.exhaustion_eta_s {
+            write!(w, " eta_s={e:.0}")?;
+        }
+        writeln!(w)?;
+    }
+    Ok(())
 }

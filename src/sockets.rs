@@ -2,8 +2,8 @@
 //! `hcleak sample` (or a shell loop) writes:
 //!
 //! ```text
-//! ts,backend,sockets[,hidden,close_wait,accept_queue,listen_overflows,fd_limit]
-//! 1732543200.25,127.0.0.1:8080,118,112,0,0,0,1024
+//! ts,backend,sockets[,hidden,close_wait,unaccepted,accept_queue,listen_overflows,fd_limit]
+//! 1732543200.25,127.0.0.1:8080,118,112,0,0,0,0,1024
 //! ```
 //!
 //! `ts` is Unix seconds, `backend` is `ip:port`, `[v6]:port` or `:port` (any address), `sockets` the
@@ -22,6 +22,8 @@ pub struct Sample {
     /// Socket fds in none of the kernel's TCP tables: accepted, reset, never closed.
     pub hidden: Option<u64>,
     pub close_wait: Option<u64>,
+    /// Connections the kernel established on the port that the server never accepted.
+    pub unaccepted: Option<u64>,
     pub accept_queue: Option<u64>,
     pub listen_overflows: Option<u64>,
     /// The process's open-files limit.
@@ -114,19 +116,20 @@ impl fmt::Display for SamplesError {
 impl std::error::Error for SamplesError {}
 
 /// The CSV header `hcleak sample` writes.
-pub const CSV_HEADER: &str = "ts,backend,sockets,hidden,close_wait,accept_queue,listen_overflows,fd_limit";
+pub const CSV_HEADER: &str = "ts,backend,sockets,hidden,close_wait,unaccepted,accept_queue,listen_overflows,fd_limit";
 
 /// One CSV row in the format [`read_csv`] reads.
 pub fn csv_row(spec: &BackendSpec, s: &Sample) -> String {
     let o = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     format!(
-        "{}.{:06},{},{},{},{},{},{},{}",
+        "{}.{:06},{},{},{},{},{},{},{},{}",
         s.ts.div_euclid(1_000_000_000),
         s.ts.rem_euclid(1_000_000_000) / 1000,
         spec,
         s.sockets,
         o(s.hidden),
         o(s.close_wait),
+        o(s.unaccepted),
         o(s.accept_queue),
         o(s.listen_overflows),
         o(s.fd_limit)
@@ -151,7 +154,14 @@ pub fn read_csv(path: &Path) -> Result<HostSamples, SamplesError> {
             ),
         ));
     };
-    let opt_cols = [col("hidden"), col("close_wait"), col("accept_queue"), col("listen_overflows"), col("fd_limit")];
+    let opt_cols = [
+        col("hidden"),
+        col("close_wait"),
+        col("unaccepted"),
+        col("accept_queue"),
+        col("listen_overflows"),
+        col("fd_limit"),
+    ];
     let mut out = HostSamples::default();
     for (i, rec) in rdr.records().enumerate() {
         let line = i as u64 + 2;
@@ -166,7 +176,7 @@ pub fn read_csv(path: &Path) -> Result<HostSamples, SamplesError> {
             .ok_or_else(|| err(Some(line), format!("bad backend '{}' (want ip:port or :port)", field(be_i))))?;
         let sockets: u64 =
             field(so_i).parse().map_err(|_| err(Some(line), format!("bad sockets count '{}'", field(so_i))))?;
-        let mut opts = [None; 5];
+        let mut opts = [None; 6];
         for (k, c) in opt_cols.iter().enumerate() {
             if let Some(c) = c {
                 let v = field(*c);
@@ -185,9 +195,10 @@ pub fn read_csv(path: &Path) -> Result<HostSamples, SamplesError> {
                 sockets,
                 hidden: opts[0],
                 close_wait: opts[1],
-                accept_queue: opts[2],
-                listen_overflows: opts[3],
-                fd_limit: opts[4],
+                unaccepted: opts[2],
+                accept_queue: opts[3],
+                listen_overflows: opts[4],
+                fd_limit: opts[5],
             },
         );
     }
@@ -235,6 +246,7 @@ mod tests {
             sockets: 4,
             hidden: Some(3),
             close_wait: None,
+            unaccepted: Some(2),
             accept_queue: Some(0),
             listen_overflows: None,
             fd_limit: Some(1024),

@@ -70,10 +70,19 @@ impl fmt::Display for SourceError {
 
 impl std::error::Error for SourceError {}
 
+/// What a source has next.
+#[derive(Debug)]
+pub enum Next<'a> {
+    Frame(Frame<'a>),
+    /// Nothing arrived for a while (live capture): a chance to refresh, sample, or stop.
+    Idle,
+    End,
+}
+
 /// Something that yields frames in time order.
 pub trait PacketSource {
-    /// The next frame, `Ok(None)` at the end. After an `Err` the source may still have more.
-    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, SourceError>;
+    /// The next frame. After an `Err` the source may still have more.
+    fn next_frame(&mut self) -> Result<Next<'_>, SourceError>;
     /// Bytes of input consumed so far and in total, for progress display (0 when unknown).
     fn progress(&self) -> (u64, u64) {
         (0, 0)
@@ -147,9 +156,9 @@ fn open_msg(path: &Path, msg: &str) -> String {
 }
 
 impl PacketSource for FileSource {
-    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, SourceError> {
+    fn next_frame(&mut self) -> Result<Next<'_>, SourceError> {
         if self.done {
-            return Ok(None);
+            return Ok(Next::End);
         }
         match self.cap.next_packet() {
             Ok(p) => {
@@ -160,12 +169,12 @@ impl PacketSource for FileSource {
                 let ts = (p.header.ts.tv_sec as i64)
                     .saturating_mul(1_000_000_000)
                     .saturating_add(p.header.ts.tv_usec as i64);
-                Ok(Some(Frame { ts, link: self.link, data: p.data, wire_len: p.header.len }))
+                Ok(Next::Frame(Frame { ts, link: self.link, data: p.data, wire_len: p.header.len }))
             }
             Err(pcap::Error::NoMorePackets) => {
                 self.done = true;
                 self.bytes = self.total;
-                Ok(None)
+                Ok(Next::End)
             }
             Err(e) => {
                 self.done = true;
@@ -203,20 +212,20 @@ impl MergedSource {
     fn load(&mut self, i: usize) -> Result<(), SourceError> {
         let mut buf = self.heads[i].take().map(|h| h.data).unwrap_or_default();
         match self.files[i].next_frame() {
-            Ok(Some(f)) => {
+            Ok(Next::Frame(f)) => {
                 buf.clear();
                 buf.extend_from_slice(f.data);
                 self.heads[i] = Some(Head { ts: f.ts, link: f.link, wire_len: f.wire_len, data: buf });
                 Ok(())
             }
-            Ok(None) => Ok(()),
+            Ok(_) => Ok(()),
             Err(e) => Err(e),
         }
     }
 }
 
 impl PacketSource for MergedSource {
-    fn next_frame(&mut self) -> Result<Option<Frame<'_>>, SourceError> {
+    fn next_frame(&mut self) -> Result<Next<'_>, SourceError> {
         if !self.primed {
             self.primed = true;
             let mut first_err = None;
@@ -234,10 +243,10 @@ impl PacketSource for MergedSource {
         }
         let best =
             self.heads.iter().enumerate().filter_map(|(i, h)| h.as_ref().map(|h| (h.ts, i))).min().map(|(_, i)| i);
-        let Some(i) = best else { return Ok(None) };
+        let Some(i) = best else { return Ok(Next::End) };
         self.refill = Some(i);
         let h = self.heads[i].as_ref().expect("chosen head exists");
-        Ok(Some(Frame { ts: h.ts, link: h.link, data: &h.data, wire_len: h.wire_len }))
+        Ok(Next::Frame(Frame { ts: h.ts, link: h.link, data: &h.data, wire_len: h.wire_len }))
     }
 
     fn progress(&self) -> (u64, u64) {
@@ -259,4 +268,159 @@ pub fn open_files(paths: &[PathBuf], filter: Option<&str>) -> Result<Box<dyn Pac
     } else {
         Ok(Box::new(MergedSource::new(files)))
     }
+}
+
+/// Options for a live capture, with tcpdump's habits.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    pub iface: String,
+    pub filter: Option<String>,
+    pub snaplen: i32,
+    /// Kernel buffer in bytes: big enough that a burst does not overflow between reads.
+    pub buffer: i32,
+    /// Write the raw packets here as pcap (flushed at every idle moment and at the end).
+    pub write: Option<PathBuf>,
+}
+
+/// Counters from the kernel at the end of a live capture.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropStats {
+    pub received: u32,
+    pub dropped_kernel: u32,
+    pub dropped_iface: u32,
+}
+
+/// A live interface through libpcap, in immediate mode and non-blocking, waiting at most 100 ms
+/// at a time so that an idle interface still hands control back (to refresh, sample, or stop).
+pub struct LiveSource {
+    iface: String,
+    cap: Capture<pcap::Active>,
+    link: Link,
+    save: Option<pcap::Savefile>,
+    since_flush: u32,
+    /// The last read found nothing: wait on the descriptor before reading again.
+    drained: bool,
+}
+
+impl LiveSource {
+    pub fn open(o: &LiveOptions) -> Result<LiveSource, SourceError> {
+        let err = |msg: String| SourceError::Live { iface: o.iface.clone(), msg };
+        let inactive = Capture::from_device(o.iface.as_str()).map_err(|e| err(live_msg(&pcap_msg(&e))))?;
+        let mut cap = inactive
+            .promisc(false)
+            .snaplen(o.snaplen)
+            .immediate_mode(true)
+            .buffer_size(o.buffer)
+            .timeout(100)
+            .precision(Precision::Nano)
+            .open()
+            .map_err(|e| err(live_msg(&pcap_msg(&e))))?;
+        let dl = cap.get_datalink();
+        let link = Link::from_dlt(dl.0).ok_or_else(|| {
+            err(format!("unsupported link type {} ({})", dl.0, dl.get_name().unwrap_or_else(|_| "unknown".into())))
+        })?;
+        if let Some(expr) = &o.filter {
+            cap.filter(expr, true).map_err(|e| SourceError::Filter { expr: expr.clone(), msg: pcap_msg(&e) })?;
+        }
+        let save = match &o.write {
+            Some(p) => Some(cap.savefile(p).map_err(|e| SourceError::Open { path: p.clone(), msg: pcap_msg(&e) })?),
+            None => None,
+        };
+        // Non-blocking reads plus our own poll with a timeout: with TPACKET_V3 a blocking read on
+        // an idle interface never returns, and then nothing could stop or refresh the capture.
+        let cap = cap.setnonblock().map_err(|e| err(pcap_msg(&e)))?;
+        Ok(LiveSource { iface: o.iface.clone(), cap, link, save, since_flush: 0, drained: false })
+    }
+
+    pub fn drops(&mut self) -> Option<DropStats> {
+        self.cap.stats().ok().map(|s| DropStats {
+            received: s.received,
+            dropped_kernel: s.dropped,
+            dropped_iface: s.if_dropped,
+        })
+    }
+
+    /// Flushes the pcap being written, so the file is complete up to now.
+    pub fn flush(&mut self) -> Result<(), SourceError> {
+        if let Some(s) = &mut self.save {
+            s.flush().map_err(|e| SourceError::Live {
+                iface: self.iface.clone(),
+                msg: format!("writing the capture: {}", pcap_msg(&e)),
+            })?;
+        }
+        self.since_flush = 0;
+        Ok(())
+    }
+}
+
+/// libpcap's permission message, made actionable.
+fn live_msg(m: &str) -> String {
+    if m.contains("Operation not permitted") || m.contains("ermission") {
+        format!(
+            "permission denied ({m}): capturing needs CAP_NET_RAW — run as root, or grant it once with `sudo setcap cap_net_raw,cap_net_admin=eip $(command -v hcleak)`"
+        )
+    } else if m.contains("No such device") || m.contains("doesn't exist") {
+        format!("no such interface ({m}); `hcleak capture -D` lists them")
+    } else {
+        m.to_string()
+    }
+}
+
+impl PacketSource for LiveSource {
+    fn next_frame(&mut self) -> Result<Next<'_>, SourceError> {
+        if self.drained {
+            self.drained = false;
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            use std::os::fd::AsFd;
+            let mut fds = [PollFd::new(self.cap.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(100u16)) {
+                Ok(0) => return Ok(Next::Idle),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(SourceError::Live { iface: self.iface.clone(), msg: format!("poll: {e}") }),
+            }
+        }
+        match self.cap.next_packet() {
+            Ok(p) => {
+                if let Some(s) = &mut self.save {
+                    s.write(&p);
+                    self.since_flush += 1;
+                    if self.since_flush >= 1024 {
+                        // Keep the file complete up to a recent packet even if we are killed.
+                        let _ = s.flush();
+                        self.since_flush = 0;
+                    }
+                }
+                #[allow(clippy::unnecessary_cast)]
+                let ts = (p.header.ts.tv_sec as i64)
+                    .saturating_mul(1_000_000_000)
+                    .saturating_add(p.header.ts.tv_usec as i64);
+                Ok(Next::Frame(Frame { ts, link: self.link, data: p.data, wire_len: p.header.len }))
+            }
+            Err(pcap::Error::TimeoutExpired) => {
+                // Nothing ready. A quiet moment: make the file on disk complete up to now.
+                self.drained = true;
+                if let (Some(s), true) = (&mut self.save, self.since_flush > 0) {
+                    let _ = s.flush();
+                    self.since_flush = 0;
+                }
+                Ok(Next::Idle)
+            }
+            Err(pcap::Error::NoMorePackets) => Ok(Next::End),
+            Err(e) => Err(SourceError::Live { iface: self.iface.clone(), msg: pcap_msg(&e) }),
+        }
+    }
+}
+
+/// Interfaces libpcap can open, with their descriptions, for `hcleak capture -D`.
+pub fn list_interfaces() -> Result<Vec<(String, Option<String>)>, SourceError> {
+    pcap::Device::list()
+        .map(|v| v.into_iter().map(|d| (d.name, d.desc)).collect())
+        .map_err(|e| SourceError::Live { iface: "any".into(), msg: pcap_msg(&e) })
+}
+
+/// This host's addresses (from libpcap's interface list), to tell local backends from remote ones.
+pub fn local_addresses() -> std::collections::HashSet<std::net::IpAddr> {
+    pcap::Device::list()
+        .map(|v| v.into_iter().flat_map(|d| d.addresses.into_iter().map(|a| a.addr)).collect())
+        .unwrap_or_default()
 }

@@ -1,0 +1,189 @@
+//! Live: the hooks a running capture needs on top of the pipeline — stop on a signal, a packet
+//! count or a deadline; sample the backend host once a second; refresh the view every few seconds.
+//! Verdicts are the same pure functions `analyze` uses, fed the same aggregates and samples.
+
+use crate::backend::Backends;
+use crate::decode::Ts;
+use crate::flow::{Conn, FlowTable};
+use crate::pipeline::{Consumer, DecodeStats};
+use crate::render;
+use crate::sampler::HostSampler;
+use crate::sockets::{self, HostSamples};
+use crate::verdict::{self, Options};
+use std::collections::HashSet;
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How the periodic view is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    /// A terminal: redraw the report table in place.
+    Screen,
+    /// A pipe or file: one plain line per backend per refresh.
+    Lines,
+    /// Nothing until the end.
+    Quiet,
+}
+
+/// Wall-clock now as packet-time nanoseconds (live packets carry the same clock).
+pub fn now_ts() -> Ts {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as Ts)
+}
+
+pub struct Live<'a> {
+    pub backends: Backends,
+    pub host: HostSamples,
+    pub sampler: Option<Box<dyn HostSampler + 'a>>,
+    /// Where samples are also written (`dump.pcap.sockets.csv`).
+    pub csv: Option<Box<dyn Write + 'a>>,
+    /// Addresses of this host: only backends on them can be sampled here.
+    pub local: HashSet<IpAddr>,
+    pub stop: Arc<AtomicBool>,
+    pub deadline: Option<Instant>,
+    pub max_packets: Option<u64>,
+    pub refresh: Duration,
+    pub sample_every: Duration,
+    pub view: View,
+    pub opts: Options,
+    pub out: Box<dyn Write + 'a>,
+    next_refresh: Instant,
+    next_sample: Instant,
+    watched: HashSet<u16>,
+    /// Problems met while running (sampling, writing), reported once at the end.
+    pub warnings: Vec<String>,
+}
+
+impl<'a> Live<'a> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        sampler: Option<Box<dyn HostSampler + 'a>>,
+        csv: Option<Box<dyn Write + 'a>>,
+        local: HashSet<IpAddr>,
+        stop: Arc<AtomicBool>,
+        deadline: Option<Instant>,
+        max_packets: Option<u64>,
+        refresh: Duration,
+        view: View,
+        opts: Options,
+        out: Box<dyn Write + 'a>,
+    ) -> Self {
+        let now = Instant::now();
+        Live {
+            backends: Backends::new(),
+            host: HostSamples::default(),
+            sampler,
+            csv,
+            local,
+            stop,
+            deadline,
+            max_packets,
+            refresh,
+            sample_every: Duration::from_secs(1),
+            view,
+            opts,
+            out,
+            next_refresh: now + refresh,
+            next_sample: now,
+            watched: HashSet::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Starts sampling servers on this host that the traffic shows as backends.
+    fn watch_new_backends(&mut self, table: &FlowTable) {
+        let Some(s) = self.sampler.as_mut() else { return };
+        let mut ports: Vec<u16> = Vec::new();
+        let local = &self.local;
+        let is_local = |ip: &IpAddr| local.is_empty() || local.contains(ip) || ip.is_loopback();
+        for (ip, port) in self.backends.map.keys() {
+            if is_local(ip) && !self.watched.contains(port) {
+                ports.push(*port);
+            }
+        }
+        for c in table.live() {
+            if is_local(&c.resp_h) && !self.watched.contains(&c.resp_p) {
+                ports.push(c.resp_p);
+            }
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        for p in ports {
+            self.watched.insert(p);
+            s.watch(p);
+        }
+    }
+
+    /// Takes one round of host samples now.
+    pub fn sample_now(&mut self) {
+        let Some(s) = self.sampler.as_mut() else { return };
+        for (spec, x) in s.sample(now_ts()) {
+            if let Some(w) = self.csv.as_mut() {
+                if let Err(e) = writeln!(w, "{}", sockets::csv_row(&spec, &x)).and_then(|_| w.flush()) {
+                    self.warnings.push(format!("writing samples: {e}"));
+                    self.csv = None;
+                }
+            }
+            self.host.push(spec, x);
+        }
+    }
+
+    pub fn report(&self) -> verdict::Report {
+        verdict::judge(&self.backends, Some(&self.host), &self.opts)
+    }
+
+    fn refresh_view(&mut self, stats: &DecodeStats) {
+        let r = self.report();
+        let res = match self.view {
+            View::Quiet => Ok(()),
+            View::Screen => write!(self.out, "\x1b[2J\x1b[H")
+                .and_then(|_| render::report_table(&mut self.out, &r, stats))
+                .and_then(|_| self.out.flush()),
+            View::Lines => render::report_lines(&mut self.out, &r, now_ts()).and_then(|_| self.out.flush()),
+        };
+        if let Err(e) = res {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                self.stop.store(true, Ordering::Relaxed);
+            }
+            self.view = View::Quiet;
+        }
+    }
+}
+
+impl Consumer for Live<'_> {
+    fn conn(&mut self, c: Conn) {
+        self.backends.add(&c);
+    }
+
+    fn keep_going(&mut self, stats: &DecodeStats) -> bool {
+        !self.stop.load(Ordering::Relaxed) && self.max_packets.is_none_or(|n| stats.frames < n)
+    }
+
+    fn tick_due(&mut self) -> bool {
+        let now = Instant::now();
+        now >= self.next_sample || now >= self.next_refresh || self.deadline.is_some_and(|d| now >= d)
+    }
+
+    fn tick(&mut self, table: &mut FlowTable, stats: &DecodeStats) -> bool {
+        let now = Instant::now();
+        if self.deadline.is_some_and(|d| now >= d) || self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        if now >= self.next_sample {
+            self.next_sample = now + self.sample_every;
+            // Packet time stands still on an idle interface: sweep by the wall clock.
+            let wall = now_ts();
+            let backends = &mut self.backends;
+            table.sweep(wall, &mut |c| backends.add(&c));
+            self.watch_new_backends(table);
+            self.sample_now();
+        }
+        if now >= self.next_refresh {
+            self.next_refresh = now + self.refresh;
+            self.refresh_view(stats);
+        }
+        true
+    }
+}

@@ -1,0 +1,301 @@
+//! Live capture and host sampling end to end, on loopback only: real HAProxy checking a server that
+//! keeps every reset socket and one that closes correctly; `hcleak capture` must tell them apart with
+//! its own host samples, write a pcap that `analyze` judges the same way, and stop at once on SIGINT.
+//!
+//! The servers are this test binary re-run in server mode (`HCLEAK_TEST_SERVER`), one process each,
+//! so the sampler sees one process per port. Every process is stopped by its own PID; every wait is
+//! bounded. These tests need root (raw capture) and `haproxy`; `.ci/run` provides both.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hcleak");
+
+/// Kills the process by its PID when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Server mode: only does anything when re-run with HCLEAK_TEST_SERVER set.
+#[test]
+fn test_server_process() {
+    let Ok(mode) = std::env::var("HCLEAK_TEST_SERVER") else { return };
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Straight to the stdout pipe: libtest may capture print!.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        writeln!(out, "PORT {}", l.local_addr().unwrap().port()).unwrap();
+        out.flush().unwrap();
+    }
+    let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    // Bounded: a forgotten server ends by itself.
+    let end = Instant::now() + Duration::from_secs(120);
+    for s in l.incoming() {
+        if Instant::now() > end {
+            break;
+        }
+        let Ok(mut s) = s else { continue };
+        let held = Arc::clone(&held);
+        let mode = mode.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            let outcome = loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break "eof",
+                    Ok(_) => continue,
+                    Err(_) => break "reset",
+                }
+            };
+            // hold-reset never closes a socket the peer reset (or closed); close-wait never
+            // closes after the peer's FIN; close always closes.
+            let keep = match mode.as_str() {
+                "hold-reset" => true,
+                "close-wait" => outcome == "eof",
+                _ => false,
+            };
+            if keep {
+                held.lock().unwrap().push(s);
+            }
+        });
+    }
+}
+
+fn server(mode: &str) -> (Proc, u16) {
+    let mut c = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "test_server_process", "--nocapture", "--test-threads", "1"])
+        .env("HCLEAK_TEST_SERVER", mode)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = c.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    let port = loop {
+        let line = lines.next().expect("server printed its port").unwrap();
+        // libtest may put its own "test … " prefix on the same line.
+        if let Some((_, p)) = line.split_once("PORT ") {
+            break p.trim().parse().unwrap();
+        }
+    };
+    (Proc(c), port)
+}
+
+fn ready() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let haproxy = Command::new("haproxy").arg("-v").output().is_ok_and(|o| o.status.success());
+    if !root || !haproxy {
+        eprintln!("SKIPPED: live tests need root and haproxy (root={root}, haproxy={haproxy}); .ci/run provides both");
+    }
+    root && haproxy
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hcleak-live-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn json(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
+}
+
+fn backend(v: &serde_json::Value, port: u16) -> &serde_json::Value {
+    let name = format!("127.0.0.1:{port}");
+    v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backend"] == name.as_str())
+        .unwrap_or_else(|| panic!("no {name} in {v:#}"))
+}
+
+#[test]
+fn capture_with_haproxy_flags_the_leaking_backend_and_writes_an_analysable_pcap() {
+    if !ready() {
+        return;
+    }
+    let (_leaky, lport) = server("hold-reset");
+    let (_healthy, hport) = server("close");
+    let dir = tmpdir("e2e");
+    let cfg = dir.join("haproxy.cfg");
+    // HAProxy refuses to start without a listener: give it a free loopback port.
+    let fe = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // tcp-check connect + expect: the check completes the handshake, waits for "OK", and resets it
+    // when `timeout check` expires — a handshake-then-RST probe that reaches accept().
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n    nbthread 1\ndefaults\n    mode tcp\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n    timeout check 100ms\n\
+             frontend fe\n    bind 127.0.0.1:{fe}\n    default_backend be\n\
+             backend be\n    option tcp-check\n    tcp-check connect\n    tcp-check expect string OK\n\
+             \x20   server leaky 127.0.0.1:{lport} check inter 200ms fall 1000 rise 1\n\
+             \x20   server healthy 127.0.0.1:{hport} check inter 200ms fall 1000 rise 1\n"
+        ),
+    )
+    .unwrap();
+    let dump = dir.join("dump.pcap");
+    let cap = Command::new(BIN)
+        .args(["capture", "-i", "lo", "--duration", "8s", "--sample-interval", "250ms", "--format", "json", "-w"])
+        .arg(&dump)
+        .args(["tcp", "port", &lport.to_string(), "or", "tcp", "port", &hport.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let _haproxy = Proc(
+        Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Bounded by --duration: the capture ends by itself.
+    let out = cap.wait_with_output().unwrap();
+    let v = json(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{v:#}\n{stderr}");
+    assert!(stderr.contains("dropped by kernel"), "{stderr}");
+
+    let leaky = backend(&v, lport);
+    assert_eq!(leaky["verdict"], "leak", "{leaky:#}");
+    assert_eq!(leaky["sockets_source"], "host");
+    assert_eq!(leaky["driver"], "handshake_rst");
+    let per = leaky["sockets_per_driver"].as_f64().unwrap();
+    assert!((per - 1.0).abs() < 0.15, "{per}");
+    let healthy = backend(&v, hport);
+    assert_eq!(healthy["verdict"], "ok", "{healthy:#}");
+    assert_eq!(healthy["sockets_source"], "host");
+    assert!(healthy["probes"].as_u64().unwrap() >= 10);
+
+    // The written capture and samples, analysed later, give the same verdicts.
+    let samples = dir.join("dump.pcap.sockets.csv");
+    assert!(samples.exists());
+    let again = Command::new(BIN)
+        .arg("analyze")
+        .arg(&dump)
+        .arg("--sockets")
+        .arg(&samples)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
+    let w = json(&again.stdout);
+    assert_eq!(backend(&w, lport)["verdict"], "leak");
+    assert_eq!(backend(&w, lport)["driver"], "handshake_rst");
+    assert_eq!(backend(&w, hport)["verdict"], "ok");
+
+    // -w never clobbers an existing file unless asked.
+    let o = Command::new(BIN).args(["capture", "-i", "lo", "-c", "1", "-w"]).arg(&dump).output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("exists; pass --force"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn capture_on_an_idle_interface_stops_within_a_second_of_sigint() {
+    if !ready() {
+        return;
+    }
+    let child = Command::new(BIN)
+        .args(["capture", "-i", "lo", "--no-sample", "tcp", "port", "9", "and", "host", "127.0.0.254"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut child = Proc(child);
+    std::thread::sleep(Duration::from_millis(800));
+    let sent = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(5), "capture did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = sent.elapsed();
+    assert!(took < Duration::from_secs(1), "took {took:?} to stop");
+    let mut out = String::new();
+    child.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let mut err = String::new();
+    child.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    // Nothing seen: a report that says so, the kernel's counters, and "could not decide".
+    assert!(out.contains("no TCP connections"), "{out}");
+    assert!(err.contains("received by filter"), "{err}");
+    assert!(err.contains("dropped root") || err.contains("not running as root"), "{err}");
+    assert_eq!(status.code(), Some(3));
+}
+
+/// The sampler against real processes: one holding reset sockets, one leaving CLOSE_WAIT.
+#[test]
+fn sampler_sees_reset_and_held_sockets_and_close_wait() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: sampling another process's /proc/PID/fd needs root");
+        return;
+    }
+    use std::os::fd::AsFd;
+    let (_hold, hport) = server("hold-reset");
+    let (_cw, cport) = server("close-wait");
+    for _ in 0..5 {
+        let s = TcpStream::connect(("127.0.0.1", hport)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        // SO_LINGER 0: close() sends a RST, like a health checker giving up.
+        nix::sys::socket::setsockopt(
+            &s.as_fd(),
+            nix::sys::socket::sockopt::Linger,
+            &nix::libc::linger { l_onoff: 1, l_linger: 0 },
+        )
+        .unwrap();
+        drop(s);
+    }
+    for _ in 0..4 {
+        let s = TcpStream::connect(("127.0.0.1", cport)).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        drop(s); // FIN
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let dir = tmpdir("sampler");
+    for (port, check) in [(hport, "hold"), (cport, "close-wait")] {
+        let csv = dir.join(format!("{check}.csv"));
+        let o = Command::new(BIN)
+            .args(["sample", "--port", &port.to_string(), "--interval", "100ms", "--duration", "350ms", "-o"])
+            .arg(&csv)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = std::fs::read_to_string(&csv).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next().unwrap(), hcleak::sockets::CSV_HEADER);
+        let rows: Vec<Vec<String>> = lines.map(|l| l.split(',').map(String::from).collect()).collect();
+        assert!(rows.len() >= 3, "{text}");
+        let last = rows.last().unwrap();
+        assert_eq!(last[1], format!("127.0.0.1:{port}"));
+        let n = |i: usize| last[i].parse::<u64>().unwrap();
+        if check == "hold" {
+            // The listener plus five accepted sockets the peer reset, none in any TCP table.
+            assert_eq!((n(2), n(3)), (6, 5), "{text}");
+        } else {
+            assert_eq!(n(4), 4, "CLOSE_WAIT count: {text}");
+            assert_eq!(n(3), 0, "CLOSE_WAIT sockets are still in the TCP table: {text}");
+        }
+    }
+    // The same CSV feeds analyze --sockets.
+    hcleak::sockets::read_csv(&dir.join("hold.csv")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
