@@ -74,9 +74,16 @@ pub struct CaptureArgs {
     /// Servers with fewer connections than this are left out of the report.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub min_conns: u64,
-    /// Output format of the final report.
+    /// Output format of the final report (jsonl: every finished connection and periodic backend
+    /// summaries as JSON lines while running).
     #[arg(long, value_enum, default_value_t = FormatArg::Table)]
     pub format: FormatArg,
+    /// Draw the final report as SVG (see analyze --plot).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics while capturing (a bare port binds 127.0.0.1).
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub metrics: Option<String>,
     /// BPF filter, as in tcpdump.
     #[arg(value_name = "FILTER")]
     pub filter: Vec<String>,
@@ -116,6 +123,20 @@ pub enum FormatArg {
     Table,
     Tsv,
     Json,
+    Jsonl,
+    Nagios,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Table => Format::Table,
+            FormatArg::Tsv => Format::Tsv,
+            FormatArg::Json => Format::Json,
+            FormatArg::Jsonl => Format::Jsonl,
+            FormatArg::Nagios => Format::Nagios,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -139,6 +160,9 @@ pub struct AnalyzeArgs {
     /// Servers with fewer connections than this are left out of the report.
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub min_conns: u64,
+    /// Draw each backend's sockets against probes and time, with the fit and the limit, as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
     /// Most connections tracked at once; the least recently active are finished early beyond it.
     #[arg(long, default_value_t = 1 << 20, value_name = "N")]
     pub max_flows: usize,
@@ -154,6 +178,7 @@ pub struct AnalyzeConfig {
     pub sockets: Option<PathBuf>,
     pub limit: Option<u64>,
     pub min_conns: u64,
+    pub plot: Option<PathBuf>,
     pub max_flows: usize,
 }
 
@@ -192,6 +217,12 @@ impl AnalyzeArgs {
         if self.limit == Some(0) {
             return Err("--limit must be at least 1".into());
         }
+        if self.flows && self.format == FormatArg::Nagios {
+            return Err("--format nagios is a verdict; it has no meaning with --flows".into());
+        }
+        if self.flows && self.plot.is_some() {
+            return Err("--plot draws the diagnosis; it has no effect with --flows".into());
+        }
         if self.flows && self.sockets.is_some() {
             return Err("--sockets feeds the diagnosis; it has no effect with --flows".into());
         }
@@ -199,14 +230,11 @@ impl AnalyzeArgs {
             files,
             filter,
             flows: self.flows,
-            format: match self.format {
-                FormatArg::Table => Format::Table,
-                FormatArg::Tsv => Format::Tsv,
-                FormatArg::Json => Format::Json,
-            },
+            format: self.format.into(),
             sockets: self.sockets.clone(),
             limit: self.limit,
             min_conns: self.min_conns,
+            plot: self.plot.clone(),
             max_flows: self.max_flows,
         })
     }

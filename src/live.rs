@@ -24,6 +24,8 @@ pub enum View {
     Screen,
     /// A pipe or file: one plain line per backend per refresh.
     Lines,
+    /// JSON lines: every finished connection, and backend summaries at each refresh.
+    Jsonl,
     /// Nothing until the end.
     Quiet,
 }
@@ -54,6 +56,10 @@ pub struct Live<'a> {
     watched: HashSet<u16>,
     /// Problems met while running (sampling, writing), reported once at the end.
     pub warnings: Vec<String>,
+    /// Where the latest metrics are published, and the kernel counters they include.
+    pub metrics: Option<crate::metrics::MetricsServer>,
+    pub drops: Option<Arc<std::sync::Mutex<Option<crate::source::DropStats>>>>,
+    packets: u64,
 }
 
 impl<'a> Live<'a> {
@@ -89,6 +95,9 @@ impl<'a> Live<'a> {
             next_sample: now,
             watched: HashSet::new(),
             warnings: Vec::new(),
+            metrics: None,
+            drops: None,
+            packets: 0,
         }
     }
 
@@ -134,6 +143,14 @@ impl<'a> Live<'a> {
         verdict::judge(&self.backends, Some(&self.host), &self.opts)
     }
 
+    /// Publishes the current report to the metrics endpoint, if any.
+    pub fn publish_metrics(&self, r: &verdict::Report) {
+        if let Some(m) = &self.metrics {
+            let drops = self.drops.as_ref().and_then(|d| d.lock().ok().and_then(|g| *g));
+            m.publish(crate::metrics::exposition(r, &crate::metrics::CaptureCounters { packets: self.packets, drops }));
+        }
+    }
+
     fn refresh_view(&mut self, stats: &DecodeStats) {
         let r = self.report();
         let res = match self.view {
@@ -142,6 +159,7 @@ impl<'a> Live<'a> {
                 .and_then(|_| render::report_table(&mut self.out, &r, stats))
                 .and_then(|_| self.out.flush()),
             View::Lines => render::report_lines(&mut self.out, &r, now_ts()).and_then(|_| self.out.flush()),
+            View::Jsonl => render::report_jsonl(&mut self.out, &r, "backend", now_ts()),
         };
         if let Err(e) = res {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -154,6 +172,12 @@ impl<'a> Live<'a> {
 
 impl Consumer for Live<'_> {
     fn conn(&mut self, c: Conn) {
+        if self.view == View::Jsonl {
+            let label = crate::classify::flow_label(&c);
+            if render::conn_jsonl(&mut self.out, &c, label).and_then(|_| self.out.flush()).is_err() {
+                self.view = View::Quiet;
+            }
+        }
         self.backends.add(&c);
     }
 
@@ -174,11 +198,18 @@ impl Consumer for Live<'_> {
         if now >= self.next_sample {
             self.next_sample = now + self.sample_every;
             // Packet time stands still on an idle interface: sweep by the wall clock.
-            let wall = now_ts();
-            let backends = &mut self.backends;
-            table.sweep(wall, &mut |c| backends.add(&c));
+            let mut done = Vec::new();
+            table.sweep(now_ts(), &mut |c| done.push(c));
+            for c in done {
+                self.conn(c);
+            }
             self.watch_new_backends(table);
             self.sample_now();
+            self.packets = stats.frames;
+            if self.metrics.is_some() {
+                let r = self.report();
+                self.publish_metrics(&r);
+            }
         }
         if now >= self.next_refresh {
             self.next_refresh = now + self.refresh;

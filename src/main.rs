@@ -4,7 +4,7 @@
 use clap::Parser;
 use hcleak::backend::Backends;
 use hcleak::classify;
-use hcleak::cli::{AnalyzeConfig, CaptureArgs, Cli, Cmd, FormatArg, SampleArgs};
+use hcleak::cli::{AnalyzeConfig, CaptureArgs, Cli, Cmd, SampleArgs};
 use hcleak::flow::{Conn, FlowConfig, FlowTable};
 use hcleak::live::{self, Live, View};
 use hcleak::pipeline::{self, Consumer, DecodeStats};
@@ -114,7 +114,8 @@ impl Consumer for AnalyzeSink<'_> {
         let r = match (self.cfg.flows, self.cfg.format) {
             (true, Format::Tsv) => render::flow_tsv(self.out, &c, classify::flow_label(&c)),
             (true, Format::Json) => render::flow_json(self.out, &c, classify::flow_label(&c)),
-            (true, Format::Table) => {
+            (true, Format::Jsonl) => render::conn_jsonl(self.out, &c, classify::flow_label(&c)),
+            (true, Format::Table | Format::Nagios) => {
                 self.summary.add(&c);
                 Ok(())
             }
@@ -193,9 +194,9 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     } else {
         let opts = verdict::Options { limit: cfg.limit, min_conns: cfg.min_conns };
         let report = verdict::judge(&backends, host.as_ref(), &opts);
-        match cfg.format {
-            Format::Json => render::report_json(&mut out, &report, &stats)?,
-            _ => render::report_table(&mut out, &report, &stats)?,
+        render::report(&mut out, cfg.format, &report, &stats, stats.last_ts.unwrap_or(0))?;
+        if let Some(p) = &cfg.plot {
+            write_plot(p, &report)?;
         }
         code = report.verdict.into();
     }
@@ -205,6 +206,13 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     }
     // A damaged input means the verdict may be missing what came after the damage.
     Ok(if errors.is_empty() { code } else { Exit::Unknown })
+}
+
+fn write_plot(path: &Path, r: &verdict::Report) -> Result<(), Failure> {
+    let svg = hcleak::plot::svg(r).map_err(|e| Failure::Usage(format!("drawing {}: {e}", path.display())))?;
+    std::fs::write(path, svg).map_err(|e| Failure::Usage(format!("cannot write {}: {e}", path.display())))?;
+    give_to_invoking_user(path);
+    Ok(())
 }
 
 /// SIGINT and SIGTERM set the flag; a second one ends the process at once.
@@ -326,9 +334,11 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
         };
         (Some(Box::new(ProcSampler::default())), csv)
     };
-    let view = match (a.format, io::stdout().is_terminal()) {
-        // A JSON document on stdout must stay one document.
-        (FormatArg::Json, _) => View::Quiet,
+    let format: Format = a.format.into();
+    let view = match (format, io::stdout().is_terminal()) {
+        // A JSON document or a Nagios line on stdout must stay just that.
+        (Format::Json | Format::Nagios, _) => View::Quiet,
+        (Format::Jsonl, _) => View::Jsonl,
         (_, true) => View::Screen,
         (_, false) => View::Lines,
     };
@@ -347,6 +357,13 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
         Box::new(io::stdout()),
     );
     live.sample_every = a.sample_interval.max(Duration::from_millis(50));
+    live.drops = Some(src.counters());
+    if let Some(spec) = &a.metrics {
+        let addr = hcleak::metrics::bind_addr(spec).map_err(Failure::Usage)?;
+        let m = hcleak::metrics::MetricsServer::start(addr).map_err(Failure::Usage)?;
+        eprintln!("hcleak: serving metrics at http://{}/metrics", m.addr);
+        live.metrics = Some(m);
+    }
     let mut table = FlowTable::new(FlowConfig::default());
     let mut stats = DecodeStats::default();
     let mut errors = Vec::new();
@@ -361,11 +378,11 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     if view == View::Screen {
         write!(out, "\x1b[2J\x1b[H")?;
     }
-    match a.format {
-        FormatArg::Json => render::report_json(&mut out, &report, &stats)?,
-        _ => render::report_table(&mut out, &report, &stats)?,
-    }
+    render::report(&mut out, format, &report, &stats, live::now_ts())?;
     out.flush()?;
+    if let Some(p) = &a.plot {
+        write_plot(p, &report)?;
+    }
     if let Some(d) = src.drops() {
         eprintln!(
             "hcleak: {} packets captured, {} received by filter, {} dropped by kernel, {} dropped by interface",

@@ -16,6 +16,10 @@ pub enum Format {
     Table,
     Tsv,
     Json,
+    /// One JSON object per line: connections as they finish, backend summaries.
+    Jsonl,
+    /// A Nagios/Icinga plugin status line with perfdata.
+    Nagios,
 }
 
 /// `ip:port`, with IPv6 in brackets.
@@ -515,4 +519,82 @@ pub fn report_lines(w: &mut dyn Write, r: &crate::verdict::Report, now: Ts) -> i
         writeln!(w)?;
     }
     Ok(())
+}
+
+/// The Nagios plugin line: `HCLEAK LEAK - … | perfdata`. The exit code carries the state.
+pub fn report_nagios(w: &mut dyn Write, r: &crate::verdict::Report) -> io::Result<()> {
+    use crate::verdict::Verdict;
+    let state = match r.verdict {
+        Verdict::Ok => "OK",
+        Verdict::Suspicious => "WARNING",
+        Verdict::Leak => "LEAK",
+        Verdict::Unknown => "UNKNOWN",
+    };
+    let head = headline(r);
+    let text = head.split_once(" — ").map_or(head.as_str(), |(_, t)| t);
+    let mut perf = Vec::new();
+    for b in &r.backends {
+        let n = b.name();
+        perf.push(format!("'{n} probes'={}c", b.probes));
+        if let Some(s) = b.sockets_now {
+            match b.limit {
+                Some(l) => perf.push(format!("'{n} sockets'={s:.0};;;0;{l}")),
+                None => perf.push(format!("'{n} sockets'={s:.0};;;0")),
+            }
+        }
+        if let Some(d) = &b.driver {
+            perf.push(format!("'{n} sockets_per_driver'={:.3}", d.per_event));
+        }
+        if let Some(e) = b.exhaustion_eta_s {
+            perf.push(format!("'{n} eta'={e:.0}s"));
+        }
+    }
+    // One line: newlines in plugin output start the long text.
+    let text = text.replace(['\n', '|'], " ");
+    if perf.is_empty() {
+        writeln!(w, "HCLEAK {state} - {text}")
+    } else {
+        writeln!(w, "HCLEAK {state} - {text} | {}", perf.join(" "))
+    }
+}
+
+/// One JSON object per backend, for line-oriented logs (`type` says what the line is).
+pub fn report_jsonl(w: &mut dyn Write, r: &crate::verdict::Report, kind: &str, now: Ts) -> io::Result<()> {
+    use serde_json::json;
+    for b in &r.backends {
+        let line = json!({
+            "type": kind,
+            "ts": now as f64 / 1e9,
+            "backend": b.name(),
+            "verdict": b.verdict.name(),
+            "probes": b.probes,
+            "driver": b.driver.map(|d| d.kind.name()),
+            "sockets_per_driver": b.driver.map(|d| d.per_event),
+            "sockets_source": b.sockets_source.name(),
+            "sockets_now": b.sockets_now,
+            "exhaustion_eta_s": b.exhaustion_eta_s,
+        });
+        serde_json::to_writer(&mut *w, &line).map_err(io::Error::other)?;
+        writeln!(w)?;
+    }
+    w.flush()
+}
+
+/// A connection as one JSON line with `"type": "conn"`, for `--format jsonl`.
+pub fn conn_jsonl(w: &mut dyn Write, c: &Conn, kind: &str) -> io::Result<()> {
+    write!(w, "{{\"type\":\"conn\",\"conn\":")?;
+    let mut buf = Vec::with_capacity(256);
+    flow_json(&mut buf, c, kind)?;
+    w.write_all(&buf[..buf.len() - 1])?;
+    writeln!(w, "}}")
+}
+
+/// The final report in the chosen format.
+pub fn report(w: &mut dyn Write, f: Format, r: &crate::verdict::Report, d: &DecodeStats, now: Ts) -> io::Result<()> {
+    match f {
+        Format::Json => report_json(w, r, d),
+        Format::Nagios => report_nagios(w, r),
+        Format::Jsonl => report_jsonl(w, r, "final", now),
+        Format::Table | Format::Tsv => report_table(w, r, d),
+    }
 }

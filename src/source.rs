@@ -300,6 +300,10 @@ pub struct LiveSource {
     since_flush: u32,
     /// The last read found nothing: wait on the descriptor before reading again.
     drained: bool,
+    /// The kernel's counters, refreshed at quiet moments and every few thousand packets, for
+    /// whoever reports while the capture runs (metrics).
+    counters: std::sync::Arc<std::sync::Mutex<Option<DropStats>>>,
+    since_stats: u32,
 }
 
 impl LiveSource {
@@ -329,7 +333,29 @@ impl LiveSource {
         // Non-blocking reads plus our own poll with a timeout: with TPACKET_V3 a blocking read on
         // an idle interface never returns, and then nothing could stop or refresh the capture.
         let cap = cap.setnonblock().map_err(|e| err(pcap_msg(&e)))?;
-        Ok(LiveSource { iface: o.iface.clone(), cap, link, save, since_flush: 0, drained: false })
+        Ok(LiveSource {
+            iface: o.iface.clone(),
+            cap,
+            link,
+            save,
+            since_flush: 0,
+            drained: false,
+            counters: Default::default(),
+            since_stats: 0,
+        })
+    }
+
+    /// A handle on the kernel counters that stays current while the capture runs.
+    pub fn counters(&self) -> std::sync::Arc<std::sync::Mutex<Option<DropStats>>> {
+        std::sync::Arc::clone(&self.counters)
+    }
+
+    fn refresh_counters(&mut self) {
+        let d = self.drops();
+        if let Ok(mut c) = self.counters.lock() {
+            *c = d;
+        }
+        self.since_stats = 0;
     }
 
     pub fn drops(&mut self) -> Option<DropStats> {
@@ -368,6 +394,9 @@ fn live_msg(m: &str) -> String {
 
 impl PacketSource for LiveSource {
     fn next_frame(&mut self) -> Result<Next<'_>, SourceError> {
+        if self.since_stats >= 4096 || (self.drained && self.since_stats > 0) {
+            self.refresh_counters();
+        }
         if self.drained {
             self.drained = false;
             use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -381,6 +410,7 @@ impl PacketSource for LiveSource {
         }
         match self.cap.next_packet() {
             Ok(p) => {
+                self.since_stats += 1;
                 if let Some(s) = &mut self.save {
                     s.write(&p);
                     self.since_flush += 1;

@@ -75,6 +75,8 @@ pub struct Options {
 pub struct Driver {
     pub kind: Kind,
     pub per_event: f64,
+    /// Sockets at zero driver events, from the same fit (for drawing the line).
+    pub intercept: f64,
     pub ci95: (f64, f64),
     pub rho: f64,
     pub r2: f64,
@@ -128,6 +130,18 @@ pub struct BackendReport {
     /// Sockets and cumulative probes at evenly spaced times, for the sparkline.
     pub spark_sockets: Vec<f64>,
     pub spark_probes: Vec<f64>,
+    /// The socket count against time and against the driver's cumulative count (or all probes
+    /// when there is no driver), at most a few hundred points, for plots.
+    pub curve: Vec<CurvePoint>,
+}
+
+/// One point of a backend's socket curve.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CurvePoint {
+    pub ts: Ts,
+    pub sockets: f64,
+    /// Cumulative driver events (or probes) up to `ts`.
+    pub events: f64,
 }
 
 impl BackendReport {
@@ -461,6 +475,7 @@ fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &
                     driver = Some(Driver {
                         kind: k,
                         per_event: fit.slope,
+                        intercept: fit.intercept,
                         ci95: fit.ci95(),
                         rho,
                         r2: fit.r2,
@@ -533,6 +548,7 @@ fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &
                         driver = Some(Driver {
                             kind: k,
                             per_event: fit.slope,
+                            intercept: fit.intercept,
                             ci95: fit.ci95(),
                             rho,
                             r2: fit.r2,
@@ -640,6 +656,14 @@ fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &
         let cum = running(&all_probe_events, tl, &times);
         times.into_iter().zip(cum).collect()
     };
+    let curve = {
+        let x = driver.map_or(&all_probe_events, |d| &kinds[&d.kind].events);
+        let step = spark_sockets.len().div_ceil(400).max(1);
+        let pts: Vec<(Ts, f64)> = spark_sockets.iter().copied().step_by(step).collect();
+        let times: Vec<Ts> = pts.iter().map(|p| p.0).collect();
+        let cum = running(x, tl, &times);
+        pts.iter().zip(cum).map(|(p, c)| CurvePoint { ts: p.0, sockets: p.1, events: c }).collect()
+    };
     let mut kinds_out: Vec<(Kind, u64)> = kinds.iter().map(|(k, a)| (*k, a.count)).collect();
     kinds_out.sort();
     BackendReport {
@@ -663,6 +687,7 @@ fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &
         remedies,
         spark_sockets: spark(&spark_sockets, spark_times.0, spark_times.1, 16),
         spark_probes: probe_points.iter().map(|p| p.1).collect(),
+        curve,
     }
 }
 

@@ -208,3 +208,77 @@ fn bad_samples_file_is_one_line_exit_3() {
     assert_eq!(o.status.code(), Some(3));
     assert!(one_line_no_panic(&o).contains("no-such.csv: no such file"));
 }
+
+#[test]
+fn nagios_line_and_exit_codes() {
+    let o = hcleak(&[
+        "analyze",
+        "fixtures/diag/reset-leak.pcap",
+        "--sockets",
+        "fixtures/diag/reset-leak.sockets.csv",
+        "--limit",
+        "1024",
+        "--format",
+        "nagios",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let (text, perf) = out.trim_end().split_once(" | ").unwrap();
+    assert!(text.starts_with("HCLEAK LEAK - 127.0.0.1:18101 keeps 1.00 socket per handshake_rst"), "{text}");
+    // Perfdata: 'label'=value[UOM];warn;crit;min;max, space separated.
+    for item in perf.split("' '") {
+        let item = item.trim_matches('\'');
+        let (label, value) = item.split_once("'=").unwrap_or_else(|| panic!("bad perfdata item {item}"));
+        assert!(!label.is_empty() && !label.contains('='));
+        let num: String = value.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        num.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {item}"));
+    }
+    assert!(perf.contains("'127.0.0.1:18101 probes'=77c"), "{perf}");
+    assert!(perf.contains("'127.0.0.1:18101 sockets'=78;;;0;1024"), "{perf}");
+
+    let ok = hcleak(&["analyze", "fixtures/diag/plain-check.pcap", "--format", "nagios"]);
+    assert_eq!(ok.status.code(), Some(0));
+    assert!(stdout(&ok).starts_with("HCLEAK OK - "));
+    let unknown = hcleak(&["analyze", "fixtures/diag/reset-leak.pcap", "--format", "nagios"]);
+    assert_eq!(unknown.status.code(), Some(3));
+    assert!(stdout(&unknown).starts_with("HCLEAK UNKNOWN - "));
+}
+
+#[test]
+fn plot_is_valid_svg_with_the_expected_series() {
+    let svg = tmp("plot.svg");
+    let o = hcleak(&[
+        "analyze",
+        "fixtures/diag/close-wait.pcap",
+        "--sockets",
+        "fixtures/diag/close-wait.sockets.csv",
+        "--limit",
+        "200",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let texts: Vec<String> =
+        doc.descendants().filter(|n| n.has_tag_name("text")).filter_map(|n| n.text()).map(String::from).collect();
+    let has = |s: &str| texts.iter().any(|t| t.contains(s));
+    assert!(has("127.0.0.1:18141 — LEAK: 1.00 socket per connect_fin"), "{texts:?}");
+    assert!(has("127.0.0.1:18142 — OK"), "{texts:?}");
+    assert!(has("connect_fin (cumulative)") && has("limit 200") && has("fit: 1.00 per event"), "{texts:?}");
+    assert!(has("limit 200 reached in"), "{texts:?}");
+    // Sockets for both backends in both panels, the fitted line and the projection.
+    let lines = doc.descendants().filter(|n| n.has_tag_name("polyline")).count();
+    assert!(lines >= 6, "{lines} polylines");
+    // It renders: rsvg-convert (librsvg2-bin, installed by .ci/run) turns it into a PNG.
+    match Command::new("rsvg-convert").arg(&svg).arg("-o").arg(tmp("plot.png")).output() {
+        Ok(r) => {
+            assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+            let png = std::fs::read(tmp("plot.png")).unwrap();
+            assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000);
+        }
+        Err(_) => eprintln!("SKIPPED rendering check: rsvg-convert not installed"),
+    }
+}

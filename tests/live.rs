@@ -299,3 +299,98 @@ fn sampler_sees_reset_and_held_sockets_and_close_wait() {
     hcleak::sockets::read_csv(&dir.join("hold.csv")).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn scrape(addr: &str) -> std::collections::HashMap<String, f64> {
+    use std::io::Write;
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let mut out = std::collections::HashMap::new();
+    for line in body.lines() {
+        if line.starts_with('#') || line.is_empty() {
+            assert!(
+                line.is_empty() || line.starts_with("# HELP hcleak_") || line.starts_with("# TYPE hcleak_"),
+                "{line}"
+            );
+            continue;
+        }
+        let (name, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line {line}"));
+        out.insert(name.to_string(), value.parse::<f64>().unwrap_or_else(|_| panic!("bad value in {line}")));
+    }
+    out
+}
+
+/// `/metrics` is scraped while a capture runs: its counters move with the traffic.
+#[test]
+fn metrics_endpoint_counts_probes_as_they_happen_and_jsonl_streams() {
+    if !ready() {
+        return;
+    }
+    let (_srv, port) = server("close");
+    let mport = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{mport}");
+    let cap = Command::new(BIN)
+        .args([
+            "capture",
+            "-i",
+            "lo",
+            "--duration",
+            "14s",
+            "--sample-interval",
+            "200ms",
+            "--format",
+            "jsonl",
+            "--metrics",
+        ])
+        .arg(&addr)
+        .args(["tcp", "port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A prober of our own: connect, then close (FIN), every 100 ms for 10 s.
+    let prober = std::thread::spawn(move || {
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
+                drop(s);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let key = format!("hcleak_probes_total{{backend=\"127.0.0.1:{port}\",kind=\"connect_fin\"}}");
+    // Finished connections are counted 5 s after they close (late packets still land there).
+    std::thread::sleep(Duration::from_millis(7500));
+    let first = scrape(&addr);
+    std::thread::sleep(Duration::from_millis(2500));
+    let second = scrape(&addr);
+    prober.join().unwrap();
+    let (a, b) = (first.get(&key).copied().unwrap_or(0.0), second[&key]);
+    assert!(a >= 5.0 && b >= a + 10.0, "probes counter must move with the traffic: {a} then {b}");
+    assert!(second["hcleak_packets_total"] > first["hcleak_packets_total"]);
+    assert_eq!(second[&format!("hcleak_verdict{{backend=\"127.0.0.1:{port}\"}}")], 0.0);
+    assert!(second.contains_key("hcleak_capture_dropped_total{by=\"kernel\"}"));
+    assert!(second.contains_key(&format!("hcleak_sockets{{backend=\"127.0.0.1:{port}\",source=\"host\"}}")));
+
+    // Bounded by --duration: the capture ends by itself.
+    let out = cap.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (mut conns, mut summaries, mut finals) = (0, 0, 0);
+    for line in text.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        match v["type"].as_str().unwrap() {
+            "conn" => conns += 1,
+            "backend" => summaries += 1,
+            "final" => finals += 1,
+            other => panic!("unknown line type {other}"),
+        }
+    }
+    assert!(conns >= 50 && summaries >= 3 && finals >= 1, "{conns} conns, {summaries} summaries, {finals} finals");
+}
