@@ -1,5 +1,6 @@
 //! The `hcleak` binary: parses arguments, wires the stages, and turns the result into an exit code
 //! (0 no leak, 1 suspicious, 2 leak, 3 could not decide or error) in one place.
+#![forbid(unsafe_code)]
 
 use clap::Parser;
 use hcleak::backend::Backends;

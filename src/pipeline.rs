@@ -18,6 +18,10 @@ pub struct DecodeStats {
     pub last_ts: Option<Ts>,
     /// Bytes of input read so far and in total (files), updated at each tick.
     pub input: (u64, u64),
+    /// Connections finished early because the flow table was full (`--max-flows`).
+    pub evicted: u64,
+    /// Most connections tracked at once.
+    pub peak_flows: usize,
 }
 
 impl DecodeStats {
@@ -73,6 +77,19 @@ pub fn run(
     errors: &mut Vec<SourceError>,
     consumer: &mut impl Consumer,
 ) -> Stop {
+    let stop = run_inner(source, table, stats, errors, consumer);
+    stats.evicted = table.stats.evicted_full;
+    stats.peak_flows = table.stats.peak;
+    stop
+}
+
+fn run_inner(
+    source: &mut dyn PacketSource,
+    table: &mut FlowTable,
+    stats: &mut DecodeStats,
+    errors: &mut Vec<SourceError>,
+    consumer: &mut impl Consumer,
+) -> Stop {
     loop {
         if !consumer.keep_going(stats) {
             return Stop::Asked;
@@ -112,6 +129,8 @@ pub fn run(
         }
         if stats.frames % TICK_EVERY == 0 || consumer.tick_due() {
             stats.input = source.progress();
+            stats.evicted = table.stats.evicted_full;
+            stats.peak_flows = table.stats.peak;
             if !consumer.tick(table, stats) {
                 return Stop::Asked;
             }

@@ -220,6 +220,13 @@ pub fn flow_summary(w: &mut dyn Write, s: &FlowSummary, d: &DecodeStats, files: 
 
 /// What the decoder skipped, by reason; nothing when nothing was skipped.
 pub fn skipped_table(w: &mut dyn Write, d: &DecodeStats) -> io::Result<()> {
+    if d.evicted > 0 {
+        writeln!(
+            w,
+            "{} connections were finished early because the flow table was full (peak {} tracked; raise --max-flows to keep more)",
+            d.evicted, d.peak_flows
+        )?;
+    }
     if d.skipped_total() == 0 && d.cut == 0 {
         return Ok(());
     }
@@ -481,6 +488,8 @@ pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStat
         "capture": {
             "packets": d.frames,
             "tcp_packets": d.tcp,
+            "flows_evicted": d.evicted,
+            "peak_flows": d.peak_flows,
             "first_ts": d.first_ts.map(|t| t as f64 / 1e9),
             "last_ts": d.last_ts.map(|t| t as f64 / 1e9),
             "skipped": skipped,
