@@ -203,7 +203,7 @@ pub fn event_ts(c: &Conn) -> Ts {
 /// A client FIN alone does not release it (that is CLOSE_WAIT until the server closes).
 pub fn held_span(c: &Conn) -> Option<(Ts, Option<Ts>)> {
     let f = &c.facts;
-    let established = match (f.synack, f.handshake_ack, f.orig_data) {
+    let established = match (f.synack.get(), f.handshake_ack.get(), f.orig_data.get()) {
         // A reset answering the SYN-ACK leaves a half-open socket the kernel drops itself.
         (Some(_), None, None) if f.orig_rst.is_some() => return None,
         (Some(t), _, _) => t,
@@ -349,7 +349,7 @@ impl Backends {
                 None => g.statuses.push((code, 1)),
             }
         }
-        if let (Some(q), Some(r)) = (f.orig_data, f.resp_data) {
+        if let (Some(q), Some(r)) = (f.orig_data.get(), f.resp_data.get()) {
             g.response_time_sum_s += (r - q) as f64 / 1e9;
             g.response_time_n += 1;
         }

@@ -17,6 +17,9 @@ use std::net::IpAddr;
 
 pub const SEC: Ts = 1_000_000_000;
 
+/// Default cap on connections tracked at once: about 120 MiB of flow records at most.
+pub const DEFAULT_MAX_FLOWS: usize = 1 << 18;
+
 /// Zeek's per-endpoint TCP state (`TCP_ENDPOINT_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TcpState {
@@ -133,7 +136,7 @@ impl Default for FlowConfig {
             attempt_delay: 5 * SEC,
             handshake_idle: 60 * SEC,
             idle: 300 * SEC,
-            max_flows: 1 << 20,
+            max_flows: DEFAULT_MAX_FLOWS,
         }
     }
 }
@@ -149,7 +152,7 @@ const HIST_MULTI: u32 = 0x40;
 
 const HISTORY_CAP: usize = 24;
 /// Bytes of the first payload each way kept for classification (HTTP request line, status line).
-pub const REQ_CAP: usize = 96;
+pub const REQ_CAP: usize = 64;
 pub const RSP_CAP: usize = 16;
 
 /// Sequence-space comparison: positive when `a` is after `b`.
@@ -278,26 +281,80 @@ impl std::fmt::Debug for History {
     }
 }
 
+/// A packet time that may be unset, in 8 bytes instead of `Option<Ts>`'s 16: flow records are
+/// kept for every live connection, so their size is the table's memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Stamp(Ts);
+
+impl Default for Stamp {
+    fn default() -> Self {
+        Stamp(Ts::MIN)
+    }
+}
+
+impl std::fmt::Debug for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl Stamp {
+    pub const NONE: Stamp = Stamp(Ts::MIN);
+    #[inline]
+    pub fn get(self) -> Option<Ts> {
+        (self.0 != Ts::MIN).then_some(self.0)
+    }
+    #[inline]
+    pub fn is_some(self) -> bool {
+        self.0 != Ts::MIN
+    }
+    #[inline]
+    pub fn is_none(self) -> bool {
+        self.0 == Ts::MIN
+    }
+    pub fn is_some_and(self, f: impl FnOnce(Ts) -> bool) -> bool {
+        self.get().is_some_and(f)
+    }
+    pub fn is_none_or(self, f: impl FnOnce(Ts) -> bool) -> bool {
+        self.get().is_none_or(f)
+    }
+    /// Sets the time if unset (the first occurrence wins).
+    #[inline]
+    pub fn first(&mut self, t: Ts) {
+        if self.0 == Ts::MIN {
+            self.0 = t;
+        }
+    }
+}
+
+impl IntoIterator for Stamp {
+    type Item = Ts;
+    type IntoIter = std::option::IntoIter<Ts>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.get().into_iter()
+    }
+}
+
 /// Facts the classifier needs, recorded as packets arrive. Times are packet times.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Facts {
     /// First SYN from the originator.
-    pub syn: Option<Ts>,
+    pub syn: Stamp,
     pub syn_count: u16,
     /// First SYN-ACK from the responder.
-    pub synack: Option<Ts>,
+    pub synack: Stamp,
     pub synack_count: u16,
     /// Originator's bare ACK completing the handshake, before it sent any data.
-    pub handshake_ack: Option<Ts>,
-    pub orig_data: Option<Ts>,
-    pub resp_data: Option<Ts>,
-    pub orig_fin: Option<Ts>,
-    pub resp_fin: Option<Ts>,
-    pub orig_rst: Option<Ts>,
-    pub resp_rst: Option<Ts>,
+    pub handshake_ack: Stamp,
+    pub orig_data: Stamp,
+    pub resp_data: Stamp,
+    pub orig_fin: Stamp,
+    pub resp_fin: Stamp,
+    pub orig_rst: Stamp,
+    pub resp_rst: Stamp,
     /// The responder acknowledged the originator's FIN (so its kernel holds the socket in CLOSE_WAIT
     /// until the application closes it).
-    pub resp_acked_orig_fin: Option<Ts>,
+    pub resp_acked_orig_fin: Stamp,
     /// Originator payload sent after the responder last sent data (a request still waiting).
     pub orig_data_after_resp: bool,
     /// User-Agent of the first request: none seen, a known health checker, or anything else.
@@ -336,8 +393,8 @@ pub struct Conn {
     first_seen: u8,
     /// Zeek's LastTime: frozen once both sides have closed.
     last_time: Ts,
-    attempt_at: Option<Ts>,
-    delete_at: Option<Ts>,
+    attempt_at: Stamp,
+    delete_at: Stamp,
 }
 
 impl Conn {
@@ -364,8 +421,8 @@ impl Conn {
             is_partial: false,
             first_seen: 0,
             last_time: seg.ts,
-            attempt_at: None,
-            delete_at: None,
+            attempt_at: Stamp::NONE,
+            delete_at: Stamp::NONE,
         };
         if cfg_flip {
             c.history.push(b'^');
@@ -445,14 +502,14 @@ impl Conn {
         let handshake = |s: TcpState| matches!(s, TcpState::Inactive | TcpState::SynSent | TcpState::SynAckSent);
         let idle = if handshake(self.orig.state) && handshake(self.resp.state) { cfg.handshake_idle } else { cfg.idle };
         let mut t = self.last_time.saturating_add(idle);
-        if let Some(a) = self.attempt_at {
+        if let Some(a) = self.attempt_at.get() {
             if matches!(self.orig.state, TcpState::SynSent | TcpState::SynAckSent)
                 && self.resp.state == TcpState::Inactive
             {
                 t = t.min(a);
             }
         }
-        if let Some(d) = self.delete_at {
+        if let Some(d) = self.delete_at.get() {
             t = t.min(d);
         }
         t
@@ -725,7 +782,7 @@ impl Conn {
                     if is_orig {
                         self.orig.set_state(if ack { SynAckSent } else { SynSent });
                         if self.attempt_at.is_none() {
-                            self.attempt_at = Some(now.saturating_add(cfg.attempt_delay));
+                            self.attempt_at.first(now.saturating_add(cfg.attempt_delay));
                         }
                     } else {
                         let (ep, peer) = self.ep(false);
@@ -799,7 +856,7 @@ impl Conn {
                     }
                     // Zeek's reset timer: a RST after our own FIN ends the record soon.
                     let at = now.saturating_add(cfg.close_delay);
-                    self.delete_at = Some(self.delete_at.map_or(at, |d| d.min(at)));
+                    self.delete_at = Stamp(self.delete_at.get().map_or(at, |d| d.min(at)));
                 }
             }
             Reset => {}
@@ -818,7 +875,7 @@ impl Conn {
         ep.did_close = true;
         let complete = ep.state == TcpState::Reset || peer.did_close || peer.state == TcpState::Inactive;
         if complete {
-            self.delete_at = Some(last_time.saturating_add(cfg.close_delay));
+            self.delete_at = Stamp(last_time.saturating_add(cfg.close_delay));
         }
     }
 
@@ -916,15 +973,15 @@ impl Conn {
         let (syn, fin, rst, ack) = (seg.has(SYN), seg.has(FIN), seg.has(RST), seg.has(ACK));
         if is_orig {
             if syn && !ack {
-                f.syn.get_or_insert(now);
+                f.syn.first(now);
                 f.syn_count = f.syn_count.saturating_add(1);
             }
             if !syn && !fin && !rst && ack && seg.payload_len == 0 && f.synack.is_some() && f.orig_data.is_none() {
-                f.handshake_ack.get_or_insert(now);
+                f.handshake_ack.first(now);
             }
             if seg.payload_len > 0 && !rst {
                 if f.orig_data.is_none() {
-                    f.orig_data = Some(now);
+                    f.orig_data.first(now);
                     let n = seg.payload.len().min(REQ_CAP);
                     self.req[..n].copy_from_slice(&seg.payload[..n]);
                     self.req_len = n as u8;
@@ -938,19 +995,19 @@ impl Conn {
                 f.orig_data_after_resp = true;
             }
             if fin {
-                f.orig_fin.get_or_insert(now);
+                f.orig_fin.first(now);
             }
             if rst {
-                f.orig_rst.get_or_insert(now);
+                f.orig_rst.first(now);
             }
         } else {
             if syn && ack {
-                f.synack.get_or_insert(now);
+                f.synack.first(now);
                 f.synack_count = f.synack_count.saturating_add(1);
             }
             if seg.payload_len > 0 && !rst {
                 if f.resp_data.is_none() {
-                    f.resp_data = Some(now);
+                    f.resp_data.first(now);
                     let n = seg.payload.len().min(RSP_CAP);
                     self.rsp[..n].copy_from_slice(&seg.payload[..n]);
                     self.rsp_len = n as u8;
@@ -958,15 +1015,15 @@ impl Conn {
                 f.orig_data_after_resp = false;
             }
             if fin {
-                f.resp_fin.get_or_insert(now);
+                f.resp_fin.first(now);
             }
             if rst {
-                f.resp_rst.get_or_insert(now);
+                f.resp_rst.first(now);
             }
             if ack && f.resp_acked_orig_fin.is_none() && self.orig.fin_cnt > 0 {
                 let acked = self.orig.rel(seg.ack);
                 if seq_delta(acked, self.orig.fin_seq) >= 0 {
-                    f.resp_acked_orig_fin = Some(now);
+                    f.resp_acked_orig_fin.first(now);
                 }
             }
         }
@@ -1204,9 +1261,9 @@ impl FlowTable {
 }
 
 fn end_reason(c: &Conn, expire_at: Ts, cfg: &FlowConfig) -> EndReason {
-    if c.delete_at == Some(expire_at) {
+    if c.delete_at.get() == Some(expire_at) {
         EndReason::Closed
-    } else if c.attempt_at == Some(expire_at) {
+    } else if c.attempt_at.get() == Some(expire_at) {
         EndReason::Attempt
     } else {
         let _ = cfg;
@@ -1322,7 +1379,7 @@ mod tests {
         assert_eq!((c.orig.pkts, c.resp.pkts, c.orig_bytes(), c.resp_bytes()), (6, 4, 20, 40));
         let f = c.facts;
         assert!(f.handshake_ack.is_some() && f.orig_data.is_some() && f.resp_data.is_some());
-        assert!(f.orig_fin.unwrap() < f.resp_fin.unwrap(), "client closed first");
+        assert!(f.orig_fin.get().unwrap() < f.resp_fin.get().unwrap(), "client closed first");
     }
 
     #[test]
