@@ -97,6 +97,10 @@ pub struct SampleArgs {
     /// The server's process (found from the LISTEN socket when omitted).
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
+    /// Label the rows with this address (`IP:PORT`) instead of the listening one — the address the
+    /// load balancer uses for this backend, when the server listens on all addresses.
+    #[arg(long, value_name = "IP")]
+    pub addr: Option<std::net::IpAddr>,
     /// Time between samples.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: std::time::Duration,

@@ -423,13 +423,17 @@ fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
     let deadline = a.duration.map(|d| Instant::now() + d);
     let mut samples = HostSamples::default();
     let mut server = server;
+    let label = |s: &hcleak::sampler::Server| match a.addr {
+        Some(ip) => sockets::BackendSpec::Exact(ip, s.port),
+        None => s.spec(),
+    };
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
         match proc.sample(&server, live::now_ts()) {
             Ok(x) => {
-                writeln!(out, "{}", sockets::csv_row(&server.spec(), &x))?;
+                writeln!(out, "{}", sockets::csv_row(&label(&server), &x))?;
                 out.flush()?;
-                samples.push(server.spec(), x);
+                samples.push(label(&server), x);
             }
             // Restarted: follow the new process on the same port.
             Err(_) => {

@@ -82,6 +82,12 @@ impl HostSamples {
             .map(|(_, v)| v.as_slice())
     }
 
+    /// Whether the samples used for this backend matched by port only (`:port`).
+    pub fn port_only(&self, ip: IpAddr, port: u16) -> bool {
+        let exact = self.backends.iter().any(|(s, _)| matches!(s, BackendSpec::Exact(..)) && s.matches(ip, port));
+        !exact && self.backends.iter().any(|(s, _)| matches!(s, BackendSpec::Port(_)) && s.matches(ip, port))
+    }
+
     pub fn push(&mut self, spec: BackendSpec, s: Sample) {
         match self.backends.iter_mut().find(|(b, _)| *b == spec) {
             Some((_, v)) => v.push(s),
@@ -239,6 +245,8 @@ mod tests {
         assert_eq!(h.for_backend("10.1.1.1".parse().unwrap(), 9000).unwrap()[0].sockets, 7);
         assert_eq!(h.for_backend("::1".parse().unwrap(), 8080).unwrap()[0].sockets, 1);
         assert!(h.for_backend("127.0.0.1".parse().unwrap(), 1).is_none());
+        assert!(h.port_only("10.1.1.1".parse().unwrap(), 9000));
+        assert!(!h.port_only("127.0.0.1".parse().unwrap(), 8080));
 
         let spec = BackendSpec::parse("127.0.0.1:8080").unwrap();
         let s = Sample {

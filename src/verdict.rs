@@ -400,7 +400,21 @@ pub fn judge(all: &Backends, host: Option<&HostSamples>, opts: &Options) -> Repo
             minor += 1;
             continue;
         }
-        reports.push(judge_backend(b, &tl, samples, opts));
+        let mut r = judge_backend(b, &tl, samples, opts);
+        if let Some(h) = host {
+            if h.port_only(b.ip, b.port) {
+                let mut ips: Vec<IpAddr> = all.map.keys().filter(|(_, p)| *p == b.port).map(|(ip, _)| *ip).collect();
+                if ips.len() > 1 {
+                    ips.sort();
+                    let list = ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+                    r.evidence.push(format!(
+                        "the host samples name only the port (:{}) and were applied to every backend on it ({list}); if these are different hosts, label each host's samples with its address (`hcleak sample --addr IP`)",
+                        b.port
+                    ));
+                }
+            }
+        }
+        reports.push(r);
     }
     reports.sort_by(|a, b| b.verdict.cmp(&a.verdict).then(b.probes.cmp(&a.probes)).then(a.name().cmp(&b.name())));
     let verdict = reports.iter().map(|r| r.verdict).max().unwrap_or(Verdict::Unknown);
@@ -568,9 +582,13 @@ fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &
                 ));
             }
             if driver.is_none() {
+                // Probes that end in a reset after accept always matter; reset-ended traffic only
+                // when it is a real share (clients reset now and then everywhere).
                 let hidden_kinds: Vec<(Kind, u64)> = kinds
                     .iter()
-                    .filter(|(_, a)| a.resets_after_accept >= 3)
+                    .filter(|(k, a)| {
+                        a.resets_after_accept >= 3 && (k.is_probe() || a.resets_after_accept * 20 >= b.conns)
+                    })
                     .map(|(k, a)| (*k, a.resets_after_accept))
                     .collect();
                 if !hidden_kinds.is_empty() {
