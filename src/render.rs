@@ -343,7 +343,10 @@ pub fn headline(r: &crate::verdict::Report) -> String {
                 if n == 1 { "" } else { "s" }
             )
         }
-        (Verdict::Ok, Some(_)) => format!("OK — no backend's sockets grow with probes ({} backends)", r.backends.len()),
+        (Verdict::Ok, Some(_)) => {
+            let n = r.backends.len();
+            format!("OK — no backend's sockets grow with probes ({n} backend{})", if n == 1 { "" } else { "s" })
+        }
     }
 }
 
