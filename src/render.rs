@@ -284,7 +284,8 @@ fn fmt_interval(s: f64) -> String {
 pub fn prober_line(p: &crate::verdict::Prober) -> String {
     let mut s = format!("{} ", p.src);
     match (p.interval_s, p.jitter_s) {
-        (Some(i), Some(j)) => s.push_str(&format!("every {} (±{})", fmt_interval(i), fmt_interval(j))),
+        // Fewer than three intervals are no rhythm yet.
+        (Some(i), Some(j)) if p.count >= 4 => s.push_str(&format!("every {} (±{})", fmt_interval(i), fmt_interval(j))),
         _ => s.push_str(&format!("{} time{}", p.count, if p.count == 1 { "" } else { "s" })),
     }
     s.push_str(&format!(", {}", p.kind.name()));
