@@ -169,11 +169,12 @@ pub struct Timeline {
 impl Timeline {
     /// Start time of bucket `i`'s end (the instant a cumulative value at `i` is valid for).
     pub fn end_of(&self, i: usize) -> Ts {
-        self.origin + (i as Ts + 1) * self.width
+        let e = i128::from(self.origin) + (i as i128 + 1) * i128::from(self.width);
+        e.clamp(i128::from(Ts::MIN), i128::from(Ts::MAX)) as Ts
     }
     /// Bucket of a time; `None` before the origin.
     pub fn index(&self, t: Ts) -> Option<usize> {
-        (t >= self.origin).then(|| ((t - self.origin) / self.width) as usize)
+        (t >= self.origin).then(|| ((i128::from(t) - i128::from(self.origin)) / i128::from(self.width)) as usize)
     }
 }
 
@@ -226,29 +227,36 @@ impl Backends {
             .flat_map(|g| g.events.iter_mut().chain(g.held.iter_mut()))
     }
 
-    /// Grows the timeline backwards or coarsens it so that `t` has a bucket.
+    /// Grows the timeline backwards or coarsens it so that `t` has a bucket. Coarsening comes first,
+    /// so however far apart the instants are, the series never exceed [`MAX_BUCKETS`].
     fn cover(&mut self, t: Ts) {
-        let tl = *self.timeline.get_or_insert(Timeline { origin: t, width: START_WIDTH, buckets: 1 });
-        let mut tl = tl;
+        let mut tl = *self.timeline.get_or_insert(Timeline { origin: t, width: START_WIDTH, buckets: 1 });
+        loop {
+            let w = i128::from(tl.width);
+            let lo = i128::from(tl.origin.min(t));
+            let hi = (i128::from(tl.origin) + tl.buckets as i128 * w).max(i128::from(t) + 1);
+            // 64 spare buckets: a backwards shift rounds up to whole chunks.
+            if (hi - lo) / w + 64 < MAX_BUCKETS as i128 {
+                break;
+            }
+            for s in self.all_series_mut() {
+                s.coarsen();
+            }
+            tl.width = tl.width.saturating_mul(2);
+            tl.buckets = tl.buckets.div_ceil(2);
+        }
+        let w = i128::from(tl.width);
         if t < tl.origin {
             // Shift everything right by whole chunks so early arrivals stay exact.
-            let need = ((tl.origin - t) / tl.width + 1) as usize;
+            let need = ((i128::from(tl.origin) - i128::from(t)) / w + 1) as usize;
             let k = need.div_ceil(64) * 64;
             for s in self.all_series_mut() {
                 s.shift(k);
             }
-            tl.origin -= k as Ts * tl.width;
+            tl.origin = (i128::from(tl.origin) - k as i128 * w).max(i128::from(Ts::MIN)) as Ts;
             tl.buckets += k;
         }
-        let mut idx = ((t - tl.origin) / tl.width) as usize;
-        while idx >= MAX_BUCKETS {
-            for s in self.all_series_mut() {
-                s.coarsen();
-            }
-            tl.width *= 2;
-            tl.buckets = tl.buckets.div_ceil(2);
-            idx = ((t - tl.origin) / tl.width) as usize;
-        }
+        let idx = ((i128::from(t) - i128::from(tl.origin)) / w) as usize;
         tl.buckets = tl.buckets.max(idx + 1);
         self.timeline = Some(tl);
     }
@@ -350,7 +358,7 @@ impl Backends {
             }
         }
         if let (Some(q), Some(r)) = (f.orig_data.get(), f.resp_data.get()) {
-            g.response_time_sum_s += (r - q) as f64 / 1e9;
+            g.response_time_sum_s += crate::decode::secs(q, r);
             g.response_time_n += 1;
         }
     }
@@ -374,6 +382,19 @@ mod tests {
         s.shift(2);
         assert_eq!(s.0, vec![0, 0, 3, 7, 5]);
         assert_eq!(s.cumulative(6), vec![0, 0, 3, 10, 15, 15]);
+    }
+
+    #[test]
+    fn far_apart_instants_stay_within_the_bucket_cap() {
+        // Regression (fuzzing): a connection decades before the first one used to allocate a
+        // bucket per 50 ms of the gap.
+        let mut b = Backends::new();
+        for t in [1_700_000_000 * 1_000_000_000, 5, 4_000_000_000 * 1_000_000_000, 1_000_000_000] {
+            b.cover(t);
+            let tl = b.timeline.unwrap();
+            assert!(tl.buckets <= MAX_BUCKETS, "{tl:?}");
+            assert!(tl.index(t).unwrap() < tl.buckets);
+        }
     }
 
     #[test]

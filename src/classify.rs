@@ -269,7 +269,7 @@ pub fn rhythm(starts_ns: &[i64]) -> Option<Rhythm> {
     if starts_ns.len() < 2 {
         return None;
     }
-    let mut iv: Vec<f64> = starts_ns.windows(2).map(|w| (w[1] - w[0]) as f64 / 1e9).collect();
+    let mut iv: Vec<f64> = starts_ns.windows(2).map(|w| crate::decode::secs(w[0], w[1])).collect();
     let med = median(&mut iv);
     let mut dev: Vec<f64> = iv.iter().map(|x| (x - med).abs()).collect();
     let mad = median(&mut dev);

@@ -13,6 +13,12 @@ use std::net::IpAddr;
 /// Packet time in nanoseconds since the Unix epoch.
 pub type Ts = i64;
 
+/// Seconds from `a` to `b`, without overflow whatever the timestamps (damaged captures have any).
+#[inline]
+pub fn secs(a: Ts, b: Ts) -> f64 {
+    (b as f64 - a as f64) / 1e9
+}
+
 pub const FIN: u8 = 0x01;
 pub const SYN: u8 = 0x02;
 pub const RST: u8 = 0x04;

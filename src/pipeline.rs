@@ -65,6 +65,9 @@ impl<F: FnMut(Conn)> Consumer for F {
     }
 }
 
+/// The latest timestamp a classic pcap can carry (32-bit seconds), in nanoseconds.
+pub const MAX_TS: Ts = 4_294_967_295 * 1_000_000_000;
+
 /// Frames between ticks on a busy source (ticks rate-limit themselves by the wall clock).
 const TICK_EVERY: u64 = 256;
 
@@ -113,6 +116,10 @@ fn run_inner(
                 continue;
             }
         };
+        // Timestamps outside 1970–2106 are damage, not time: clamp them so that differences
+        // and projections stay in range.
+        let mut frame = frame;
+        frame.ts = frame.ts.clamp(0, MAX_TS);
         stats.frames += 1;
         stats.wire_bytes += u64::from(frame.wire_len);
         stats.first_ts.get_or_insert(frame.ts);

@@ -83,7 +83,7 @@ pub fn flow_tsv(w: &mut dyn Write, c: &Conn, kind: &str) -> io::Result<()> {
         c.history.as_str(),
         c.orig.pkts,
         c.resp.pkts,
-        (c.last_ts - c.first_ts) as f64 / 1e9,
+        crate::decode::secs(c.first_ts, c.last_ts),
         c.orig_bytes(),
         c.resp_bytes(),
         end_name(c.end),
@@ -120,7 +120,7 @@ pub fn flow_json(w: &mut dyn Write, c: &Conn, kind: &str) -> io::Result<()> {
         history: c.history.as_str(),
         orig_pkts: c.orig.pkts,
         resp_pkts: c.resp.pkts,
-        duration: (c.last_ts - c.first_ts) as f64 / 1e9,
+        duration: crate::decode::secs(c.first_ts, c.last_ts),
         orig_bytes: c.orig_bytes(),
         resp_bytes: c.resp_bytes(),
         end: end_name(c.end),
@@ -169,7 +169,7 @@ fn table() -> Table {
 /// The readable `--flows` summary: connections by state, top responders, what was skipped.
 pub fn flow_summary(w: &mut dyn Write, s: &FlowSummary, d: &DecodeStats, files: usize) -> io::Result<()> {
     let span = match (d.first_ts, d.last_ts) {
-        (Some(a), Some(b)) => format!("{:.1} s", (b - a) as f64 / 1e9),
+        (Some(a), Some(b)) => format!("{:.1} s", crate::decode::secs(a, b)),
         _ => "no packets".into(),
     };
     writeln!(
@@ -356,7 +356,9 @@ pub fn report_table(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeSta
     use crate::verdict::human_duration;
     writeln!(w, "{}", headline(r))?;
     match (d.first_ts, d.last_ts) {
-        (Some(a), Some(b)) => writeln!(w, "{} packets ({} TCP) over {:.1} s", d.frames, d.tcp, (b - a) as f64 / 1e9)?,
+        (Some(a), Some(b)) => {
+            writeln!(w, "{} packets ({} TCP) over {:.1} s", d.frames, d.tcp, crate::decode::secs(a, b))?
+        }
         _ => writeln!(w, "no packets")?,
     }
     if r.backends.is_empty() {

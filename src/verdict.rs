@@ -220,7 +220,7 @@ fn settle(b: &Backend) -> (BTreeMap<Kind, KindAgg>, Vec<Prober>) {
         let k = group_kind(g, g.main_ending());
         if k.is_probe() {
             let r = classify::rhythm(&g.starts.sorted());
-            let span = (g.last - g.first) as f64 / 1e9;
+            let span = crate::decode::secs(g.first, g.last);
             let mut statuses = g.statuses.clone();
             statuses.sort_by_key(|s| std::cmp::Reverse(s.1));
             probers.push(Prober {
@@ -370,7 +370,7 @@ fn spark(values: &[(Ts, f64)], from: Ts, to: Ts, n: usize) -> Vec<f64> {
     }
     (0..n)
         .map(|i| {
-            let t = from + ((to - from) as f64 * (i as f64 + 1.0) / n as f64) as Ts;
+            let t = from.saturating_add((crate::decode::secs(from, to) * 1e9 * (i as f64 + 1.0) / n as f64) as Ts);
             let k = values.partition_point(|(vt, _)| *vt <= t);
             if k == 0 {
                 values[0].1
@@ -425,8 +425,8 @@ fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &
     let (kinds, probers) = settle(b);
     let probes: u64 = kinds.iter().filter(|(k, _)| k.is_probe()).map(|(_, a)| a.count).sum();
     let window_from = b.first;
-    let window_to = b.last.max(b.first + 1);
-    let span_s = ((window_to - window_from) as f64 / 1e9).max(1e-3);
+    let window_to = b.last.max(b.first.saturating_add(1));
+    let span_s = crate::decode::secs(window_from, window_to).max(1e-3);
     let name = endpoint(b.ip, b.port);
     let mut evidence = Vec::new();
     let mut remedies = Vec::new();
@@ -670,7 +670,8 @@ fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &
     }
 
     let probe_points: Vec<(Ts, f64)> = {
-        let times: Vec<Ts> = (0..16).map(|i| spark_times.0 + (spark_times.1 - spark_times.0) * (i + 1) / 16).collect();
+        let (a, b) = (i128::from(spark_times.0), i128::from(spark_times.1));
+        let times: Vec<Ts> = (0..16).map(|i| (a + (b - a) * (i + 1) / 16) as Ts).collect();
         let cum = running(&all_probe_events, tl, &times);
         times.into_iter().zip(cum).collect()
     };
