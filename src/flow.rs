@@ -665,8 +665,7 @@ impl Conn {
 
         let mut rel_ack: u32 = 0;
         if ack {
-            let (ep, peer) = self.ep(is_orig);
-            let _ = ep;
+            let peer = self.ep(is_orig).1;
             if peer.state == TcpState::Inactive {
                 rel_ack = 1;
                 let a = seg.ack.wrapping_sub(1);
@@ -1198,7 +1197,7 @@ impl FlowTable {
                 return;
             }
             let mut old = std::mem::replace(&mut slot.conn, Conn::new(seg, flip_new(seg)));
-            old.end = if reused { EndReason::Reused } else { end_reason(&old, slot.expire_at, &cfg) };
+            old.end = if reused { EndReason::Reused } else { end_reason(&old, slot.expire_at) };
             slot.conn.update(seg, &cfg);
             slot.expire_at = slot.conn.expire_at(&cfg);
             self.stats.conns += 1;
@@ -1242,7 +1241,7 @@ impl FlowTable {
         for k in self.doomed.drain(..) {
             if let Some(slot) = self.map.remove(&k) {
                 let mut c = slot.conn;
-                c.end = reason.unwrap_or_else(|| end_reason(&c, slot.expire_at, &self.cfg));
+                c.end = reason.unwrap_or_else(|| end_reason(&c, slot.expire_at));
                 out.push(c);
             }
         }
@@ -1260,13 +1259,12 @@ impl FlowTable {
     }
 }
 
-fn end_reason(c: &Conn, expire_at: Ts, cfg: &FlowConfig) -> EndReason {
+fn end_reason(c: &Conn, expire_at: Ts) -> EndReason {
     if c.delete_at.get() == Some(expire_at) {
         EndReason::Closed
     } else if c.attempt_at.get() == Some(expire_at) {
         EndReason::Attempt
     } else {
-        let _ = cfg;
         EndReason::Idle
     }
 }

@@ -663,7 +663,7 @@ fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &
     }
 
     if let Some(d) = &driver {
-        remedies.extend(remedies_for(d.kind, b.port));
+        remedies.extend(remedies_for(d.kind));
     }
     if verdict >= Verdict::Suspicious {
         remedies.push(confirm_commands(b.port));
@@ -752,8 +752,7 @@ fn refusing(b: &Backend) -> Option<Ts> {
     (after.len() >= 3 && b.last_answered.is_some()).then(|| after[0])
 }
 
-fn remedies_for(k: Kind, port: u16) -> Vec<String> {
-    let _ = port;
+fn remedies_for(k: Kind) -> Vec<String> {
     match k {
         Kind::HandshakeRst | Kind::DataRst => vec![
             "the server loses a socket each time a check it accepted is reset: on Bandit/Phoenix upgrade Thousand Island to ≥ 1.3.12 (earlier versions ended an acceptor on the `einval` a reset socket returns)".into(),
