@@ -98,11 +98,13 @@ pub struct Group {
     pub endings: [u64; Ending::ALL.len()],
     /// Arrivals, by ending.
     pub events: [Series; Ending::ALL.len()],
-    /// Sockets this group's connections visibly hold on the server (+1 established, −1 released),
-    /// by ending.
-    pub held: [Series; Ending::ALL.len()],
-    pub held_now: [u64; Ending::ALL.len()],
-    /// Held because the client closed, the server ACKed the FIN and never closed (CLOSE_WAIT).
+    /// Sockets this group's connections visibly hold on the server (+1 established, −1 released).
+    pub held: Series,
+    pub held_now: u64,
+    /// Sockets the server keeps after the client closed and it ACKed the FIN without ever closing
+    /// its side (CLOSE_WAIT), by ending: the leak the wire can see. Open connections both sides keep
+    /// are not in here — long-lived connections are not leaks.
+    pub abandoned: [Series; Ending::ALL.len()],
     pub close_wait_now: [u64; Ending::ALL.len()],
     pub starts: Ring,
     pub statuses: Vec<(u16, u64)>,
@@ -215,6 +217,15 @@ pub fn held_span(c: &Conn) -> Option<(Ts, Option<Ts>)> {
     Some((established, release))
 }
 
+/// CLOSE_WAIT on the server, seen from the wire: from the server's ACK of the client's FIN until
+/// the server closes (or a reset ends the socket). `None` end means still abandoned.
+pub fn close_wait_span(c: &Conn) -> Option<(Ts, Option<Ts>)> {
+    let f = &c.facts;
+    let since = f.resp_acked_orig_fin.get()?;
+    let end = [f.resp_fin, f.resp_rst, f.orig_rst].into_iter().flatten().filter(|t| *t >= since).min();
+    Some((since, end))
+}
+
 impl Backends {
     pub fn new() -> Self {
         Backends { timeline: None, map: FxHashMap::default(), overflow: 0 }
@@ -224,7 +235,7 @@ impl Backends {
         self.map
             .values_mut()
             .flat_map(|b| b.groups.iter_mut())
-            .flat_map(|g| g.events.iter_mut().chain(g.held.iter_mut()))
+            .flat_map(|g| g.events.iter_mut().chain(g.abandoned.iter_mut()).chain(std::iter::once(&mut g.held)))
     }
 
     /// Grows the timeline backwards or coarsens it so that `t` has a bucket. Coarsening comes first,
@@ -271,8 +282,16 @@ impl Backends {
         let tr = classify::traits(c);
         let ev_t = event_ts(c);
         let span_t = held_span(c);
+        let cw_t = close_wait_span(c);
         // Make the timeline cover the earliest and latest instants first; then index them all.
-        let times = [Some(ev_t), span_t.map(|s| s.0), span_t.and_then(|s| s.1), Some(c.first_ts)];
+        let times = [
+            Some(ev_t),
+            span_t.map(|s| s.0),
+            span_t.and_then(|s| s.1),
+            cw_t.map(|s| s.0),
+            cw_t.and_then(|s| s.1),
+            Some(c.first_ts),
+        ];
         let lo = times.iter().flatten().min().copied().unwrap_or(ev_t);
         let hi = times.iter().flatten().max().copied().unwrap_or(ev_t);
         self.cover(lo);
@@ -281,6 +300,7 @@ impl Backends {
         let at = |t: Ts| tl.index(t).unwrap_or(0);
         let ev = at(ev_t);
         let span = span_t.map(|(s, e)| (at(s), e.map(at)));
+        let abandoned = cw_t.map(|(s, e)| (at(s), e.map(at)));
 
         let b = self.map.entry(key).or_insert_with(|| Backend::new(c.resp_h, c.resp_p, c.first_ts));
         b.conns += 1;
@@ -313,8 +333,9 @@ impl Backends {
                         votes: GroupVotes::default(),
                         endings: [0; Ending::ALL.len()],
                         events: Default::default(),
-                        held: Default::default(),
-                        held_now: [0; Ending::ALL.len()],
+                        held: Series::default(),
+                        held_now: 0,
+                        abandoned: Default::default(),
                         close_wait_now: [0; Ending::ALL.len()],
                         starts: Ring::default(),
                         statuses: Vec::new(),
@@ -340,15 +361,17 @@ impl Backends {
         g.first = g.first.min(c.first_ts);
         g.last = g.last.max(c.first_ts);
         if let Some((s, end)) = span {
-            g.held[e].add(s, 1);
+            g.held.add(s, 1);
             match end {
-                Some(x) => g.held[e].add(x, -1),
-                None => {
-                    g.held_now[e] += 1;
-                    if f.resp_acked_orig_fin.is_some() {
-                        g.close_wait_now[e] += 1;
-                    }
-                }
+                Some(x) => g.held.add(x, -1),
+                None => g.held_now += 1,
+            }
+        }
+        if let Some((s, end)) = abandoned {
+            g.abandoned[e].add(s, 1);
+            match end {
+                Some(x) => g.abandoned[e].add(x, -1),
+                None => g.close_wait_now[e] += 1,
             }
         }
         if let Some(code) = http::status_code(c.response()) {

@@ -191,3 +191,48 @@ fn limit_gives_a_time_to_exhaustion() {
     // One probe every ~0.4 s keeps one socket: ~946 sockets left last about 6 minutes.
     assert!((300.0..480.0).contains(&eta), "{eta}");
 }
+
+/// Regression (benchmark traffic): long-lived connections that open during a capture and are still
+/// open at its end are not a leak — both sides keep them — however steadily their number grows.
+#[test]
+fn long_lived_open_connections_are_not_a_wire_leak() {
+    use hcleak::decode::{Segment, ACK, PSH, SYN};
+    use hcleak::flow::FlowTable;
+    let mut table = FlowTable::new(FlowConfig::default());
+    let mut b = Backends::new();
+    let seg = |t_ms: i64, from_client: bool, port: u16, flags: u8, seq: u32, ack: u32, len: u32| {
+        let (c, s) = ([10, 0, 0, 2], [10, 0, 0, 1]);
+        let (src, dst, sport, dport) = if from_client { (c, s, port, 8080) } else { (s, c, 8080, port) };
+        Segment {
+            ts: 1_700_000_000_000_000_000 + t_ms * 1_000_000,
+            src: src.into(),
+            dst: dst.into(),
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            window: Some(512),
+            payload_len: len,
+            payload: &[],
+        }
+    };
+    for i in 0..60u16 {
+        let (t, p) = (i64::from(i) * 1000, 20000 + i);
+        for s in [
+            seg(t, true, p, SYN, 100, 0, 0),
+            seg(t + 1, false, p, SYN | ACK, 500, 101, 0),
+            seg(t + 2, true, p, ACK, 101, 501, 0),
+            seg(t + 3, true, p, ACK | PSH, 101, 501, 40),
+            seg(t + 4, false, p, ACK | PSH, 501, 141, 400),
+        ] {
+            table.push(&s, &mut |c| b.add(&c));
+        }
+    }
+    table.finish(&mut |c| b.add(&c));
+    let r = judge(&b, None, &Options { limit: None, min_conns: 3 });
+    let be = backend(&r, "10.0.0.1:8080");
+    assert_eq!(be.verdict, Verdict::Ok, "{be:#?}");
+    assert_eq!(be.sockets_now, Some(60.0), "they are still visibly held");
+    assert!(be.driver.is_none());
+}
