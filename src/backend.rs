@@ -12,9 +12,9 @@ use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 /// Most buckets per series before they are merged pairwise.
-pub const MAX_BUCKETS: usize = 2048;
+pub const MAX_BUCKETS: usize = 1024;
 const START_WIDTH: Ts = 50_000_000;
-const MAX_GROUPS: usize = 64;
+const MAX_GROUPS: usize = 16;
 const MAX_BACKENDS: usize = 4096;
 const RING: usize = 512;
 

@@ -1119,11 +1119,6 @@ impl Key {
     }
 }
 
-struct Slot {
-    conn: Conn,
-    expire_at: Ts,
-}
-
 /// Counters about the table itself, for the summary.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TableStats {
@@ -1135,12 +1130,21 @@ pub struct TableStats {
 
 /// The flow table. Feed segments in (roughly) time order; finished connections come out through
 /// the `sink` closure, with their [`EndReason`].
+///
+/// Records live in a slab indexed by the hash map, so the map moves 4-byte indices, not records,
+/// and the sweep scans a dense array of removal times instead of the records themselves.
 pub struct FlowTable {
     cfg: FlowConfig,
-    map: FxHashMap<Key, Slot>,
+    map: FxHashMap<Key, u32>,
+    slots: Vec<Option<(Key, Conn)>>,
+    /// Per slot: when the connection is due to be finished (`Ts::MAX` for a free slot).
+    expire: Vec<Ts>,
+    /// Per slot: its last packet, for eviction when full.
+    last: Vec<Ts>,
+    free: Vec<u32>,
     now: Ts,
     next_sweep: Ts,
-    doomed: Vec<Key>,
+    doomed: Vec<(Ts, u32)>,
     pub stats: TableStats,
 }
 
@@ -1152,6 +1156,10 @@ impl FlowTable {
         FlowTable {
             cfg,
             map: FxHashMap::default(),
+            slots: Vec::new(),
+            expire: Vec::new(),
+            last: Vec::new(),
+            free: Vec::new(),
             now: Ts::MIN,
             next_sweep: Ts::MIN,
             doomed: Vec::new(),
@@ -1173,7 +1181,7 @@ impl FlowTable {
 
     /// Iterates over the live connections (for live views).
     pub fn live(&self) -> impl Iterator<Item = &Conn> {
-        self.map.values().map(|s| &s.conn)
+        self.slots.iter().flatten().map(|(_, c)| c)
     }
 
     /// Feeds one segment.
@@ -1188,18 +1196,22 @@ impl FlowTable {
         }
         let key = Key::of(seg);
         let cfg = self.cfg;
-        if let Some(slot) = self.map.get_mut(&key) {
-            let expired = seg.ts >= slot.expire_at;
-            let reused = !expired && slot.conn.is_reuse(seg);
+        if let Some(&i) = self.map.get(&key) {
+            let i = i as usize;
+            let Some((_, conn)) = self.slots[i].as_mut() else { unreachable!("mapped slots are full") };
+            let expired = seg.ts >= self.expire[i];
+            let reused = !expired && conn.is_reuse(seg);
             if !expired && !reused {
-                slot.conn.update(seg, &cfg);
-                slot.expire_at = slot.conn.expire_at(&cfg);
+                conn.update(seg, &cfg);
+                self.expire[i] = conn.expire_at(&cfg);
+                self.last[i] = conn.last_ts;
                 return;
             }
-            let mut old = std::mem::replace(&mut slot.conn, Conn::new(seg, flip_new(seg)));
-            old.end = if reused { EndReason::Reused } else { end_reason(&old, slot.expire_at) };
-            slot.conn.update(seg, &cfg);
-            slot.expire_at = slot.conn.expire_at(&cfg);
+            let mut old = std::mem::replace(conn, Conn::new(seg, flip_new(seg)));
+            old.end = if reused { EndReason::Reused } else { end_reason(&old, self.expire[i]) };
+            conn.update(seg, &cfg);
+            self.expire[i] = conn.expire_at(&cfg);
+            self.last[i] = conn.last_ts;
             self.stats.conns += 1;
             sink(old);
             return;
@@ -1209,8 +1221,23 @@ impl FlowTable {
         }
         let mut conn = Conn::new(seg, flip_new(seg));
         conn.update(seg, &cfg);
-        let expire_at = conn.expire_at(&cfg);
-        self.map.insert(key, Slot { conn, expire_at });
+        let (exp, last) = (conn.expire_at(&cfg), conn.last_ts);
+        let i = match self.free.pop() {
+            Some(i) => {
+                let u = i as usize;
+                self.slots[u] = Some((key, conn));
+                self.expire[u] = exp;
+                self.last[u] = last;
+                i
+            }
+            None => {
+                self.slots.push(Some((key, conn)));
+                self.expire.push(exp);
+                self.last.push(last);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.map.insert(key, i);
         self.stats.conns += 1;
         self.stats.peak = self.stats.peak.max(self.map.len());
     }
@@ -1218,43 +1245,64 @@ impl FlowTable {
     /// Finishes every connection whose removal time has passed.
     pub fn sweep(&mut self, now: Ts, sink: &mut impl FnMut(Conn)) {
         self.doomed.clear();
-        self.doomed.extend(self.map.iter().filter(|(_, s)| now >= s.expire_at).map(|(k, _)| *k));
+        for (i, &e) in self.expire.iter().enumerate() {
+            if now >= e {
+                self.doomed.push((0, i as u32));
+            }
+        }
         self.finish_doomed(sink, None);
     }
 
     /// Table full: push out the least recently active eighth, so this runs rarely.
     fn evict_oldest(&mut self, sink: &mut impl FnMut(Conn)) {
-        let mut ages: Vec<Ts> = self.map.values().map(|s| s.conn.last_ts).collect();
+        let mut ages: Vec<Ts> =
+            self.slots.iter().zip(&self.last).filter(|(s, _)| s.is_some()).map(|(_, t)| *t).collect();
+        if ages.is_empty() {
+            return;
+        }
         let k = (ages.len() / 8).max(1);
         let (_, cut, _) = ages.select_nth_unstable(k - 1);
         let cut = *cut;
         self.doomed.clear();
-        self.doomed.extend(self.map.iter().filter(|(_, s)| s.conn.last_ts <= cut).map(|(k, _)| *k));
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.is_some() && self.last[i] <= cut {
+                self.doomed.push((0, i as u32));
+            }
+        }
         let n = self.doomed.len() as u64;
         self.finish_doomed(sink, Some(EndReason::Evicted));
         self.stats.evicted_full += n;
     }
 
     fn finish_doomed(&mut self, sink: &mut impl FnMut(Conn), reason: Option<EndReason>) {
-        // Finished in start order so output is stable across runs.
-        let mut out: Vec<Conn> = Vec::with_capacity(self.doomed.len());
-        for k in self.doomed.drain(..) {
-            if let Some(slot) = self.map.remove(&k) {
-                let mut c = slot.conn;
-                c.end = reason.unwrap_or_else(|| end_reason(&c, slot.expire_at));
-                out.push(c);
+        // Finished in start order so output is stable across runs; sort indices, not records.
+        let mut doomed = std::mem::take(&mut self.doomed);
+        for d in doomed.iter_mut() {
+            d.0 = self.slots[d.1 as usize].as_ref().map_or(Ts::MAX, |(_, c)| c.first_ts);
+        }
+        doomed.sort_unstable();
+        for &(_, i) in &doomed {
+            let u = i as usize;
+            if let Some((key, mut c)) = self.slots[u].take() {
+                self.map.remove(&key);
+                c.end = reason.unwrap_or_else(|| end_reason(&c, self.expire[u]));
+                self.expire[u] = Ts::MAX;
+                self.free.push(i);
+                sink(c);
             }
         }
-        out.sort_by_key(|c| c.first_ts);
-        for c in out {
-            sink(c);
-        }
+        doomed.clear();
+        self.doomed = doomed;
     }
 
     /// End of input: finishes everything still in the table.
     pub fn finish(&mut self, sink: &mut impl FnMut(Conn)) {
         self.doomed.clear();
-        self.doomed.extend(self.map.keys().copied());
+        for (i, s) in self.slots.iter().enumerate() {
+            if s.is_some() {
+                self.doomed.push((0, i as u32));
+            }
+        }
         self.finish_doomed(sink, Some(EndReason::EndOfInput));
     }
 }
