@@ -222,6 +222,10 @@ pub fn held_span(c: &Conn) -> Option<(Ts, Option<Ts>)> {
 pub fn close_wait_span(c: &Conn) -> Option<(Ts, Option<Ts>)> {
     let f = &c.facts;
     let since = f.resp_acked_orig_fin.get()?;
+    // A server that had already closed (FIN or RST first) is not in CLOSE_WAIT.
+    if [f.resp_fin, f.resp_rst].into_iter().flatten().any(|t| t < since) {
+        return None;
+    }
     let end = [f.resp_fin, f.resp_rst, f.orig_rst].into_iter().flatten().filter(|t| *t >= since).min();
     Some((since, end))
 }

@@ -12,7 +12,6 @@
 //! — and when the table is full (oldest first). All clocks are packet time.
 
 use crate::decode::{Segment, Ts, ACK, FIN, RST, SYN};
-use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 pub const SEC: Ts = 1_000_000_000;
@@ -1135,7 +1134,8 @@ pub struct TableStats {
 /// and the sweep scans a dense array of removal times instead of the records themselves.
 pub struct FlowTable {
     cfg: FlowConfig,
-    map: FxHashMap<Key, u32>,
+    /// foldhash, not Fx: Fx's weak low bits made probe sequences long under a SYN flood's churn.
+    map: std::collections::HashMap<Key, u32, foldhash::fast::FixedState>,
     slots: Vec<Option<(Key, Conn)>>,
     /// Per slot: when the connection is due to be finished (`Ts::MAX` for a free slot).
     expire: Vec<Ts>,
@@ -1155,7 +1155,7 @@ impl FlowTable {
     pub fn new(cfg: FlowConfig) -> Self {
         FlowTable {
             cfg,
-            map: FxHashMap::default(),
+            map: Default::default(),
             slots: Vec::new(),
             expire: Vec::new(),
             last: Vec::new(),

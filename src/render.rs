@@ -340,7 +340,7 @@ pub fn headline(r: &crate::verdict::Report) -> String {
         (Verdict::Unknown, Some(_)) => {
             let n = r.backends.iter().filter(|b| b.verdict == Verdict::Unknown).count();
             format!(
-                "UNKNOWN — {n} backend{} cannot be judged from packets alone (see below)",
+                "UNKNOWN — {n} backend{} cannot be judged from packets alone: resets after accept hide leaks from the wire; sample the host (--sockets, or capture on it)",
                 if n == 1 { "" } else { "s" }
             )
         }

@@ -236,3 +236,50 @@ fn long_lived_open_connections_are_not_a_wire_leak() {
     assert_eq!(be.sockets_now, Some(60.0), "they are still visibly held");
     assert!(be.driver.is_none());
 }
+
+/// Regression (benchmark traffic): a server that closed first and then ACKed the client's FIN is
+/// not in CLOSE_WAIT; one that ACKed the client's FIN and never closed is.
+#[test]
+fn close_wait_needs_the_server_to_not_have_closed() {
+    use hcleak::backend::close_wait_span;
+    use hcleak::decode::{Segment, ACK, FIN, PSH, SYN};
+    use hcleak::flow::FlowTable;
+    let seg = |t_ms: i64, from_client: bool, flags: u8, seq: u32, ack: u32, len: u32| {
+        let (c, s) = ([10, 0, 0, 2], [10, 0, 0, 1]);
+        let (src, dst, sport, dport) = if from_client { (c, s, 40000, 8080) } else { (s, c, 8080, 40000) };
+        Segment {
+            ts: t_ms * 1_000_000,
+            src: src.into(),
+            dst: dst.into(),
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            window: Some(512),
+            payload_len: len,
+            payload: &[],
+        }
+    };
+    let open = [
+        seg(0, true, SYN, 100, 0, 0),
+        seg(1, false, SYN | ACK, 500, 101, 0),
+        seg(2, true, ACK | PSH, 101, 501, 10),
+        seg(3, false, ACK | PSH, 501, 111, 20),
+    ];
+    let run = |tail: &[Segment<'static>]| {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        for s in open.iter().chain(tail) {
+            t.push(s, &mut |c| out.push(c));
+        }
+        t.finish(&mut |c| out.push(c));
+        assert_eq!(out.len(), 1);
+        close_wait_span(&out[0])
+    };
+    let server_first =
+        [seg(4, false, FIN | ACK, 521, 111, 0), seg(5, true, FIN | ACK, 111, 522, 0), seg(6, false, ACK, 522, 112, 0)];
+    assert_eq!(run(&server_first), None);
+    let abandoned = [seg(4, true, FIN | ACK, 111, 521, 0), seg(5, false, ACK, 521, 112, 0)];
+    assert_eq!(run(&abandoned), Some((5_000_000, None)));
+}
