@@ -1,0 +1,148 @@
+//! The byte format the `decode_flow` fuzz target reads, and the stages both targets drive after the
+//! frames are read. Shared by the targets and by `examples/make_seeds.rs`, which turns real captures
+//! into seeds in this format.
+//!
+//! Format (all integers big-endian):
+//!
+//! ```text
+//! byte 0: control
+//!   bits 0-2  link layer: LINKS[(b & 7) % 5]  (Ethernet, SLL, SLL2, raw IP, BSD NULL)
+//!   bit  3    deltas are signed (i16): time may go backwards, as in a merged or damaged capture
+//!   bits 4-5  FlowTable max_flows: MAX_FLOWS[..]  (64, 1, 2, 8 — small, so eviction happens)
+//!   bits 6-7  time unit of a delta: UNITS[..]     (1 ms, 100 ms, 10 s, 2^48 ns ≈ 3.3 days)
+//! then frames until the input ends:
+//!   u16 dt    time since the previous frame, in units (the first frame is at 1.7e9 s + dt)
+//!   u16 len   frame length (cut to what is left of the input)
+//!   len bytes the frame, from the link header on
+//! ```
+//!
+//! Timestamps are computed with saturating arithmetic, so the largest units reach both ends of
+//! `i64` nanoseconds (which a pcapng with a large `if_tsoffset` can also produce).
+
+use hcleak::backend::Backends;
+use hcleak::classify;
+use hcleak::decode::{Link, Skip, Ts};
+use hcleak::flow::{Conn, FlowConfig, FlowTable};
+use hcleak::pipeline::DecodeStats;
+use hcleak::render;
+use hcleak::verdict::{self, Options};
+
+pub const LINKS: [Link; 5] = [Link::Ethernet, Link::Sll, Link::Sll2, Link::Raw, Link::Null];
+pub const MAX_FLOWS: [usize; 4] = [64, 1, 2, 8];
+pub const UNITS: [Ts; 4] = [1_000_000, 100_000_000, 10_000_000_000, 1 << 48];
+pub const BASE_TS: Ts = 1_700_000_000_000_000_000;
+
+/// The control byte's fields.
+#[derive(Clone, Copy, Debug)]
+pub struct Control {
+    pub link: Link,
+    pub signed: bool,
+    pub max_flows: usize,
+    pub unit: Ts,
+}
+
+impl Control {
+    pub fn parse(b: u8) -> Control {
+        Control {
+            link: LINKS[usize::from(b & 7) % LINKS.len()],
+            signed: b & 8 != 0,
+            max_flows: MAX_FLOWS[usize::from((b >> 4) & 3)],
+            unit: UNITS[usize::from(b >> 6)],
+        }
+    }
+
+    /// The control byte for a link with the defaults (unsigned deltas, 64 flows, 1 ms units).
+    pub fn byte_for(link: Link) -> u8 {
+        LINKS.iter().position(|l| *l == link).expect("every link is listed") as u8
+    }
+}
+
+/// Frames with their timestamps, borrowed from the input.
+pub type Frames<'a> = Vec<(Ts, &'a [u8])>;
+
+/// Splits an input into its control and frames with their timestamps.
+pub fn frames(data: &[u8]) -> Option<(Control, Frames<'_>)> {
+    let (&c, mut rest) = data.split_first()?;
+    let ctl = Control::parse(c);
+    let mut out = Vec::new();
+    let mut ts = BASE_TS;
+    while rest.len() >= 4 {
+        let raw = u16::from_be_bytes([rest[0], rest[1]]);
+        let dt = if ctl.signed { i64::from(raw as i16) } else { i64::from(raw) };
+        ts = ts.saturating_add(dt.saturating_mul(ctl.unit));
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]])).min(rest.len() - 4);
+        out.push((ts, &rest[4..4 + len]));
+        rest = &rest[4 + len..];
+    }
+    Some((ctl, out))
+}
+
+/// Appends one frame in the format above (the delta in 1 ms units, saturated to u16).
+pub fn encode_frame(out: &mut Vec<u8>, dt_ns: Ts, frame: &[u8]) {
+    let dt = (dt_ns.max(0) / UNITS[0]).min(i64::from(u16::MAX)) as u16;
+    let len = frame.len().min(usize::from(u16::MAX));
+    out.extend_from_slice(&dt.to_be_bytes());
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    out.extend_from_slice(&frame[..len]);
+}
+
+/// What the binary does with finished connections and counters: every `--flows` rendering, then
+/// the aggregates, the verdict and both report formats. Checks the JSON report parses and counts
+/// the frames it was given.
+pub fn judge_and_render(conns: &[Conn], stats: &DecodeStats) {
+    let mut out = Vec::with_capacity(4096);
+    let mut summary = render::FlowSummary::default();
+    let mut backends = Backends::new();
+    render::flow_tsv_header(&mut out).expect("write to Vec");
+    for c in conns {
+        let label = classify::flow_label(c);
+        render::flow_tsv(&mut out, c, label).expect("write to Vec");
+        render::flow_json(&mut out, c, label).expect("write to Vec");
+        summary.add(c);
+        backends.add(c);
+        if out.len() > 1 << 16 {
+            out.clear();
+        }
+    }
+    render::flow_summary(&mut out, &summary, stats, 1).expect("write to Vec");
+    let report = verdict::judge(&backends, None, &Options { limit: None, min_conns: 1 });
+    let report_limit = verdict::judge(&backends, None, &Options { limit: Some(1024), min_conns: 3 });
+    out.clear();
+    render::report_table(&mut out, &report, stats).expect("write to Vec");
+    render::report_table(&mut out, &report_limit, stats).expect("write to Vec");
+    out.clear();
+    render::report_json(&mut out, &report, stats).expect("write to Vec");
+    let doc: serde_json::Value = serde_json::from_slice(&out).expect("report_json writes valid JSON");
+    assert_eq!(doc["capture"]["packets"].as_u64(), Some(stats.frames), "capture.packets counts every frame");
+}
+
+/// Feeds decoded frames through a flow table, as `pipeline::run` does, keeping its counters.
+pub fn run_frames(ctl: Control, frames: &[(Ts, &[u8])]) -> (Vec<Conn>, DecodeStats) {
+    let mut table = FlowTable::new(FlowConfig { max_flows: ctl.max_flows, ..FlowConfig::default() });
+    let mut stats = DecodeStats::default();
+    let mut conns = Vec::new();
+    for &(ts, data) in frames {
+        stats.frames += 1;
+        stats.wire_bytes += data.len() as u64;
+        stats.first_ts.get_or_insert(ts);
+        stats.last_ts = Some(stats.last_ts.map_or(ts, |t| t.max(ts)));
+        match hcleak::decode::decode(ctl.link, ts, data) {
+            Ok(seg) => {
+                stats.tcp += 1;
+                assert!(seg.payload.len() <= data.len());
+                table.push(&seg, &mut |c| conns.push(c));
+            }
+            Err(skip) => {
+                assert!(Skip::ALL.contains(&skip));
+                stats.skipped[skip as usize] += 1;
+            }
+        }
+        assert!(table.len() <= ctl.max_flows, "the table holds at most max_flows connections");
+    }
+    let live = table.live().count();
+    let before = conns.len();
+    table.finish(&mut |c| conns.push(c));
+    assert_eq!(conns.len() - before, live, "finish hands out every live connection");
+    assert!(table.is_empty());
+    (conns, stats)
+}
