@@ -34,11 +34,11 @@ pub fn t95(dof: usize) -> f64 {
     }
 }
 
-/// Ordinary least squares. `None` with fewer than three points or no spread in x.
-pub fn ols(x: &[f64], y: &[f64]) -> Option<Fit> {
+/// Sums of centred squares and products: (n, mean x, mean y, Sxx, Sxy, Syy).
+fn moments(x: &[f64], y: &[f64]) -> (usize, f64, f64, f64, f64, f64) {
     let n = x.len().min(y.len());
-    if n < 3 {
-        return None;
+    if n == 0 {
+        return (0, 0.0, 0.0, 0.0, 0.0, 0.0);
     }
     let mx = x[..n].iter().sum::<f64>() / n as f64;
     let my = y[..n].iter().sum::<f64>() / n as f64;
@@ -49,33 +49,27 @@ pub fn ols(x: &[f64], y: &[f64]) -> Option<Fit> {
         sxy += dx * dy;
         syy += dy * dy;
     }
-    if sxx <= 0.0 {
+    (n, mx, my, sxx, sxy, syy)
+}
+
+/// Ordinary least squares. `None` with fewer than three points or no spread in x.
+pub fn ols(x: &[f64], y: &[f64]) -> Option<Fit> {
+    let (n, mx, my, sxx, sxy, syy) = moments(x, y);
+    if n < 3 || sxx <= 0.0 {
         return None;
     }
     let slope = sxy / sxx;
     let intercept = my - slope * mx;
     let sse = (syy - slope * sxy).max(0.0);
-    let se = if n > 2 { (sse / (n - 2) as f64 / sxx).sqrt() } else { f64::INFINITY };
+    let se = (sse / (n - 2) as f64 / sxx).sqrt();
     let r2 = if syy > 0.0 { 1.0 - sse / syy } else { 0.0 };
     Some(Fit { slope, intercept, se, r2, n })
 }
 
 /// Pearson correlation; 0 when either side has no spread.
 pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
-    let n = x.len().min(y.len());
-    if n < 2 {
-        return 0.0;
-    }
-    let mx = x[..n].iter().sum::<f64>() / n as f64;
-    let my = y[..n].iter().sum::<f64>() / n as f64;
-    let (mut sxx, mut sxy, mut syy) = (0.0, 0.0, 0.0);
-    for i in 0..n {
-        let (dx, dy) = (x[i] - mx, y[i] - my);
-        sxx += dx * dx;
-        sxy += dx * dy;
-        syy += dy * dy;
-    }
-    if sxx <= 0.0 || syy <= 0.0 {
+    let (n, _, _, sxx, sxy, syy) = moments(x, y);
+    if n < 2 || sxx <= 0.0 || syy <= 0.0 {
         0.0
     } else {
         sxy / (sxx * syy).sqrt()

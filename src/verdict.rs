@@ -84,6 +84,21 @@ pub struct Driver {
     pub rate_per_s: f64,
 }
 
+impl Driver {
+    fn new(kind: Kind, fit: &Fit, rho: f64, events: u64, rate_per_s: f64) -> Driver {
+        Driver {
+            kind,
+            per_event: fit.slope,
+            intercept: fit.intercept,
+            ci95: fit.ci95(),
+            rho,
+            r2: fit.r2,
+            events,
+            rate_per_s,
+        }
+    }
+}
+
 /// One source of probes against a backend.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prober {
@@ -486,16 +501,7 @@ fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &
                 let v = decide_growth(&c.sockets, &fit, rho, events);
                 if v > Verdict::Ok {
                     verdict = v;
-                    driver = Some(Driver {
-                        kind: k,
-                        per_event: fit.slope,
-                        intercept: fit.intercept,
-                        ci95: fit.ci95(),
-                        rho,
-                        r2: fit.r2,
-                        events,
-                        rate_per_s: active_rate(&kinds[&k].events, tl, events),
-                    });
+                    driver = Some(Driver::new(k, &fit, rho, events, active_rate(&kinds[&k].events, tl, events)));
                 }
             }
             let grew = g.end - g.start;
@@ -560,16 +566,7 @@ fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &
                     let v = decide_growth(&held[from..], &fit, rho, events);
                     if v > Verdict::Ok {
                         verdict = v;
-                        driver = Some(Driver {
-                            kind: k,
-                            per_event: fit.slope,
-                            intercept: fit.intercept,
-                            ci95: fit.ci95(),
-                            rho,
-                            r2: fit.r2,
-                            events,
-                            rate_per_s: active_rate(&kinds[&k].events, tl, events),
-                        });
+                        driver = Some(Driver::new(k, &fit, rho, events, active_rate(&kinds[&k].events, tl, events)));
                         evidence.push(format!(
                             "on the wire, {} never closed {} of its {} {} after the client's FIN ({:.2} per {}, 95% CI {:.2}–{:.2}, Spearman ρ {:.2})",
                             name, kinds[&k].close_wait_now, events, plural_kind(k), fit.slope, k.name(), fit.ci95().0, fit.ci95().1, rho
