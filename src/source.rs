@@ -56,6 +56,14 @@ impl fmt::Display for SourceError {
                 write!(f, "{}: unsupported link type {} ({}); hcleak reads Ethernet, Linux cooked (SLL/SLL2), raw IP and BSD loopback", path.display(), dlt, name)
             }
             SourceError::Filter { expr, msg } => write!(f, "bad filter expression '{}': {}", expr, msg),
+            SourceError::Damaged { path, frames: 0, msg } => {
+                write!(
+                    f,
+                    "{}: capture damaged at its first packet ({}); nothing in it could be analysed",
+                    path.display(),
+                    msg
+                )
+            }
             SourceError::Damaged { path, frames, msg } => write!(
                 f,
                 "{}: capture damaged after {} packets ({}); the packets before it were analysed",
@@ -116,6 +124,9 @@ impl FileSource {
         let meta = std::fs::metadata(path).map_err(|e| SourceError::Open { path: path.into(), msg: io_msg(&e) })?;
         if meta.is_dir() {
             return Err(SourceError::Open { path: path.into(), msg: "is a directory".into() });
+        }
+        if meta.len() == 0 {
+            return Err(SourceError::Open { path: path.into(), msg: "empty file, not a capture".into() });
         }
         let mut cap = Capture::from_file_with_precision(path, Precision::Nano)
             .map_err(|e| SourceError::Open { path: path.into(), msg: open_msg(path, &pcap_msg(&e)) })?;

@@ -282,3 +282,12 @@ fn plot_is_valid_svg_with_the_expected_series() {
         Err(_) => eprintln!("SKIPPED rendering check: rsvg-convert not installed"),
     }
 }
+
+#[test]
+fn empty_file_says_so() {
+    let empty = tmp("empty.pcap");
+    std::fs::write(&empty, b"").unwrap();
+    let o = hcleak(&["analyze", empty.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line_no_panic(&o).contains("empty.pcap: empty file, not a capture"));
+}
