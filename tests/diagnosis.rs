@@ -192,31 +192,41 @@ fn limit_gives_a_time_to_exhaustion() {
     assert!((300.0..480.0).contains(&eta), "{eta}");
 }
 
+/// A synthetic segment between client 10.0.0.2:`port` and server 10.0.0.1:8080, at `t_ms`.
+fn seg(
+    t_ms: i64,
+    from_client: bool,
+    port: u16,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    len: u32,
+) -> hcleak::decode::Segment<'static> {
+    let (c, s) = ([10, 0, 0, 2], [10, 0, 0, 1]);
+    let (src, dst, sport, dport) = if from_client { (c, s, port, 8080) } else { (s, c, 8080, port) };
+    hcleak::decode::Segment {
+        ts: 1_700_000_000_000_000_000 + t_ms * 1_000_000,
+        src: src.into(),
+        dst: dst.into(),
+        sport,
+        dport,
+        seq,
+        ack,
+        flags,
+        window: Some(512),
+        payload_len: len,
+        payload: &[],
+    }
+}
+
 /// Regression (benchmark traffic): long-lived connections that open during a capture and are still
 /// open at its end are not a leak — both sides keep them — however steadily their number grows.
 #[test]
 fn long_lived_open_connections_are_not_a_wire_leak() {
-    use hcleak::decode::{Segment, ACK, PSH, SYN};
+    use hcleak::decode::{ACK, PSH, SYN};
     use hcleak::flow::FlowTable;
     let mut table = FlowTable::new(FlowConfig::default());
     let mut b = Backends::new();
-    let seg = |t_ms: i64, from_client: bool, port: u16, flags: u8, seq: u32, ack: u32, len: u32| {
-        let (c, s) = ([10, 0, 0, 2], [10, 0, 0, 1]);
-        let (src, dst, sport, dport) = if from_client { (c, s, port, 8080) } else { (s, c, 8080, port) };
-        Segment {
-            ts: 1_700_000_000_000_000_000 + t_ms * 1_000_000,
-            src: src.into(),
-            dst: dst.into(),
-            sport,
-            dport,
-            seq,
-            ack,
-            flags,
-            window: Some(512),
-            payload_len: len,
-            payload: &[],
-        }
-    };
     for i in 0..60u16 {
         let (t, p) = (i64::from(i) * 1000, 20000 + i);
         for s in [
@@ -242,24 +252,10 @@ fn long_lived_open_connections_are_not_a_wire_leak() {
 #[test]
 fn close_wait_needs_the_server_to_not_have_closed() {
     use hcleak::backend::close_wait_span;
-    use hcleak::decode::{Segment, ACK, FIN, PSH, SYN};
+    use hcleak::decode::{ACK, FIN, PSH, SYN};
     use hcleak::flow::FlowTable;
     let seg = |t_ms: i64, from_client: bool, flags: u8, seq: u32, ack: u32, len: u32| {
-        let (c, s) = ([10, 0, 0, 2], [10, 0, 0, 1]);
-        let (src, dst, sport, dport) = if from_client { (c, s, 40000, 8080) } else { (s, c, 8080, 40000) };
-        Segment {
-            ts: t_ms * 1_000_000,
-            src: src.into(),
-            dst: dst.into(),
-            sport,
-            dport,
-            seq,
-            ack,
-            flags,
-            window: Some(512),
-            payload_len: len,
-            payload: &[],
-        }
+        seg(t_ms, from_client, 40000, flags, seq, ack, len)
     };
     let open = [
         seg(0, true, SYN, 100, 0, 0),
@@ -267,7 +263,7 @@ fn close_wait_needs_the_server_to_not_have_closed() {
         seg(2, true, ACK | PSH, 101, 501, 10),
         seg(3, false, ACK | PSH, 501, 111, 20),
     ];
-    let run = |tail: &[Segment<'static>]| {
+    let run = |tail: &[hcleak::decode::Segment<'static>]| {
         let mut t = FlowTable::new(FlowConfig::default());
         let mut out = Vec::new();
         for s in open.iter().chain(tail) {
@@ -281,5 +277,5 @@ fn close_wait_needs_the_server_to_not_have_closed() {
         [seg(4, false, FIN | ACK, 521, 111, 0), seg(5, true, FIN | ACK, 111, 522, 0), seg(6, false, ACK, 522, 112, 0)];
     assert_eq!(run(&server_first), None);
     let abandoned = [seg(4, true, FIN | ACK, 111, 521, 0), seg(5, false, ACK, 521, 112, 0)];
-    assert_eq!(run(&abandoned), Some((5_000_000, None)));
+    assert_eq!(run(&abandoned), Some((1_700_000_000_000_000_000 + 5_000_000, None)));
 }
