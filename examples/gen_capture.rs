@@ -36,15 +36,11 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::process::ExitCode;
 
-const FIN: u8 = 0x01;
-const SYN: u8 = 0x02;
-const RST: u8 = 0x04;
-const PSH: u8 = 0x08;
-const ACK: u8 = 0x10;
+use hcleak::decode::{ACK, FIN, PSH, RST, SYN};
+use hcleak::flow::SEC;
 
 const US: i64 = 1_000;
 const MS: i64 = 1_000_000;
-const SEC: i64 = 1_000_000_000;
 /// 2023-11-14T22:13:20Z, the capture's first instant.
 const START: i64 = 1_700_000_000 * SEC;
 const MSS: u32 = 1448;

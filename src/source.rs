@@ -97,6 +97,14 @@ pub trait PacketSource {
     }
 }
 
+/// A record's time in nanoseconds (the handles are opened with nanosecond precision).
+#[inline]
+fn packet_ts(h: &pcap::PacketHeader) -> Ts {
+    // time_t and suseconds_t are not i64 everywhere.
+    #[allow(clippy::unnecessary_cast)]
+    (h.ts.tv_sec as i64).saturating_mul(1_000_000_000).saturating_add(h.ts.tv_usec as i64)
+}
+
 /// libpcap's message, made to fit one line.
 pub(crate) fn pcap_msg(e: &pcap::Error) -> String {
     let s = match e {
@@ -175,12 +183,12 @@ impl PacketSource for FileSource {
             Ok(p) => {
                 self.frames += 1;
                 self.bytes += 16 + u64::from(p.header.caplen);
-                // time_t and suseconds_t are not i64 everywhere.
-                #[allow(clippy::unnecessary_cast)]
-                let ts = (p.header.ts.tv_sec as i64)
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(p.header.ts.tv_usec as i64);
-                Ok(Next::Frame(Frame { ts, link: self.link, data: p.data, wire_len: p.header.len }))
+                Ok(Next::Frame(Frame {
+                    ts: packet_ts(p.header),
+                    link: self.link,
+                    data: p.data,
+                    wire_len: p.header.len,
+                }))
             }
             Err(pcap::Error::NoMorePackets) => {
                 self.done = true;
@@ -431,11 +439,12 @@ impl PacketSource for LiveSource {
                         self.since_flush = 0;
                     }
                 }
-                #[allow(clippy::unnecessary_cast)]
-                let ts = (p.header.ts.tv_sec as i64)
-                    .saturating_mul(1_000_000_000)
-                    .saturating_add(p.header.ts.tv_usec as i64);
-                Ok(Next::Frame(Frame { ts, link: self.link, data: p.data, wire_len: p.header.len }))
+                Ok(Next::Frame(Frame {
+                    ts: packet_ts(p.header),
+                    link: self.link,
+                    data: p.data,
+                    wire_len: p.header.len,
+                }))
             }
             Err(pcap::Error::TimeoutExpired) => {
                 // Nothing ready. A quiet moment: make the file on disk complete up to now.
