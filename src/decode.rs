@@ -8,7 +8,7 @@
 //! the ports, sequence numbers and flags we need are all present.
 
 use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// Packet time in nanoseconds since the Unix epoch.
 pub type Ts = i64;
@@ -84,12 +84,54 @@ impl Skip {
     }
 }
 
+/// An IP address as one integer: IPv6 as it is, IPv4 in its IPv4-mapped form (`::ffff:a.b.c.d`).
+/// Mapped addresses never appear in packets (RFC 4291 §2.5.5.2), so the two families cannot
+/// collide, and comparing or hashing a 5-tuple is a few integer operations instead of enum matches.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Addr(pub u128);
+
+impl Addr {
+    #[inline]
+    pub const fn v4(o: [u8; 4]) -> Addr {
+        Addr(0xffff_0000_0000 | u32::from_be_bytes(o) as u128)
+    }
+    #[inline]
+    pub const fn v6(o: [u8; 16]) -> Addr {
+        Addr(u128::from_be_bytes(o))
+    }
+    /// The address as the standard library's type (IPv4 again for mapped ones).
+    pub fn ip(self) -> IpAddr {
+        Ipv6Addr::from(self.0).to_canonical()
+    }
+}
+
+impl From<IpAddr> for Addr {
+    fn from(ip: IpAddr) -> Addr {
+        match ip {
+            IpAddr::V4(a) => Addr::v4(a.octets()),
+            IpAddr::V6(a) => Addr::v6(a.octets()),
+        }
+    }
+}
+
+impl From<[u8; 4]> for Addr {
+    fn from(o: [u8; 4]) -> Addr {
+        Addr::v4(o)
+    }
+}
+
+impl std::fmt::Debug for Addr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.ip())
+    }
+}
+
 /// One TCP segment as seen on the wire. Borrowed from the capture buffer; nothing is copied.
 #[derive(Clone, Copy, Debug)]
 pub struct Segment<'a> {
     pub ts: Ts,
-    pub src: IpAddr,
-    pub dst: IpAddr,
+    pub src: Addr,
+    pub dst: Addr,
     pub sport: u16,
     pub dport: u16,
     pub seq: u32,
@@ -111,10 +153,17 @@ impl Segment<'_> {
 }
 
 /// Decodes one frame. `ts` is carried through so the segment is self-contained.
+#[inline]
 pub fn decode(link: Link, ts: Ts, frame: &[u8]) -> Result<Segment<'_>, Skip> {
-    if let Some(seg) = fast_path(link, ts, frame) {
-        return Ok(seg);
+    match fast_path(link, ts, frame) {
+        Some(seg) => Ok(seg),
+        None => slow_path(link, ts, frame),
     }
+}
+
+/// Everything the fast path leaves: etherparse slices the packet.
+#[inline(never)]
+fn slow_path(link: Link, ts: Ts, frame: &[u8]) -> Result<Segment<'_>, Skip> {
     let sliced = match link {
         Link::Ethernet => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Truncated)?,
         Link::Sll => {
@@ -157,7 +206,7 @@ pub fn decode(link: Link, ts: Ts, frame: &[u8]) -> Result<Segment<'_>, Skip> {
             } else {
                 p.payload.len()
             };
-            (IpAddr::from(h.source()), IpAddr::from(h.destination()), p, wire)
+            (Addr::v4(h.source()), Addr::v4(h.destination()), p, wire)
         }
         LaxNetSlice::Ipv6(v6) => {
             let h = v6.header();
@@ -165,7 +214,7 @@ pub fn decode(link: Link, ts: Ts, frame: &[u8]) -> Result<Segment<'_>, Skip> {
             let plen = usize::from(h.payload_length());
             let ext = v6.extensions().slice().len();
             let wire = if plen >= ext && plen > 0 { plen - ext } else { p.payload.len() };
-            (IpAddr::from(h.source()), IpAddr::from(h.destination()), p, wire)
+            (Addr::v6(h.source()), Addr::v6(h.destination()), p, wire)
         }
     };
     // Fragments would need reassembly; health checks and their answers never fragment.
@@ -182,13 +231,15 @@ pub fn decode(link: Link, ts: Ts, frame: &[u8]) -> Result<Segment<'_>, Skip> {
 /// carrying unfragmented IPv4 or IPv6 whose next header is TCP. Building etherparse's full layered
 /// view cost as much per packet as all of libpcap's reading; anything else (options we must
 /// validate, extension headers, fragments, odd link layers, damage) goes to etherparse below.
-#[inline]
+#[inline(always)]
 fn fast_path(link: Link, ts: Ts, f: &[u8]) -> Option<Segment<'_>> {
+    // Fixed-size array views: one length check each, then plain loads.
     let (ethertype, l3) = match link {
         Link::Ethernet => {
-            let et = u16::from_be_bytes([*f.get(12)?, *f.get(13)?]);
+            let h: &[u8; 18] = f.get(..18)?.try_into().ok()?;
+            let et = be16(h, 12);
             if et == 0x8100 {
-                (u16::from_be_bytes([*f.get(16)?, *f.get(17)?]), 18)
+                (be16(h, 16), 18)
             } else {
                 (et, 14)
             }
@@ -200,38 +251,70 @@ fn fast_path(link: Link, ts: Ts, f: &[u8]) -> Option<Segment<'_>> {
     let ip = f.get(l3..)?;
     match ethertype {
         0x0800 => {
-            let h = ip.get(..20)?;
+            let h: &[u8; 20] = ip.get(..20)?.try_into().ok()?;
             let ihl = usize::from(h[0] & 0x0f) * 4;
             // Version 4, TCP, not a fragment (MF clear, offset 0), a sane header and total length.
-            if h[0] >> 4 != 4 || h[9] != 6 || ihl < 20 || (u16::from_be_bytes([h[6], h[7]]) & 0x3fff) != 0 {
+            if h[0] >> 4 != 4 || h[9] != 6 || ihl < 20 || (be16(h, 6) & 0x3fff) != 0 {
                 return None;
             }
-            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+            let total = usize::from(be16(h, 2));
             if total < ihl + 20 {
                 return None;
             }
-            let src = IpAddr::from([h[12], h[13], h[14], h[15]]);
-            let dst = IpAddr::from([h[16], h[17], h[18], h[19]]);
+            let src = Addr::v4([h[12], h[13], h[14], h[15]]);
+            let dst = Addr::v4([h[16], h[17], h[18], h[19]]);
             let captured = ip.get(ihl..)?;
-            let seg = &captured[..captured.len().min(total - ihl)];
-            tcp_fixed(ts, src, dst, seg, total - ihl).ok()
+            tcp_fast(ts, src, dst, &captured[..captured.len().min(total - ihl)], total - ihl)
         }
         0x86dd => {
-            let h = ip.get(..40)?;
-            let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
+            let h: &[u8; 40] = ip.get(..40)?.try_into().ok()?;
+            let plen = usize::from(be16(h, 4));
             if h[0] >> 4 != 6 || h[6] != 6 || plen < 20 {
                 return None;
             }
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&h[8..24]);
-            let mut b = [0u8; 16];
-            b.copy_from_slice(&h[24..40]);
+            let src = Addr(u128::from_be_bytes(h[8..24].try_into().ok()?));
+            let dst = Addr(u128::from_be_bytes(h[24..40].try_into().ok()?));
             let captured = &ip[40..];
-            let seg = &captured[..captured.len().min(plen)];
-            tcp_fixed(ts, IpAddr::from(a), IpAddr::from(b), seg, plen).ok()
+            tcp_fast(ts, src, dst, &captured[..captured.len().min(plen)], plen)
         }
         _ => None,
     }
+}
+
+#[inline(always)]
+fn be16<const N: usize>(h: &[u8; N], i: usize) -> u16 {
+    u16::from_be_bytes([h[i], h[i + 1]])
+}
+
+#[inline(always)]
+fn be32<const N: usize>(h: &[u8; N], i: usize) -> u32 {
+    u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]])
+}
+
+/// [`tcp_fixed`] for a whole 20-byte header without options that would need checking; a cut
+/// header goes the careful way.
+#[inline(always)]
+fn tcp_fast(ts: Ts, src: Addr, dst: Addr, seg: &[u8], wire_len: usize) -> Option<Segment<'_>> {
+    let Some(t) = seg.get(..20) else { return tcp_fixed(ts, src, dst, seg, wire_len).ok() };
+    let t: &[u8; 20] = t.try_into().ok()?;
+    let data_off = usize::from(t[12] >> 4) * 4;
+    // The captured bytes never exceed the wire length here: the IP length bounded them.
+    if data_off < 20 || data_off > wire_len {
+        return None;
+    }
+    Some(Segment {
+        ts,
+        src,
+        dst,
+        sport: be16(t, 0),
+        dport: be16(t, 2),
+        seq: be32(t, 4),
+        ack: be32(t, 8),
+        flags: t[13] & 0x3f,
+        window: Some(be16(t, 14)),
+        payload_len: (wire_len - data_off) as u32,
+        payload: seg.get(data_off..).unwrap_or(&[]),
+    })
 }
 
 fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
@@ -248,7 +331,7 @@ fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
 /// Reads the fixed TCP header fields by hand. `seg` is the captured TCP bytes, `wire_len` the
 /// segment's length on the wire. At least 14 bytes (ports, sequence numbers, offset, flags) are
 /// required; the window is optional so that a 14..20-byte cut still counts.
-pub fn tcp_fixed(ts: Ts, src: IpAddr, dst: IpAddr, seg: &[u8], wire_len: usize) -> Result<Segment<'_>, Skip> {
+pub fn tcp_fixed(ts: Ts, src: Addr, dst: Addr, seg: &[u8], wire_len: usize) -> Result<Segment<'_>, Skip> {
     if seg.len() < 14 {
         return Err(Skip::Truncated);
     }
@@ -317,7 +400,7 @@ mod tests {
         assert_eq!((s.sport, s.dport, s.seq, s.ack), (40000, 8080, 1000, 2000));
         assert_eq!(s.flags, SYN);
         assert_eq!(s.payload_len, 0);
-        assert_eq!(s.src, "10.0.0.1".parse::<IpAddr>().unwrap());
+        assert_eq!(s.src.ip(), "10.0.0.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]

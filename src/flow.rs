@@ -11,7 +11,8 @@
 //! after an unanswered SYN, after the inactivity timeout, or when the 5-tuple is reused by a new SYN
 //! — and when the table is full (oldest first). All clocks are packet time.
 
-use crate::decode::{Segment, Ts, ACK, FIN, RST, SYN};
+use crate::decode::{Addr, Segment, Ts, ACK, FIN, RST, SYN};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
 
 pub const SEC: Ts = 1_000_000_000;
@@ -394,12 +395,15 @@ pub struct Conn {
     last_time: Ts,
     attempt_at: Stamp,
     delete_at: Stamp,
+    /// The originator is the table key's `a` side (so direction is one comparison per packet).
+    orig_is_a: bool,
 }
 
 impl Conn {
-    fn new(seg: &Segment<'_>, cfg_flip: bool) -> Conn {
+    fn new(seg: &Segment<'_>, cfg_flip: bool, orig_is_a: bool) -> Conn {
         let (orig_h, orig_p, resp_h, resp_p) =
             if cfg_flip { (seg.dst, seg.dport, seg.src, seg.sport) } else { (seg.src, seg.sport, seg.dst, seg.dport) };
+        let (orig_h, resp_h) = (orig_h.ip(), resp_h.ip());
         let mut c = Conn {
             orig_h,
             orig_p,
@@ -422,6 +426,7 @@ impl Conn {
             last_time: seg.ts,
             attempt_at: Stamp::NONE,
             delete_at: Stamp::NONE,
+            orig_is_a,
         };
         if cfg_flip {
             c.history.push(b'^');
@@ -572,10 +577,9 @@ impl Conn {
         true
     }
 
-    /// Applies one segment. Follows Zeek's TCPAnalyzer::DeliverPacket step by step.
-    fn update(&mut self, seg: &Segment<'_>, cfg: &FlowConfig) {
-        // A connection to itself (same address and port both ways) counts as the originator's.
-        let is_orig = seg.src == self.orig_h && seg.sport == self.orig_p;
+    /// Applies one segment sent by the originator (`is_orig`) or the responder. Follows Zeek's
+    /// TCPAnalyzer::DeliverPacket step by step.
+    fn update(&mut self, seg: &Segment<'_>, is_orig: bool, cfg: &FlowConfig) {
         let flags = seg.flags;
         let (syn, fin, rst, ack) = (flags & SYN != 0, flags & FIN != 0, flags & RST != 0, flags & ACK != 0);
         let len = seg.payload_len;
@@ -1098,23 +1102,28 @@ fn flip_new(seg: &Segment<'_>) -> bool {
     }
 }
 
-/// Direction-free key of a 5-tuple (TCP implied).
+/// Direction-free key of a 5-tuple (TCP implied): the lower (address, port) end is `a`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 struct Key {
-    a: IpAddr,
-    b: IpAddr,
-    ap: u16,
-    bp: u16,
+    a: Addr,
+    b: Addr,
+    /// `a`'s port in the high half, `b`'s in the low.
+    ports: u32,
 }
 
 impl Key {
+    /// The key, and whether the segment was sent by its `a` side.
     #[inline]
-    fn of(seg: &Segment<'_>) -> Key {
-        if (seg.src, seg.sport) <= (seg.dst, seg.dport) {
-            Key { a: seg.src, b: seg.dst, ap: seg.sport, bp: seg.dport }
-        } else {
-            Key { a: seg.dst, b: seg.src, ap: seg.dport, bp: seg.sport }
-        }
+    fn of(seg: &Segment<'_>) -> (Key, bool) {
+        let from_a = (seg.src, seg.sport) <= (seg.dst, seg.dport);
+        let (a, b, ap, bp) =
+            if from_a { (seg.src, seg.dst, seg.sport, seg.dport) } else { (seg.dst, seg.src, seg.dport, seg.sport) };
+        (Key { a, b, ports: u32::from(ap) << 16 | u32::from(bp) }, from_a)
+    }
+
+    /// A connection to itself (same address and port both ways): every packet is the originator's.
+    fn is_loop(&self) -> bool {
+        self.a == self.b && self.ports >> 16 == self.ports & 0xffff
     }
 }
 
@@ -1134,8 +1143,11 @@ pub struct TableStats {
 /// and the sweep scans a dense array of removal times instead of the records themselves.
 pub struct FlowTable {
     cfg: FlowConfig,
+    /// Slot indices, found by the key's hash and compared against the slot's own key: the key is
+    /// stored once and hashed once per packet.
+    map: hashbrown::HashTable<u32>,
     /// foldhash, not Fx: Fx's weak low bits made probe sequences long under a SYN flood's churn.
-    map: std::collections::HashMap<Key, u32, foldhash::fast::FixedState>,
+    hasher: foldhash::fast::FixedState,
     slots: Vec<Option<(Key, Conn)>>,
     /// Per slot: when the connection is due to be finished (`Ts::MAX` for a free slot).
     expire: Vec<Ts>,
@@ -1155,7 +1167,8 @@ impl FlowTable {
     pub fn new(cfg: FlowConfig) -> Self {
         FlowTable {
             cfg,
-            map: Default::default(),
+            map: hashbrown::HashTable::new(),
+            hasher: Default::default(),
             slots: Vec::new(),
             expire: Vec::new(),
             last: Vec::new(),
@@ -1194,22 +1207,27 @@ impl FlowTable {
             self.sweep(self.now, sink);
             self.next_sweep = self.now.saturating_add(SWEEP_EVERY);
         }
-        let key = Key::of(seg);
+        let (key, from_a) = Key::of(seg);
+        let hash = self.hasher.hash_one(key);
         let cfg = self.cfg;
-        if let Some(&i) = self.map.get(&key) {
+        let slots = &self.slots;
+        let found = self.map.find(hash, |&i| slots[i as usize].as_ref().is_some_and(|(k, _)| *k == key));
+        if let Some(&i) = found {
             let i = i as usize;
             let Some((_, conn)) = self.slots[i].as_mut() else { unreachable!("mapped slots are full") };
             let expired = seg.ts >= self.expire[i];
             let reused = !expired && conn.is_reuse(seg);
             if !expired && !reused {
-                conn.update(seg, &cfg);
+                let is_orig = from_a == conn.orig_is_a || key.is_loop();
+                conn.update(seg, is_orig, &cfg);
                 self.expire[i] = conn.expire_at(&cfg);
                 self.last[i] = conn.last_ts;
                 return;
             }
-            let mut old = std::mem::replace(conn, Conn::new(seg, flip_new(seg)));
+            let flip = flip_new(seg);
+            let mut old = std::mem::replace(conn, Conn::new(seg, flip, from_a != flip));
             old.end = if reused { EndReason::Reused } else { end_reason(&old, self.expire[i]) };
-            conn.update(seg, &cfg);
+            conn.update(seg, !flip || key.is_loop(), &cfg);
             self.expire[i] = conn.expire_at(&cfg);
             self.last[i] = conn.last_ts;
             self.stats.conns += 1;
@@ -1219,8 +1237,9 @@ impl FlowTable {
         if self.map.len() >= self.cfg.max_flows {
             self.evict_oldest(sink);
         }
-        let mut conn = Conn::new(seg, flip_new(seg));
-        conn.update(seg, &cfg);
+        let flip = flip_new(seg);
+        let mut conn = Conn::new(seg, flip, from_a != flip);
+        conn.update(seg, !flip || key.is_loop(), &cfg);
         let (exp, last) = (conn.expire_at(&cfg), conn.last_ts);
         let i = match self.free.pop() {
             Some(i) => {
@@ -1237,7 +1256,8 @@ impl FlowTable {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.map.insert(key, i);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.map.insert_unique(hash, i, |&j| slots[j as usize].as_ref().map_or(0, |(k, _)| hasher.hash_one(k)));
         self.stats.conns += 1;
         self.stats.peak = self.stats.peak.max(self.map.len());
     }
@@ -1284,7 +1304,9 @@ impl FlowTable {
         for &(_, i) in &doomed {
             let u = i as usize;
             if let Some((key, mut c)) = self.slots[u].take() {
-                self.map.remove(&key);
+                if let Ok(e) = self.map.find_entry(self.hasher.hash_one(key), |&j| j == i) {
+                    e.remove();
+                }
                 c.end = reason.unwrap_or_else(|| end_reason(&c, self.expire[u]));
                 self.expire[u] = Ts::MAX;
                 self.free.push(i);
@@ -1331,8 +1353,8 @@ mod tests {
         let to = if from == C { S } else { C };
         Segment {
             ts: 1_700_000_000 * SEC + t_ms * 1_000_000,
-            src: IpAddr::from([127, 0, 0, from.0]),
-            dst: IpAddr::from([127, 0, 0, to.0]),
+            src: Addr::v4([127, 0, 0, from.0]),
+            dst: Addr::v4([127, 0, 0, to.0]),
             sport: from.1,
             dport: to.1,
             seq,
