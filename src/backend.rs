@@ -176,7 +176,14 @@ impl Timeline {
     }
     /// Bucket of a time; `None` before the origin.
     pub fn index(&self, t: Ts) -> Option<usize> {
-        (t >= self.origin).then(|| ((i128::from(t) - i128::from(self.origin)) / i128::from(self.width)) as usize)
+        if t < self.origin {
+            return None;
+        }
+        // 64-bit division unless the span overflows (damaged timestamps decades apart).
+        Some(match t.checked_sub(self.origin) {
+            Some(d) => (d / self.width) as usize,
+            None => ((i128::from(t) - i128::from(self.origin)) / i128::from(self.width)) as usize,
+        })
     }
 }
 
@@ -245,6 +252,12 @@ impl Backends {
     /// Grows the timeline backwards or coarsens it so that `t` has a bucket. Coarsening comes first,
     /// so however far apart the instants are, the series never exceed [`MAX_BUCKETS`].
     fn cover(&mut self, t: Ts) {
+        // Already covered, with room to spare: nothing below would change (the common case).
+        if let Some(tl) = self.timeline {
+            if tl.buckets + 64 < MAX_BUCKETS && tl.index(t).is_some_and(|i| i < tl.buckets) {
+                return;
+            }
+        }
         let mut tl = *self.timeline.get_or_insert(Timeline { origin: t, width: START_WIDTH, buckets: 1 });
         loop {
             let w = i128::from(tl.width);

@@ -209,8 +209,10 @@ pub fn shape(c: &Conn) -> Shape {
 /// Everything the grouping needs from one connection.
 pub fn traits(c: &Conn) -> Traits {
     let shape = shape(c);
-    let signature = match (shape, http::request_line(c.request())) {
-        (Shape::Http, Some((m, p))) => {
+    // Only HTTP connections are grouped by request; parse the line for those alone.
+    let line = if shape == Shape::Http { http::request_line(c.request()) } else { None };
+    let signature = match line {
+        Some((m, p)) => {
             let mut h = rustc_hash::FxHasher::default();
             m.hash(&mut h);
             p.hash(&mut h);
