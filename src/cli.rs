@@ -171,6 +171,10 @@ pub struct AnalyzeArgs {
     /// finished early beyond it, and the report says how many.
     #[arg(long, default_value_t = crate::flow::DEFAULT_MAX_FLOWS, value_name = "N")]
     pub max_flows: usize,
+    /// 2: one thread reads and decodes while another tracks flows (the default with two cores or
+    /// more); 1: everything on one thread.
+    #[arg(long, value_name = "1|2")]
+    pub threads: Option<usize>,
 }
 
 /// A validated `analyze` run.
@@ -185,6 +189,7 @@ pub struct AnalyzeConfig {
     pub min_conns: u64,
     pub plot: Option<PathBuf>,
     pub max_flows: usize,
+    pub threads: usize,
 }
 
 fn looks_like_capture(arg: &str) -> bool {
@@ -219,6 +224,11 @@ impl AnalyzeArgs {
         if self.max_flows == 0 {
             return Err("--max-flows must be at least 1".into());
         }
+        let threads = match self.threads {
+            Some(n @ 1..=2) => n,
+            Some(n) => return Err(format!("--threads must be 1 or 2, not {n} (the work splits in two stages)")),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
+        };
         if self.limit == Some(0) {
             return Err("--limit must be at least 1".into());
         }
@@ -241,6 +251,7 @@ impl AnalyzeArgs {
             min_conns: self.min_conns,
             plot: self.plot.clone(),
             max_flows: self.max_flows,
+            threads,
         })
     }
 }

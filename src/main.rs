@@ -178,7 +178,11 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
         write_err: None,
         progress: progress_bar(src.progress().1),
     };
-    pipeline::run(src.as_mut(), &mut table, &mut stats, &mut errors, &mut sink);
+    if cfg.threads > 1 {
+        pipeline::run_threaded(src.as_mut(), &mut table, &mut stats, &mut errors, &mut sink);
+    } else {
+        pipeline::run(src.as_mut(), &mut table, &mut stats, &mut errors, &mut sink);
+    }
     table.finish(&mut |c| sink.conn(c));
     if let Some(p) = sink.progress.take() {
         p.finish_and_clear();

@@ -277,7 +277,7 @@ impl PacketSource for MergedSource {
 }
 
 /// Opens one or several capture files as a single time-ordered source.
-pub fn open_files(paths: &[PathBuf], filter: Option<&str>) -> Result<Box<dyn PacketSource>, SourceError> {
+pub fn open_files(paths: &[PathBuf], filter: Option<&str>) -> Result<Box<dyn PacketSource + Send>, SourceError> {
     let mut files = Vec::with_capacity(paths.len());
     for p in paths {
         files.push(FileSource::open(p, filter)?);

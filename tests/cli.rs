@@ -291,3 +291,21 @@ fn empty_file_says_so() {
     assert_eq!(o.status.code(), Some(3));
     assert!(one_line_no_panic(&o).contains("empty.pcap: empty file, not a capture"));
 }
+
+#[test]
+fn one_or_two_threads_give_the_same_report_and_flows() {
+    for args in [
+        &["analyze", "fixtures/diag/close-wait.pcap", "--format", "json"][..],
+        &["analyze", "fixtures/diag/fd-exhaustion.pcap", "fixtures/lo-basic.pcap", "--format", "json"][..],
+        &["analyze", "fixtures/vlan.pcap", "--flows", "--format", "tsv"][..],
+    ] {
+        let one = hcleak(&[args, &["--threads", "1"]].concat());
+        let two = hcleak(&[args, &["--threads", "2"]].concat());
+        assert_eq!(one.status.code(), two.status.code(), "{args:?}");
+        assert!(stdout(&one).len() > 100, "{args:?}: {}", stderr(&one));
+        assert_eq!(stdout(&one), stdout(&two), "{args:?}");
+    }
+    let o = hcleak(&["analyze", "fixtures/lo-basic.pcap", "--threads", "3"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line_no_panic(&o).contains("--threads must be 1 or 2"));
+}
