@@ -131,7 +131,7 @@ fn run_inner(
 }
 
 /// One frame through the decoder: counted, its time clamped, and its TCP segment if it has one.
-#[inline]
+#[inline(always)]
 fn ingest<'a>(frame: Frame<'a>, stats: &mut DecodeStats) -> Option<Segment<'a>> {
     // Timestamps outside 1970–2106 are damage, not time: clamp them so that differences
     // and projections stay in range.
@@ -181,7 +181,7 @@ impl Batch {
             error: None,
         }
     }
-    #[inline]
+    #[inline(always)]
     fn push(&mut self, seg: &Segment<'_>) {
         let start = self.payload.len();
         // Most segments carry no captured payload (ACKs, probes, snaplen cuts): skip the copy call.
