@@ -155,6 +155,9 @@ const HISTORY_CAP: usize = 24;
 pub const REQ_CAP: usize = 64;
 pub const RSP_CAP: usize = 16;
 
+/// A segment's SYN, FIN, RST and ACK bits.
+type Flags = (bool, bool, bool, bool);
+
 /// Sequence-space comparison: positive when `a` is after `b`.
 #[inline]
 fn seq_delta(a: u32, b: u32) -> i32 {
@@ -372,31 +375,36 @@ pub enum Agent {
 
 /// One TCP connection, live in the table or finished.
 #[derive(Clone, Debug)]
+#[repr(C)]
 pub struct Conn {
-    pub orig_h: IpAddr,
-    pub orig_p: u16,
-    pub resp_h: IpAddr,
-    pub resp_p: u16,
-    pub first_ts: Ts,
-    pub last_ts: Ts,
+    // Fields every packet reads or writes come first and together (hence `repr(C)`): the
+    // records of thousands of connections compete for cache, and a packet should pull in as few
+    // lines of its record as possible.
     pub orig: Endpoint,
     pub resp: Endpoint,
-    pub history: History,
-    pub facts: Facts,
-    pub req: [u8; REQ_CAP],
-    pub req_len: u8,
-    pub rsp: [u8; RSP_CAP],
-    pub rsp_len: u8,
-    pub end: EndReason,
-    hist_seen: u32,
-    is_partial: bool,
-    first_seen: u8,
+    pub last_ts: Ts,
     /// Zeek's LastTime: frozen once both sides have closed.
     last_time: Ts,
     attempt_at: Stamp,
     delete_at: Stamp,
+    hist_seen: u32,
+    is_partial: bool,
+    first_seen: u8,
     /// The originator is the table key's `a` side (so direction is one comparison per packet).
     orig_is_a: bool,
+    pub history: History,
+    pub facts: Facts,
+    // Written once, read when the connection is finished.
+    pub first_ts: Ts,
+    pub end: EndReason,
+    pub orig_h: IpAddr,
+    pub orig_p: u16,
+    pub resp_h: IpAddr,
+    pub resp_p: u16,
+    pub req: [u8; REQ_CAP],
+    pub req_len: u8,
+    pub rsp: [u8; RSP_CAP],
+    pub rsp_len: u8,
 }
 
 impl Conn {
@@ -577,11 +585,30 @@ impl Conn {
         true
     }
 
-    /// Applies one segment sent by the originator (`is_orig`) or the responder. Follows Zeek's
-    /// TCPAnalyzer::DeliverPacket step by step.
+    /// Applies one segment sent by the originator (`is_orig`) or the responder.
+    #[inline]
     fn update(&mut self, seg: &Segment<'_>, is_orig: bool, cfg: &FlowConfig) {
+        // Most segments are plain ACKs, with or without data. A copy of the code compiled for
+        // exactly those flags drops every SYN/FIN/RST branch from the hot path; there is still
+        // one description of what a segment does, below.
+        if seg.flags & (SYN | FIN | RST | ACK) == ACK {
+            self.update_with::<true>(seg, is_orig, cfg)
+        } else {
+            self.update_with::<false>(seg, is_orig, cfg)
+        }
+    }
+
+    /// Follows Zeek's TCPAnalyzer::DeliverPacket step by step. `PLAIN`: the segment is known to
+    /// carry ACK and none of SYN, FIN, RST.
+    #[inline(always)]
+    fn update_with<const PLAIN: bool>(&mut self, seg: &Segment<'_>, is_orig: bool, cfg: &FlowConfig) {
         let flags = seg.flags;
-        let (syn, fin, rst, ack) = (flags & SYN != 0, flags & FIN != 0, flags & RST != 0, flags & ACK != 0);
+        let (syn, fin, rst, ack) = if PLAIN {
+            (false, false, false, true)
+        } else {
+            (flags & SYN != 0, flags & FIN != 0, flags & RST != 0, flags & ACK != 0)
+        };
+        let fl = (syn, fin, rst, ack);
         let len = seg.payload_len;
         let now = seg.ts;
         self.last_ts = self.last_ts.max(now);
@@ -639,7 +666,7 @@ impl Conn {
             (ep.rel(seg.seq), d < 0)
         };
 
-        self.update_history(is_orig, flags, rel_seq, len);
+        self.update_history(is_orig, fl, rel_seq, len);
 
         // update_window: a zero window is interesting unless resets or the peer's FIN make it moot.
         if seg.window == Some(0) && !rst {
@@ -711,7 +738,7 @@ impl Conn {
             self.scaled(is_orig, b'T', n);
         }
 
-        let do_close = self.update_state_machine(is_orig, seg, now, cfg);
+        let do_close = self.update_state_machine(is_orig, fl, seg, now, cfg);
 
         if ack {
             self.ack_received(!is_orig, rel_ack);
@@ -727,11 +754,11 @@ impl Conn {
             self.connection_closed(is_orig, cfg);
         }
 
-        self.record_facts(is_orig, seg);
+        self.record_facts(is_orig, fl, seg);
     }
 
-    fn update_history(&mut self, is_orig: bool, flags: u8, rel_seq: u32, len: u32) {
-        let (syn, fin, rst, ack) = (flags & SYN != 0, flags & FIN != 0, flags & RST != 0, flags & ACK != 0);
+    #[inline(always)]
+    fn update_history(&mut self, is_orig: bool, (syn, fin, rst, ack): Flags, rel_seq: u32, len: u32) {
         let bits = u8::from(syn) + u8::from(fin) + u8::from(rst);
         if bits > 1 {
             if fin && rst {
@@ -771,10 +798,16 @@ impl Conn {
     }
 
     /// The endpoint state machine (Zeek's UpdateStateMachine). Returns whether the endpoint closed.
-    fn update_state_machine(&mut self, is_orig: bool, seg: &Segment<'_>, now: Ts, cfg: &FlowConfig) -> bool {
+    #[inline(always)]
+    fn update_state_machine(
+        &mut self,
+        is_orig: bool,
+        (syn, fin, rst, ack): Flags,
+        seg: &Segment<'_>,
+        now: Ts,
+        cfg: &FlowConfig,
+    ) -> bool {
         use TcpState::*;
-        let flags = seg.flags;
-        let (syn, fin, rst, ack) = (flags & SYN != 0, flags & FIN != 0, flags & RST != 0, flags & ACK != 0);
         let len = seg.payload_len;
         let mut do_close = false;
         let state = self.ep(is_orig).0.state;
@@ -969,10 +1002,10 @@ impl Conn {
     }
 
     /// Records what classification needs: handshake and close times, first bytes each way.
-    fn record_facts(&mut self, is_orig: bool, seg: &Segment<'_>) {
+    #[inline(always)]
+    fn record_facts(&mut self, is_orig: bool, (syn, fin, rst, ack): Flags, seg: &Segment<'_>) {
         let f = &mut self.facts;
         let now = seg.ts;
-        let (syn, fin, rst, ack) = (seg.has(SYN), seg.has(FIN), seg.has(RST), seg.has(ACK));
         if is_orig {
             if syn && !ack {
                 f.syn.first(now);
