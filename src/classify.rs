@@ -168,24 +168,29 @@ pub fn ending(c: &Conn) -> Ending {
 
 /// The packet-only view of one connection.
 pub fn shape(c: &Conn) -> Shape {
+    shape_and_request(c).0
+}
+
+/// The shape, and for HTTP the request line it was recognised by (parsed once).
+fn shape_and_request(c: &Conn) -> (Shape, Option<(&str, &str)>) {
     let f = &c.facts;
     if f.syn.is_none() && f.synack.is_none() {
-        return Shape::Other; // seen mid-stream: its beginning is unknown
+        return (Shape::Other, None); // seen mid-stream: its beginning is unknown
     }
     if f.synack.is_none() {
         if f.resp_rst.is_some() && f.orig_data.is_none() {
-            return Shape::Refused;
+            return (Shape::Refused, None);
         }
         if c.resp.pkts == 0 || f.orig_data.is_none() {
-            return Shape::Unanswered;
+            return (Shape::Unanswered, None);
         }
-        return Shape::Other;
+        return (Shape::Other, None);
     }
     if f.orig_data.is_none() {
         let orig_close = [f.orig_rst, f.orig_fin].into_iter().flatten().min();
         // Nothing was asked: a probe, named after how the prober closed — even when the server
         // closed first (it restarted, or timed the idle connection out).
-        return match orig_close {
+        let s = match orig_close {
             Some(_) if f.orig_rst.is_some_and(|r| f.orig_fin.is_none_or(|fin| r <= fin)) => {
                 if f.handshake_ack.is_some() {
                     Shape::HandshakeRst
@@ -196,21 +201,20 @@ pub fn shape(c: &Conn) -> Shape {
             Some(_) => Shape::ConnectFin,
             None => Shape::Other,
         };
+        return (s, None);
     }
-    if http::request_line(c.request()).is_some() {
-        return Shape::Http;
+    if let Some(line) = http::request_line(c.request()) {
+        return (Shape::Http, Some(line));
     }
     if f.resp_data.is_none() && f.orig_rst.is_some() {
-        return Shape::DataRst;
+        return (Shape::DataRst, None);
     }
-    Shape::Other
+    (Shape::Other, None)
 }
 
 /// Everything the grouping needs from one connection.
 pub fn traits(c: &Conn) -> Traits {
-    let shape = shape(c);
-    // Only HTTP connections are grouped by request; parse the line for those alone.
-    let line = if shape == Shape::Http { http::request_line(c.request()) } else { None };
+    let (shape, line) = shape_and_request(c);
     let signature = match line {
         Some((m, p)) => {
             let mut h = rustc_hash::FxHasher::default();
