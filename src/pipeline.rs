@@ -1,7 +1,7 @@
 //! Pipeline: the main loop — read a frame, decode it (or count the skip), feed the flow table, hand
 //! finished connections to the consumer. Shared by `analyze` and `capture`.
 
-use crate::decode::{decode, Segment, Skip, Ts};
+use crate::decode::{decode_then, Link, Segment, Skip, Ts};
 use crate::flow::{Conn, FlowTable};
 use crate::source::{Frame, Next, PacketSource, SourceError};
 
@@ -116,9 +116,7 @@ fn run_inner(
                 continue;
             }
         };
-        if let Some(seg) = ingest(frame, stats) {
-            table.push(&seg, &mut |c| consumer.conn(c));
-        }
+        ingest(frame, stats, |seg| table.push(seg, &mut |c| consumer.conn(c)));
         if stats.frames % TICK_EVERY == 0 || consumer.tick_due() {
             stats.input = source.progress();
             stats.evicted = table.stats.evicted_full;
@@ -130,9 +128,10 @@ fn run_inner(
     }
 }
 
-/// One frame through the decoder: counted, its time clamped, and its TCP segment if it has one.
+/// One frame through the decoder: counted, its time clamped, and its TCP segment, if it has one,
+/// handed to `then`.
 #[inline(always)]
-fn ingest<'a>(frame: Frame<'a>, stats: &mut DecodeStats) -> Option<Segment<'a>> {
+fn ingest<'a>(frame: Frame<'a>, stats: &mut DecodeStats, then: impl FnOnce(&Segment<'a>)) {
     // Timestamps outside 1970–2106 are damage, not time: clamp them so that differences
     // and projections stay in range.
     let ts = frame.ts.clamp(0, MAX_TS);
@@ -140,62 +139,62 @@ fn ingest<'a>(frame: Frame<'a>, stats: &mut DecodeStats) -> Option<Segment<'a>> 
     stats.wire_bytes += u64::from(frame.wire_len);
     stats.first_ts.get_or_insert(ts);
     stats.last_ts = Some(stats.last_ts.map_or(ts, |t| t.max(ts)));
-    match decode(frame.link, ts, frame.data) {
-        Ok(seg) => {
+    decode_then(
+        frame.link,
+        ts,
+        frame.data,
+        |seg| {
             stats.tcp += 1;
-            if frame.wire_len as usize > frame.data.len() {
-                stats.cut += 1;
-            }
-            Some(seg)
-        }
-        Err(skip) => {
-            stats.skipped[skip as usize] += 1;
-            None
-        }
-    }
+            stats.cut += u64::from(frame.wire_len as usize > frame.data.len());
+            then(&seg)
+        },
+        |skip| stats.skipped[skip as usize] += 1,
+    )
 }
 
-/// Segments per batch handed from the reading thread to the flow thread: big enough that waking
-/// the other thread is rare (1024 measured slower, 128 much slower), about 400 KiB.
+/// Frames per batch handed from the reading thread to the flow thread: big enough that waking
+/// the other thread is rare (1024 measured slower, 128 much slower).
 const BATCH: usize = 4096;
 /// Batches in flight between the threads; the reader waits when the flow thread is this far behind.
 const IN_FLIGHT: usize = 4;
 
-/// Decoded segments detached from libpcap's buffer: the fixed fields, and the captured payloads
-/// in one arena. Batches are recycled, so steady state allocates nothing.
+/// Where one frame's bytes sit in a batch, with its libpcap header fields.
+#[derive(Clone, Copy)]
+struct FrameAt {
+    ts: Ts,
+    link: Link,
+    wire_len: u32,
+    start: u32,
+    end: u32,
+}
+
+/// Captured frames copied out of libpcap's buffer, all bytes in one arena. Batches are recycled,
+/// so steady state allocates nothing.
 struct Batch {
-    segs: Vec<(Segment<'static>, u32, u32)>,
-    payload: Vec<u8>,
-    /// The decoder's counters after the last frame of this batch.
-    stats: DecodeStats,
+    frames: Vec<FrameAt>,
+    bytes: Vec<u8>,
+    /// Input read so far, after this batch's frames.
+    input: (u64, u64),
     /// A read error that came after this batch's frames.
     error: Option<SourceError>,
 }
 
 impl Batch {
     fn new() -> Batch {
-        Batch {
-            segs: Vec::with_capacity(BATCH),
-            payload: Vec::with_capacity(BATCH * 64),
-            stats: DecodeStats::default(),
-            error: None,
-        }
+        Batch { frames: Vec::with_capacity(BATCH), bytes: Vec::with_capacity(BATCH * 128), input: (0, 0), error: None }
     }
     #[inline(always)]
-    fn push(&mut self, seg: &Segment<'_>) {
-        let start = self.payload.len();
-        // Most segments carry no captured payload (ACKs, probes, snaplen cuts): skip the copy call.
-        if !seg.payload.is_empty() {
-            self.payload.extend_from_slice(seg.payload);
-        }
-        self.segs.push((Segment { payload: &[], ..*seg }, start as u32, self.payload.len() as u32));
+    fn push(&mut self, f: &Frame<'_>) {
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(f.data);
+        self.frames.push(FrameAt { ts: f.ts, link: f.link, wire_len: f.wire_len, start, end: self.bytes.len() as u32 });
     }
 }
 
-/// [`run`] on two threads: this one reads and decodes, a second one runs the flow table and the
-/// consumer. The flow work and libpcap's reading each cost about as much as the other, so on two
-/// cores a file goes through at close to the speed libpcap alone reads it. Results are the same
-/// as [`run`]'s, segment for segment; only the consumer's ticks come once per batch.
+/// [`run`] on two threads: a second thread only reads (libpcap, and a copy of each frame), this
+/// one decodes and does everything else. libpcap's read is the floor and cannot be made cheaper,
+/// so the reader does nothing more and the rest overlaps with it on another core. Results are
+/// the same as [`run`]'s, frame for frame; only the consumer's ticks come once per batch.
 pub fn run_threaded(
     source: &mut (dyn PacketSource + Send),
     table: &mut FlowTable,
@@ -206,45 +205,40 @@ pub fn run_threaded(
     use std::sync::mpsc;
     let (full_tx, full_rx) = mpsc::sync_channel::<Batch>(IN_FLIGHT);
     let (empty_tx, empty_rx) = mpsc::channel::<Batch>();
-    let start = *stats;
     let reading = &mut *source;
     let stop = std::thread::scope(|scope| {
         // The reading thread. It stops when the source ends or this thread hangs up.
         let reader = std::thread::Builder::new().name("hcleak-read".into()).spawn_scoped(scope, move || {
-            let mut stats = start;
             let mut batch = Batch::new();
-            let send = |batch: &mut Batch, stats: &mut DecodeStats, progress: (u64, u64)| -> bool {
-                stats.input = progress;
-                batch.stats = *stats;
+            let send = |batch: &mut Batch, input: (u64, u64)| -> bool {
+                batch.input = input;
                 let mut next = empty_rx.try_recv().unwrap_or_else(|_| Batch::new());
-                next.segs.clear();
-                next.payload.clear();
+                next.frames.clear();
+                next.bytes.clear();
                 next.error = None;
                 full_tx.send(std::mem::replace(batch, next)).is_ok()
             };
             loop {
                 match reading.next_frame() {
                     Ok(Next::Frame(f)) => {
-                        if let Some(seg) = ingest(f, &mut stats) {
-                            batch.push(&seg);
-                            if batch.segs.len() == BATCH && !send(&mut batch, &mut stats, reading.progress()) {
-                                return;
-                            }
+                        batch.push(&f);
+                        if batch.frames.len() == BATCH && !send(&mut batch, reading.progress()) {
+                            return;
                         }
                     }
                     Ok(Next::Idle) => {
-                        if !send(&mut batch, &mut stats, reading.progress()) {
+                        if !send(&mut batch, reading.progress()) {
                             return;
                         }
                     }
                     Ok(Next::End) => {
-                        send(&mut batch, &mut stats, reading.progress());
+                        send(&mut batch, reading.progress());
                         return;
                     }
                     Err(e) => {
                         let fatal = matches!(e, SourceError::Live { .. });
                         batch.error = Some(e);
-                        if !send(&mut batch, &mut stats, reading.progress()) || fatal {
+                        if !send(&mut batch, reading.progress()) || fatal {
                             return;
                         }
                     }
@@ -254,18 +248,21 @@ pub fn run_threaded(
         if reader.is_err() {
             return None;
         }
-        // This thread: flows and the consumer, batch by batch in reading order. The receiver is
-        // dropped on return, so a reader blocked on a full channel wakes up and ends.
+        // This thread: decode, flows and the consumer, batch by batch in reading order. The
+        // receiver is dropped on return, so a reader blocked on a full channel wakes up and ends.
         let full_rx = full_rx;
         for mut batch in full_rx.iter() {
-            for (seg, a, b) in &batch.segs {
+            for f in &batch.frames {
                 if !consumer.keep_going(stats) {
                     return Some(Stop::Asked);
                 }
-                let seg = Segment { payload: &batch.payload[*a as usize..*b as usize], ..*seg };
-                table.push(&seg, &mut |c| consumer.conn(c));
+                let data = &batch.bytes[f.start as usize..f.end as usize];
+                let frame = Frame { ts: f.ts, link: f.link, data, wire_len: f.wire_len };
+                ingest(frame, stats, |seg| table.push(seg, &mut |c| consumer.conn(c)));
             }
-            *stats = DecodeStats { evicted: table.stats.evicted_full, peak_flows: table.stats.peak, ..batch.stats };
+            stats.input = batch.input;
+            stats.evicted = table.stats.evicted_full;
+            stats.peak_flows = table.stats.peak;
             errors.extend(batch.error.take());
             if !consumer.tick(table, stats) {
                 return Some(Stop::Asked);
