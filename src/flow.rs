@@ -510,6 +510,7 @@ impl Conn {
     }
 
     /// Packet time at which Zeek would drop this connection if nothing else arrives.
+    #[inline]
     fn expire_at(&self, cfg: &FlowConfig) -> Ts {
         let handshake = |s: TcpState| matches!(s, TcpState::Inactive | TcpState::SynSent | TcpState::SynAckSent);
         let idle = if handshake(self.orig.state) && handshake(self.resp.state) { cfg.handshake_idle } else { cfg.idle };
@@ -959,6 +960,7 @@ impl Conn {
 
     /// The peer acknowledged `side`'s data up to `seq`: anything acknowledged but never seen is a
     /// content gap (Zeek's AckReceived → TrimToSeq → Undelivered).
+    #[inline(always)]
     fn ack_received(&mut self, side_is_orig: bool, seq: u32) {
         let is_partial = self.is_partial;
         let (ep, peer) = self.ep(side_is_orig);
@@ -1242,7 +1244,6 @@ impl FlowTable {
         }
         let (key, from_a) = Key::of(seg);
         let hash = self.hasher.hash_one(key);
-        let cfg = self.cfg;
         let slots = &self.slots;
         let found = self.map.find(hash, |&i| slots[i as usize].as_ref().is_some_and(|(k, _)| *k == key));
         if let Some(&i) = found {
@@ -1252,16 +1253,16 @@ impl FlowTable {
             let reused = !expired && conn.is_reuse(seg);
             if !expired && !reused {
                 let is_orig = from_a == conn.orig_is_a || key.is_loop();
-                conn.update(seg, is_orig, &cfg);
-                self.expire[i] = conn.expire_at(&cfg);
+                conn.update(seg, is_orig, &self.cfg);
+                self.expire[i] = conn.expire_at(&self.cfg);
                 self.last[i] = conn.last_ts;
                 return;
             }
             let flip = flip_new(seg);
             let mut old = std::mem::replace(conn, Conn::new(seg, flip, from_a != flip));
             old.end = if reused { EndReason::Reused } else { end_reason(&old, self.expire[i]) };
-            conn.update(seg, !flip || key.is_loop(), &cfg);
-            self.expire[i] = conn.expire_at(&cfg);
+            conn.update(seg, !flip || key.is_loop(), &self.cfg);
+            self.expire[i] = conn.expire_at(&self.cfg);
             self.last[i] = conn.last_ts;
             self.stats.conns += 1;
             sink(old);
@@ -1272,8 +1273,8 @@ impl FlowTable {
         }
         let flip = flip_new(seg);
         let mut conn = Conn::new(seg, flip, from_a != flip);
-        conn.update(seg, !flip || key.is_loop(), &cfg);
-        let (exp, last) = (conn.expire_at(&cfg), conn.last_ts);
+        conn.update(seg, !flip || key.is_loop(), &self.cfg);
+        let (exp, last) = (conn.expire_at(&self.cfg), conn.last_ts);
         let i = match self.free.pop() {
             Some(i) => {
                 let u = i as usize;
