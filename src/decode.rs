@@ -168,9 +168,9 @@ pub fn decode_then<'a, R>(
     ok: impl FnOnce(Segment<'a>) -> R,
     skip: impl FnOnce(Skip) -> R,
 ) -> R {
-    match fast_path(link, ts, frame) {
-        Some(seg) => ok(seg),
-        None => match slow_path(link, ts, frame) {
+    match fast_path(link, ts, frame, ok) {
+        Ok(r) => r,
+        Err(ok) => match slow_path(link, ts, frame) {
             Ok(seg) => ok(seg),
             Err(e) => skip(e),
         },
@@ -247,20 +247,26 @@ fn slow_path(link: Link, ts: Ts, frame: &[u8]) -> Result<Segment<'_>, Skip> {
 /// carrying unfragmented IPv4 or IPv6 whose next header is TCP. Building etherparse's full layered
 /// view cost as much per packet as all of libpcap's reading; anything else (options we must
 /// validate, extension headers, fragments, odd link layers, damage) goes to etherparse below.
+/// The segment goes to `ok`; `ok` comes back unused when the frame needs etherparse.
 #[inline(always)]
-fn fast_path(link: Link, ts: Ts, f: &[u8]) -> Option<Segment<'_>> {
+fn fast_path<'a, R, F: FnOnce(Segment<'a>) -> R>(link: Link, ts: Ts, f: &'a [u8], ok: F) -> Result<R, F> {
     if link == Link::Ethernet {
-        if let Some(seg) = ether_ipv4_tcp(ts, f) {
-            return Some(seg);
+        if let Some((h, total, data_off)) = ether_ipv4_tcp_check(f) {
+            // Built right in the call, not moved out of an Option: it is ~100 bytes.
+            return Ok(ok(ether_ipv4_tcp_segment(ts, f, h, total, data_off)));
         }
     }
-    fast_path_general(link, ts, f)
+    match fast_path_general(link, ts, f) {
+        Some(seg) => Ok(ok(seg)),
+        None => Err(ok),
+    }
 }
 
 /// The commonest frame of all: Ethernet, IPv4 without options, TCP. All three fixed headers are
-/// read from one 54-byte view: one length check instead of one per field.
+/// read from one 54-byte view, one length check instead of one per field. Returns the headers,
+/// the IP total length and the TCP data offset.
 #[inline(always)]
-fn ether_ipv4_tcp(ts: Ts, f: &[u8]) -> Option<Segment<'_>> {
+fn ether_ipv4_tcp_check(f: &[u8]) -> Option<(&[u8; 54], usize, usize)> {
     let h: &[u8; 54] = f.first_chunk()?;
     // IPv4 with a 20-byte header, TCP, not a fragment.
     if be16(h, 12) != 0x0800 || h[14] != 0x45 || h[23] != 6 || be16(h, 20) & 0x3fff != 0 {
@@ -271,8 +277,13 @@ fn ether_ipv4_tcp(ts: Ts, f: &[u8]) -> Option<Segment<'_>> {
     if total < 40 || data_off < 20 || data_off > total - 20 {
         return None;
     }
-    let end = f.len().min(14 + total);
-    Some(Segment {
+    Some((h, total, data_off))
+}
+
+/// The segment of a frame [`ether_ipv4_tcp_check`] accepted.
+#[inline(always)]
+fn ether_ipv4_tcp_segment<'a>(ts: Ts, f: &'a [u8], h: &[u8; 54], total: usize, data_off: usize) -> Segment<'a> {
+    Segment {
         ts,
         src: Addr::v4([h[26], h[27], h[28], h[29]]),
         dst: Addr::v4([h[30], h[31], h[32], h[33]]),
@@ -283,8 +294,8 @@ fn ether_ipv4_tcp(ts: Ts, f: &[u8]) -> Option<Segment<'_>> {
         flags: h[47] & 0x3f,
         window: Some(be16(h, 48)),
         payload_len: (total - 20 - data_off) as u32,
-        payload: f.get(34 + data_off..end).unwrap_or(&[]),
-    })
+        payload: f.get(34 + data_off..f.len().min(14 + total)).unwrap_or(&[]),
+    }
 }
 
 /// Ethernet with a VLAN tag, Linux cooked captures, IPv6, IPv4 options, cut TCP headers.
@@ -550,7 +561,7 @@ mod tests {
         padded.extend_from_slice(&[0u8; 6]);
         cases.push(padded);
         for f in &cases {
-            let fast = fast_path(Link::Ethernet, 0, f).expect("common case");
+            let fast = fast_path(Link::Ethernet, 0, f, |s| s).ok().expect("common case");
             let got = (fast.sport, fast.dport, fast.seq, fast.ack, fast.flags, fast.payload_len, fast.payload.len());
             assert_eq!(Some(got), slow(Link::Ethernet, f), "{f:?}");
         }
@@ -570,7 +581,8 @@ mod tests {
         }
         let mut shortcut = 0;
         for f in &variants {
-            if let Some(s) = ether_ipv4_tcp(0, f) {
+            if let Some((h, total, off)) = ether_ipv4_tcp_check(f) {
+                let s = ether_ipv4_tcp_segment(0, f, h, total, off);
                 shortcut += 1;
                 assert_eq!(Some(key(s)), fast_path_general(Link::Ethernet, 0, f).map(key), "{f:?}");
             }
@@ -579,7 +591,7 @@ mod tests {
         // Fragments and options-bearing headers are left to etherparse.
         let mut frag = ether(0x0800, &ipv4_tcp(ACK, b"x"));
         frag[14 + 6] = 0x20;
-        assert!(fast_path(Link::Ethernet, 0, &frag).is_none());
+        assert!(fast_path(Link::Ethernet, 0, &frag, |s| s).is_err());
         assert_eq!(decode(Link::Ethernet, 0, &frag).unwrap_err(), Skip::Fragment);
     }
 
