@@ -1239,35 +1239,51 @@ impl FlowTable {
             self.now = seg.ts;
         }
         if self.now >= self.next_sweep {
-            self.sweep(self.now, sink);
-            self.next_sweep = self.now.saturating_add(SWEEP_EVERY);
+            self.sweep_due(sink);
         }
         let (key, from_a) = Key::of(seg);
         let hash = self.hasher.hash_one(key);
         let slots = &self.slots;
         let found = self.map.find(hash, |&i| slots[i as usize].as_ref().is_some_and(|(k, _)| *k == key));
-        if let Some(&i) = found {
-            let i = i as usize;
-            let Some((_, conn)) = self.slots[i].as_mut() else { unreachable!("mapped slots are full") };
-            let expired = seg.ts >= self.expire[i];
-            let reused = !expired && conn.is_reuse(seg);
-            if !expired && !reused {
-                let is_orig = from_a == conn.orig_is_a || key.is_loop();
-                conn.update(seg, is_orig, &self.cfg);
-                self.expire[i] = conn.expire_at(&self.cfg);
-                self.last[i] = conn.last_ts;
-                return;
-            }
-            let flip = flip_new(seg);
-            let mut old = std::mem::replace(conn, Conn::new(seg, flip, from_a != flip));
-            old.end = if reused { EndReason::Reused } else { end_reason(&old, self.expire[i]) };
-            conn.update(seg, !flip || key.is_loop(), &self.cfg);
-            self.expire[i] = conn.expire_at(&self.cfg);
-            self.last[i] = conn.last_ts;
-            self.stats.conns += 1;
-            sink(old);
-            return;
+        let Some(&i) = found else { return self.insert(seg, key, from_a, hash, sink) };
+        let i = i as usize;
+        let Some((_, conn)) = self.slots[i].as_mut() else { unreachable!("mapped slots are full") };
+        if seg.ts >= self.expire[i] || conn.is_reuse(seg) {
+            return self.restart(i, seg, key, from_a, sink);
         }
+        // The common case, kept small: the rare paths above are out of line.
+        let is_orig = from_a == conn.orig_is_a || key.is_loop();
+        conn.update(seg, is_orig, &self.cfg);
+        self.expire[i] = conn.expire_at(&self.cfg);
+        self.last[i] = conn.last_ts;
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sweep_due(&mut self, sink: &mut impl FnMut(Conn)) {
+        self.sweep(self.now, sink);
+        self.next_sweep = self.now.saturating_add(SWEEP_EVERY);
+    }
+
+    /// The segment's 5-tuple is in slot `i` but its connection is over (expired, or this SYN
+    /// reuses the tuple): finish it and start a new one in the same slot.
+    #[inline(never)]
+    fn restart(&mut self, i: usize, seg: &Segment<'_>, key: Key, from_a: bool, sink: &mut impl FnMut(Conn)) {
+        let Some((_, conn)) = self.slots[i].as_mut() else { unreachable!("mapped slots are full") };
+        let expired = seg.ts >= self.expire[i];
+        let flip = flip_new(seg);
+        let mut old = std::mem::replace(conn, Conn::new(seg, flip, from_a != flip));
+        old.end = if expired { end_reason(&old, self.expire[i]) } else { EndReason::Reused };
+        conn.update(seg, !flip || key.is_loop(), &self.cfg);
+        self.expire[i] = conn.expire_at(&self.cfg);
+        self.last[i] = conn.last_ts;
+        self.stats.conns += 1;
+        sink(old);
+    }
+
+    /// A segment of a connection not in the table: start one.
+    #[inline(never)]
+    fn insert(&mut self, seg: &Segment<'_>, key: Key, from_a: bool, hash: u64, sink: &mut impl FnMut(Conn)) {
         if self.map.len() >= self.cfg.max_flows {
             self.evict_oldest(sink);
         }
