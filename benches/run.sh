@@ -74,11 +74,11 @@ measure() {
   local f=$TMP/$name.pcap args=() a out=$TMP/${label//\//_}
   for a in "$@"; do args+=("${a//@F@/$f}"); done
   cat "$f" >/dev/null # the file is in the page cache for every tool alike
-  local walls=() rss=0 i t0 t1 rc
+  local walls=() cpus=() rss=0 i t0 t1 rc
   for ((i = 0; i < REPEAT; i++)); do
     t0=$(date +%s%N)
     set +e
-    timeout "$TMO" /usr/bin/time -f '%e %M' -o "$TMP/time" "${args[@]}" >"$out.out" 2>"$out.err"
+    timeout "$TMO" /usr/bin/time -f '%e %M %U %S' -o "$TMP/time" "${args[@]}" >"$out.out" 2>"$out.err"
     rc=$?
     set -e
     t1=$(date +%s%N)
@@ -90,11 +90,14 @@ measure() {
     walls+=("$(( (t1 - t0) / 1000 ))")
     local m
     m=$(tail -1 "$TMP/time" | cut -d' ' -f2)
+    cpus+=("$(tail -1 "$TMP/time" | awk '{ printf "%d", ($3 + $4) * 1e6 }')")
     [ "$m" -gt "$rss" ] && rss=$m
   done
   local med
   med=$(printf '%s\n' "${walls[@]}" | sort -n | sed -n "$(( (REPEAT + 1) / 2 ))p")
-  printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$(packets_of "$name")" "$(stat -c %s "$f")" "$med" "$rss" >>"$RES"
+  local cpu
+  cpu=$(printf '%s\n' "${cpus[@]}" | sort -n | sed -n "$(( (REPEAT + 1) / 2 ))p")
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$label" "$(packets_of "$name")" "$(stat -c %s "$f")" "$med" "$rss" "$cpu" >>"$RES"
   awk -v l="$label" -v t="$med" -v m="$rss" 'BEGIN { printf "  %-22s %8.2f s %8.1f MiB\n", l, t / 1e6, m / 1024 }'
 }
 
@@ -118,8 +121,12 @@ cmp -s -n "$(stat -c %s "$TMP/pre_s96.pcap")" "$TMP/pre_s96.pcap" "$TMP/lb_s96.p
 echo "== time (median of $REPEAT)"
 for v in full s96; do
   measure "hcleak/$v" "lb_$v" "$HCLEAK" analyze @F@ --format json
+  measure "hcleak-1thread/$v" "lb_$v" "$HCLEAK" analyze @F@ --format json --threads 1
   measure "tcpdump/$v" "lb_$v" tcpdump -nr @F@ -w /dev/null
   measure "floor/$v" "lb_$v" "$FLOOR" @F@
+  # Two floor loops at once: how much running two threads costs each of them on this machine
+  # (shared caches, memory bandwidth, a hypervisor's siblings). No two-thread reader beats it.
+  measure "floor-x2/$v" "lb_$v" bash -c '"$0" "$1" >/dev/null & "$0" "$1" >/dev/null; wait' "$FLOOR" @F@
   measure "hcleak-prefix/$v" "pre_$v" "$HCLEAK" analyze @F@ --format json
   if [ $HAVE_TSHARK = 1 ]; then measure "tshark-prefix/$v" "pre_$v" tshark -r @F@ -q -z conv,tcp; fi
 done
@@ -150,13 +157,14 @@ EOF
 
 echo
 echo "== results"
-printf '%-22s %9s %12s %9s %10s\n' tool seconds packets/s MB/s "RSS MiB"
-awk -F'\t' '{ s = $4 / 1e6; printf "%-22s %9.2f %12.0f %9.1f %10.1f\n", $1, s, $2 / s, $3 / s / 1e6, $5 / 1024 }' "$RES"
+printf '%-22s %9s %9s %12s %9s %10s\n' tool seconds "CPU s" packets/s MB/s "RSS MiB"
+awk -F'\t' '{ s = $4 / 1e6; printf "%-22s %9.2f %9.2f %12.0f %9.1f %10.1f\n", $1, s, $6 / 1e6, $2 / s, $3 / s / 1e6, $5 / 1024 }' "$RES"
 echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
 for v in full s96; do
   h=$(pps "hcleak/$v")
-  echo "$v: hcleak/floor $(ratio "$h" "$(pps "floor/$v")")  hcleak/tcpdump $(ratio "$h" "$(pps "tcpdump/$v")")" \
+  echo "$v: hcleak/floor $(ratio "$h" "$(pps "floor/$v")") (one thread: $(ratio "$(pps "hcleak-1thread/$v")" "$(pps "floor/$v")");" \
+    "two floors at once each reach $(ratio "$(pps "floor-x2/$v")" "$(pps "floor/$v")") of one alone)  hcleak/tcpdump $(ratio "$h" "$(pps "tcpdump/$v")")" \
     "$( [ $HAVE_TSHARK = 1 ] && echo " hcleak/tshark $(ratio "$(pps "hcleak-prefix/$v")" "$(pps "tshark-prefix/$v")") (both on the first 1/$TDIV: $N_PRE packets)")"
 done
 echo "elephant (one connection): hcleak/floor $(ratio "$(pps hcleak/elephant)" "$(pps floor/elephant)")"

@@ -4,7 +4,7 @@
 //! passes, groups and backends are capped, and only a bounded ring of recent start times is kept
 //! per group for rhythm estimates.
 
-use crate::classify::{self, Ending, GroupVotes, Kind, Shape};
+use crate::classify::{self, Ending, GroupVotes, Shape};
 use crate::decode::Ts;
 use crate::flow::{Agent, Conn};
 use crate::http;
@@ -57,8 +57,11 @@ impl Series {
         self.0.iter().map(|&v| i64::from(v)).sum()
     }
     pub fn add_from(&mut self, other: &Series) {
-        for (i, v) in other.0.iter().enumerate() {
-            self.add(i, *v);
+        if self.0.len() < other.0.len() {
+            self.0.resize(other.0.len(), 0);
+        }
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a += b;
         }
     }
 }
@@ -402,11 +405,6 @@ impl Backends {
             g.response_time_n += 1;
         }
     }
-}
-
-/// A group's settled kind, from its shape, votes and rhythm.
-pub fn group_kind(g: &Group, ending: Ending) -> Kind {
-    classify::decide(g.shape, ending, &g.votes, classify::rhythm(&g.starts.sorted()))
 }
 
 #[cfg(test)]

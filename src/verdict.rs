@@ -8,7 +8,7 @@
 //! agent checks is tied to the agent checks only), and the slope against that driver's cumulative
 //! count is "sockets kept per driver event". Decisions are pure functions of the aggregates.
 
-use crate::backend::{group_kind, Backend, Backends, Series, Timeline};
+use crate::backend::{Backend, Backends, Series, Timeline};
 use crate::classify::{self, Ending, Kind, Shape};
 use crate::decode::Ts;
 use crate::render::endpoint;
@@ -217,11 +217,14 @@ fn settle(b: &Backend) -> (BTreeMap<Kind, KindAgg>, Vec<Prober>) {
     let mut kinds: BTreeMap<Kind, KindAgg> = BTreeMap::new();
     let mut probers = Vec::new();
     for g in &b.groups {
+        // The group's rhythm (a sort of up to 512 start times) is the same for all its endings.
+        let r = classify::rhythm(&g.starts.sorted());
+        let kind = |ending: Ending| classify::decide(g.shape, ending, &g.votes, r);
         for (i, ending) in Ending::ALL.iter().enumerate() {
             if g.endings[i] == 0 {
                 continue;
             }
-            let k = group_kind(g, *ending);
+            let k = kind(*ending);
             let a = kinds.entry(k).or_default();
             a.count += g.endings[i];
             if *ending == Ending::Rst && !matches!(g.shape, Shape::HalfOpenRst | Shape::Unanswered | Shape::Refused) {
@@ -231,9 +234,8 @@ fn settle(b: &Backend) -> (BTreeMap<Kind, KindAgg>, Vec<Prober>) {
             a.abandoned.add_from(&g.abandoned[i]);
             a.close_wait_now += g.close_wait_now[i];
         }
-        let k = group_kind(g, g.main_ending());
+        let k = kind(g.main_ending());
         if k.is_probe() {
-            let r = classify::rhythm(&g.starts.sorted());
             let span = crate::decode::secs(g.first, g.last);
             let mut statuses = g.statuses.clone();
             statuses.sort_by_key(|s| std::cmp::Reverse(s.1));
