@@ -167,7 +167,7 @@ pub struct AnalyzeArgs {
     /// Draw each backend's sockets against probes and time, with the fit and the limit, as SVG.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
-    /// Most connections tracked at once (about 480 bytes each); the least recently active are
+    /// Most connections tracked at once (about 500 bytes each); the least recently active are
     /// finished early beyond it, and the report says how many.
     #[arg(long, default_value_t = crate::flow::DEFAULT_MAX_FLOWS, value_name = "N")]
     pub max_flows: usize,

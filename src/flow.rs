@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 pub const SEC: Ts = 1_000_000_000;
 
-/// Default cap on connections tracked at once: about 120 MiB of flow records at most.
+/// Default cap on connections tracked at once: about 130 MiB of flow records at most (~500 bytes each).
 pub const DEFAULT_MAX_FLOWS: usize = 1 << 18;
 
 /// Zeek's per-endpoint TCP state (`TCP_ENDPOINT_*`).
