@@ -155,6 +155,12 @@ fn ingest<'a>(frame: Frame<'a>, stats: &mut DecodeStats, then: impl FnOnce(&Segm
 /// Frames per batch handed from the reading thread to the flow thread: big enough that waking
 /// the other thread is rare (1024 measured slower, 128 much slower).
 const BATCH: usize = 4096;
+/// A batch is also handed over once its frames' bytes reach this, so that full-size frames do not
+/// make batches of many megabytes (fresh memory to fault in, out of cache by the time it is read).
+const BATCH_BYTES: usize = 512 * 1024;
+/// Room for one more frame past [`BATCH_BYTES`] (libpcap's largest snaplen), so the arena never
+/// grows.
+const MAX_FRAME: usize = 262_144;
 /// Batches in flight between the threads; the reader waits when the flow thread is this far behind.
 const IN_FLIGHT: usize = 4;
 
@@ -181,13 +187,20 @@ struct Batch {
 
 impl Batch {
     fn new() -> Batch {
-        Batch { frames: Vec::with_capacity(BATCH), bytes: Vec::with_capacity(BATCH * 128), input: (0, 0), error: None }
+        Batch {
+            frames: Vec::with_capacity(BATCH),
+            bytes: Vec::with_capacity(BATCH_BYTES + MAX_FRAME),
+            input: (0, 0),
+            error: None,
+        }
     }
+    /// Adds a frame; true when the batch is full.
     #[inline(always)]
-    fn push(&mut self, f: &Frame<'_>) {
+    fn push(&mut self, f: &Frame<'_>) -> bool {
         let start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(f.data);
         self.frames.push(FrameAt { ts: f.ts, link: f.link, wire_len: f.wire_len, start, end: self.bytes.len() as u32 });
+        self.frames.len() == BATCH || self.bytes.len() >= BATCH_BYTES
     }
 }
 
@@ -221,8 +234,7 @@ pub fn run_threaded(
             loop {
                 match reading.next_frame() {
                     Ok(Next::Frame(f)) => {
-                        batch.push(&f);
-                        if batch.frames.len() == BATCH && !send(&mut batch, reading.progress()) {
+                        if batch.push(&f) && !send(&mut batch, reading.progress()) {
                             return;
                         }
                     }
