@@ -365,18 +365,22 @@ mod tests {
     fn script() -> Vec<Step> {
         let mut v = Vec::new();
         let mut t: Ts = 1_700_000_000_000_000_000;
+        // Every other response is a full-size segment: batches then reach BATCH_BYTES before BATCH.
+        let big = [&b"HTTP/1.1 200 OK\r\n\r\n"[..], &[b'x'; 1448][..]].concat();
         for i in 0..EXCHANGES {
             let port = 20000 + (i % 30000) as u16;
             let (c, s) = (i.wrapping_mul(7919), i.wrapping_mul(104_729));
+            let rsp = if i % 2 == 0 { &big[..] } else { &big[..19] };
+            let r = rsp.len() as u32;
             for (to_server, flags, seq, ack, payload) in [
                 (true, SYN, c, 0, &b""[..]),
                 (false, SYN | ACK, s, c + 1, &b""[..]),
                 (true, ACK, c + 1, s + 1, &b""[..]),
                 (true, PSH | ACK, c + 1, s + 1, &b"GET /health HTTP/1.1\r\n\r\n"[..]),
-                (false, PSH | ACK, s + 1, c + 25, &b"HTTP/1.1 200 OK\r\n\r\n"[..]),
-                (true, FIN | ACK, c + 25, s + 20, &b""[..]),
-                (false, FIN | ACK, s + 20, c + 26, &b""[..]),
-                (true, ACK, c + 26, s + 21, &b""[..]),
+                (false, PSH | ACK, s + 1, c + 25, rsp),
+                (true, FIN | ACK, c + 25, s + 1 + r, &b""[..]),
+                (false, FIN | ACK, s + 1 + r, c + 26, &b""[..]),
+                (true, ACK, c + 26, s + 2 + r, &b""[..]),
             ] {
                 t += 700_000;
                 v.push(Ok(Some((t, frame(port, to_server, flags, seq, ack, payload)))));
