@@ -1501,6 +1501,23 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_to_itself_is_all_originator() {
+        // Same address and port both ways (a TCP simultaneous open to oneself): every packet
+        // counts as the originator's, whichever side the record was started from.
+        let mut segs = vec![seg(0, S, SYN, 100, 0, 0), seg(1, S, SYN | ACK, 100, 101, 0), seg(2, S, ACK, 101, 101, 0)];
+        for s in &mut segs {
+            s.dst = s.src;
+            s.dport = s.sport;
+        }
+        let v = run(&segs);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!((v[0].orig.pkts, v[0].resp.pkts), (3, 0));
+        // Started from the SYN-ACK (a flipped record), it is still one-sided.
+        let v = run(&segs[1..]);
+        assert_eq!((v[0].orig.pkts, v[0].resp.pkts), (2, 0));
+    }
+
+    #[test]
     fn port_reuse_after_close_starts_a_new_connection() {
         let mut segs = clean_exchange();
         // Same 5-tuple, new ISN, one second later: a new probe from a reused source port.
