@@ -6,7 +6,7 @@
 //! ```
 //!
 //! 1. `read`: hcleak's source (libpcap) only;
-//! 2. `+decode`: and the decoder (link layer, etherparse's IP slicing, the TCP header by hand);
+//! 2. `+decode`: and the decoder (the hand-written fast path; etherparse for unusual frames);
 //! 3. `+flows`: and the flow table (lookup, per-packet update, expiry sweeps), connections dropped;
 //! 4. `+classify`: and the backend aggregates every finished connection goes into (what
 //!    `hcleak analyze` does before its verdict).
