@@ -171,8 +171,8 @@ pub struct AnalyzeArgs {
     /// finished early beyond it, and the report says how many.
     #[arg(long, default_value_t = crate::flow::DEFAULT_MAX_FLOWS, value_name = "N")]
     pub max_flows: usize,
-    /// 2: one thread reads and decodes while another tracks flows (the default with two cores or
-    /// more); 1: everything on one thread.
+    /// 2: one thread reads the capture while another decodes, tracks flows and judges (the default
+    /// with two cores or more); 1: everything on one thread. Both give the same results.
     #[arg(long, value_name = "1|2")]
     pub threads: Option<usize>,
 }

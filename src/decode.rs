@@ -358,8 +358,8 @@ fn fast_path_general(link: Link, ts: Ts, f: &[u8]) -> Option<Segment<'_>> {
             if h[0] >> 4 != 6 || h[6] != 6 || plen < 20 {
                 return None;
             }
-            let src = Addr(u128::from_be_bytes(h[8..24].try_into().ok()?));
-            let dst = Addr(u128::from_be_bytes(h[24..40].try_into().ok()?));
+            let src = Addr::v6(h[8..24].try_into().ok()?);
+            let dst = Addr::v6(h[24..40].try_into().ok()?);
             let captured = &ip[40..];
             tcp_fast(ts, src, dst, &captured[..captured.len().min(plen)], plen)
         }
