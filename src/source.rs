@@ -562,10 +562,10 @@ mod tests {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
     }
 
-    /// Every record as (seconds, nanoseconds, wire length, bytes).
-    fn records(
-        mut next: impl FnMut() -> Result<Option<(i64, i64, u32, Vec<u8>)>, pcap::Error>,
-    ) -> Vec<(i64, i64, u32, Vec<u8>)> {
+    /// A record as (seconds, nanoseconds, wire length, bytes).
+    type Record = (i64, i64, u32, Vec<u8>);
+
+    fn records(mut next: impl FnMut() -> Result<Option<Record>, pcap::Error>) -> Vec<Record> {
         let mut v = Vec::new();
         while let Some(r) = next().expect("readable fixture") {
             v.push(r);
@@ -573,7 +573,7 @@ mod tests {
         v
     }
 
-    fn own(p: Result<pcap::Packet<'_>, pcap::Error>) -> Result<Option<(i64, i64, u32, Vec<u8>)>, pcap::Error> {
+    fn own(p: Result<pcap::Packet<'_>, pcap::Error>) -> Result<Option<Record>, pcap::Error> {
         #[allow(clippy::unnecessary_cast)]
         match p {
             Ok(p) => Ok(Some((p.header.ts.tv_sec as i64, p.header.ts.tv_usec as i64, p.header.len, p.data.to_vec()))),
