@@ -124,6 +124,9 @@ for v in full s96; do
   measure "hcleak-1thread/$v" "lb_$v" "$HCLEAK" analyze @F@ --format json --threads 1
   measure "tcpdump/$v" "lb_$v" tcpdump -nr @F@ -w /dev/null
   measure "floor/$v" "lb_$v" "$FLOOR" @F@
+  # The same loop through the 64 KiB stdio buffer hcleak gives libpcap: what the buffer alone is
+  # worth, and the floor for a reader that opens files the way hcleak does.
+  measure "floor-64k/$v" "lb_$v" "$FLOOR" @F@ 65536
   # Two floor loops at once: how much running two threads costs each of them on this machine
   # (shared caches, memory bandwidth, a hypervisor's siblings). No two-thread reader beats it.
   measure "floor-x2/$v" "lb_$v" bash -c '"$0" "$1" >/dev/null & "$0" "$1" >/dev/null; wait' "$FLOOR" @F@
@@ -164,6 +167,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 for v in full s96; do
   h=$(pps "hcleak/$v")
   echo "$v: hcleak/floor $(ratio "$h" "$(pps "floor/$v")") (one thread: $(ratio "$(pps "hcleak-1thread/$v")" "$(pps "floor/$v")");" \
+    "against the floor with a 64 KiB buffer: $(ratio "$h" "$(pps "floor-64k/$v")");" \
     "two floors at once each reach $(ratio "$(pps "floor-x2/$v")" "$(pps "floor/$v")") of one alone)  hcleak/tcpdump $(ratio "$h" "$(pps "tcpdump/$v")")" \
     "$( [ $HAVE_TSHARK = 1 ] && echo " hcleak/tshark $(ratio "$(pps "hcleak-prefix/$v")" "$(pps "tshark-prefix/$v")") (both on the first 1/$TDIV: $N_PRE packets)")"
 done
