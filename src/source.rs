@@ -118,7 +118,7 @@ pub(crate) fn pcap_msg(e: &pcap::Error) -> String {
 
 /// The stdio buffer a capture file is read through. libpcap reads a savefile with two `fread`s
 /// per record, and glibc gives a regular file a 4 KiB buffer: one read(2) every ~40 records at
-/// snaplen 96, a fifth of libpcap's read time. 64 KiB cuts those calls 16-fold; larger buffers
+/// snaplen 96, a quarter of the time libpcap takes to read it. 64 KiB cuts those calls 16-fold; larger buffers
 /// stop fitting the cache beside the batches and were slower (benches/README.md).
 pub const READ_BUFFER: usize = 64 * 1024;
 
