@@ -17,7 +17,15 @@ fn main() -> ExitCode {
         eprintln!("usage: pcap_floor FILE [STDIO_BUFFER_BYTES]");
         return ExitCode::from(2);
     };
-    let buffer: Option<usize> = std::env::args().nth(2).and_then(|b| b.parse().ok());
+    // A typo must not silently measure the default buffer instead.
+    let buffer: Option<usize> = match std::env::args().nth(2).map(|b| b.parse()) {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(_)) => {
+            eprintln!("usage: pcap_floor FILE [STDIO_BUFFER_BYTES]: the buffer size must be a number of bytes");
+            return ExitCode::from(2);
+        }
+    };
     let read = match buffer {
         None => match Capture::from_file_with_precision(&path, Precision::Nano) {
             Ok(mut cap) => drain(|| cap.next_packet().map(caplen)),
