@@ -1162,6 +1162,13 @@ impl Key {
     }
 }
 
+/// The flow table's hash of a segment's connection (both directions alike). The table's hasher
+/// has a fixed seed, so any thread can compute this ahead of [`FlowTable::push_hashed`].
+#[inline]
+pub fn flow_hash(seg: &Segment<'_>) -> u64 {
+    foldhash::fast::FixedState::default().hash_one(Key::of(seg).0)
+}
+
 /// Counters about the table itself, for the summary.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TableStats {
@@ -1233,7 +1240,13 @@ impl FlowTable {
     }
 
     /// Feeds one segment.
+    #[inline]
     pub fn push(&mut self, seg: &Segment<'_>, sink: &mut impl FnMut(Conn)) {
+        self.push_hashed(seg, flow_hash(seg), sink)
+    }
+
+    /// [`push`](Self::push) with the segment's [`flow_hash`] already computed (by another thread).
+    pub fn push_hashed(&mut self, seg: &Segment<'_>, hash: u64, sink: &mut impl FnMut(Conn)) {
         self.stats.segments += 1;
         if seg.ts > self.now {
             self.now = seg.ts;
@@ -1242,7 +1255,7 @@ impl FlowTable {
             self.sweep_due(sink);
         }
         let (key, from_a) = Key::of(seg);
-        let hash = self.hasher.hash_one(key);
+        debug_assert_eq!(hash, self.hasher.hash_one(key));
         let slots = &self.slots;
         let found = self.map.find(hash, |&i| slots[i as usize].as_ref().is_some_and(|(k, _)| *k == key));
         let Some(&i) = found else { return self.insert(seg, key, from_a, hash, sink) };
