@@ -269,9 +269,8 @@ impl Batch {
 /// [`run`] on two threads: a second thread reads (libpcap) and decodes, copying each TCP segment's
 /// fields, payload and flow hash into a batch; this one runs the flow table and the consumer.
 /// That splits the work about evenly (half the CPU samples each, on the bench capture; with only
-/// libpcap on the reader, the flow thread had 58%). Results are the same
-/// as [`run`]'s, frame for frame; only the consumer's ticks, and the counters it sees, come once
-/// per batch.
+/// libpcap on the reader, the flow thread had 58%). Results are the same as [`run`]'s, frame for
+/// frame; only the consumer's ticks, and the counters it sees, come once per batch.
 pub fn run_threaded(
     source: &mut (dyn PacketSource + Send),
     table: &mut FlowTable,

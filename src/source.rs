@@ -233,13 +233,41 @@ pub fn open_offline(path: &Path, buffer: usize) -> Result<OfflineCapture, String
 
 /// One capture file.
 pub struct FileSource {
-    path: PathBuf,
     cap: OfflineCapture,
     link: Link,
+    read: Tally,
+}
+
+/// How far a file has been read (kept apart from the handle, so frames borrowed from the handle
+/// can be counted).
+struct Tally {
+    path: PathBuf,
     frames: u64,
     bytes: u64,
     total: u64,
     done: bool,
+}
+
+impl Tally {
+    /// A record read: counted (its 16-byte header and its data) and made a frame.
+    #[inline(always)]
+    fn count<'p>(&mut self, link: Link, p: &pcap::Packet<'p>) -> Frame<'p> {
+        self.frames += 1;
+        self.bytes += 16 + u64::from(p.header.caplen);
+        Frame { ts: packet_ts(p.header), link, data: p.data, wire_len: p.header.len }
+    }
+
+    /// The file is over: at its end, or at damage (reported with the count read before it).
+    fn stop(&mut self, e: pcap::Error) -> Result<(), SourceError> {
+        self.done = true;
+        match e {
+            pcap::Error::NoMorePackets => {
+                self.bytes = self.total;
+                Ok(())
+            }
+            e => Err(SourceError::Damaged { path: self.path.clone(), frames: self.frames, msg: pcap_msg(&e) }),
+        }
+    }
 }
 
 impl FileSource {
@@ -264,11 +292,15 @@ impl FileSource {
         if let Some(expr) = filter {
             cap.filter(expr).map_err(|e| SourceError::Filter { expr: expr.to_string(), msg: pcap_msg(&e) })?;
         }
-        Ok(FileSource { path: path.into(), cap, link, frames: 0, bytes: 24, total: meta.len(), done: false })
+        Ok(FileSource {
+            cap,
+            link,
+            read: Tally { path: path.into(), frames: 0, bytes: 24, total: meta.len(), done: false },
+        })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.read.path
     }
 }
 
@@ -293,64 +325,35 @@ fn open_msg(path: &Path, msg: &str) -> String {
 
 impl PacketSource for FileSource {
     fn next_frame(&mut self) -> Result<Next<'_>, SourceError> {
-        if self.done {
+        if self.read.done {
             return Ok(Next::End);
         }
         match self.cap.next_packet() {
-            Ok(p) => {
-                self.frames += 1;
-                self.bytes += 16 + u64::from(p.header.caplen);
-                Ok(Next::Frame(Frame {
-                    ts: packet_ts(p.header),
-                    link: self.link,
-                    data: p.data,
-                    wire_len: p.header.len,
-                }))
-            }
-            Err(pcap::Error::NoMorePackets) => {
-                self.done = true;
-                self.bytes = self.total;
-                Ok(Next::End)
-            }
-            Err(e) => {
-                self.done = true;
-                Err(SourceError::Damaged { path: self.path.clone(), frames: self.frames, msg: pcap_msg(&e) })
-            }
+            Ok(p) => Ok(Next::Frame(self.read.count(self.link, &p))),
+            Err(e) => self.read.stop(e).map(|()| Next::End),
         }
     }
 
     /// libpcap's `pcap_dispatch`: one call reads `max` records and calls back for each, which
     /// skips `pcap_next_ex`'s per-record set-up and this trait's per-frame return.
     fn next_frames(&mut self, max: usize, each: &mut dyn FnMut(Frame<'_>)) -> Result<After, SourceError> {
-        if self.done {
+        if self.read.done {
             return Ok(After::End);
         }
         if max == 0 {
             return Ok(After::More);
         }
-        let (frames, bytes, link) = (&mut self.frames, &mut self.bytes, self.link);
-        let r = self.cap.dispatch(max, |p| {
-            *frames += 1;
-            *bytes += 16 + u64::from(p.header.caplen);
-            each(Frame { ts: packet_ts(p.header), link, data: p.data, wire_len: p.header.len });
-        });
-        match r {
+        let (read, link) = (&mut self.read, self.link);
+        match self.cap.dispatch(max, |p| each(read.count(link, &p))) {
             // A file's dispatch returns 0 only at its end (filtered-out records do not count).
-            Ok(0) => {
-                self.done = true;
-                self.bytes = self.total;
-                Ok(After::End)
-            }
+            Ok(0) => self.read.stop(pcap::Error::NoMorePackets).map(|()| After::End),
             Ok(_) => Ok(After::More),
-            Err(e) => {
-                self.done = true;
-                Err(SourceError::Damaged { path: self.path.clone(), frames: self.frames, msg: pcap_msg(&e) })
-            }
+            Err(e) => self.read.stop(e).map(|()| After::End),
         }
     }
 
     fn progress(&self) -> (u64, u64) {
-        (self.bytes.min(self.total), self.total)
+        (self.read.bytes.min(self.read.total), self.read.total)
     }
 }
 
