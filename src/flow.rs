@@ -1162,11 +1162,18 @@ impl Key {
     }
 }
 
-/// The flow table's hash of a segment's connection (both directions alike). The table's hasher
-/// has a fixed seed, so any thread can compute this ahead of [`FlowTable::push_hashed`].
+/// The flow table's hash of a key. foldhash, not Fx: Fx's weak low bits made probe sequences long
+/// under a SYN flood's churn. A fixed seed, so that any thread computes the same hash.
+#[inline]
+fn key_hash(k: &Key) -> u64 {
+    foldhash::fast::FixedState::default().hash_one(k)
+}
+
+/// The flow table's hash of a segment's connection (both directions alike), for computing ahead
+/// of [`FlowTable::push_hashed`] on another thread.
 #[inline]
 pub fn flow_hash(seg: &Segment<'_>) -> u64 {
-    foldhash::fast::FixedState::default().hash_one(Key::of(seg).0)
+    key_hash(&Key::of(seg).0)
 }
 
 /// Counters about the table itself, for the summary.
@@ -1188,8 +1195,6 @@ pub struct FlowTable {
     /// Slot indices, found by the key's hash and compared against the slot's own key: the key is
     /// stored once and hashed once per packet.
     map: hashbrown::HashTable<u32>,
-    /// foldhash, not Fx: Fx's weak low bits made probe sequences long under a SYN flood's churn.
-    hasher: foldhash::fast::FixedState,
     slots: Vec<Option<(Key, Conn)>>,
     /// Per slot: when the connection is due to be finished (`Ts::MAX` for a free slot).
     expire: Vec<Ts>,
@@ -1210,7 +1215,6 @@ impl FlowTable {
         FlowTable {
             cfg,
             map: hashbrown::HashTable::new(),
-            hasher: Default::default(),
             slots: Vec::new(),
             expire: Vec::new(),
             last: Vec::new(),
@@ -1255,7 +1259,7 @@ impl FlowTable {
             self.sweep_due(sink);
         }
         let (key, from_a) = Key::of(seg);
-        debug_assert_eq!(hash, self.hasher.hash_one(key));
+        debug_assert_eq!(hash, key_hash(&key));
         let slots = &self.slots;
         let found = self.map.find(hash, |&i| slots[i as usize].as_ref().is_some_and(|(k, _)| *k == key));
         let Some(&i) = found else { return self.insert(seg, key, from_a, hash, sink) };
@@ -1319,8 +1323,8 @@ impl FlowTable {
                 (self.slots.len() - 1) as u32
             }
         };
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.map.insert_unique(hash, i, |&j| slots[j as usize].as_ref().map_or(0, |(k, _)| hasher.hash_one(k)));
+        let slots = &self.slots;
+        self.map.insert_unique(hash, i, |&j| slots[j as usize].as_ref().map_or(0, |(k, _)| key_hash(k)));
         self.stats.conns += 1;
         self.stats.peak = self.stats.peak.max(self.map.len());
     }
@@ -1367,7 +1371,7 @@ impl FlowTable {
         for &(_, i) in &doomed {
             let u = i as usize;
             if let Some((key, mut c)) = self.slots[u].take() {
-                if let Ok(e) = self.map.find_entry(self.hasher.hash_one(key), |&j| j == i) {
+                if let Ok(e) = self.map.find_entry(key_hash(&key), |&j| j == i) {
                     e.remove();
                 }
                 c.end = reason.unwrap_or_else(|| end_reason(&c, self.expire[u]));

@@ -293,8 +293,7 @@ fn sampler_sees_reset_and_held_sockets_and_close_wait() {
         let rows: Vec<Vec<String>> = lines.map(|l| l.split(',').map(String::from).collect()).collect();
         assert!(rows.len() >= 3, "{text}");
         assert!(rows.iter().all(|r| r[1] == format!("127.0.0.1:{port}")), "{text}");
-        // A busy machine may let the server accept late: the state must be reached, and then held
-        // to the last sample.
+        // A busy machine may let the server accept late: the last sample must show the state.
         let n = |r: &Vec<String>, i: usize| r[i].parse::<u64>().unwrap();
         let last = rows.last().unwrap();
         if check == "hold" {
