@@ -14,7 +14,9 @@ use std::net::IpAddr;
 /// Most buckets per series before they are merged pairwise.
 pub const MAX_BUCKETS: usize = 1024;
 const START_WIDTH: Ts = 50_000_000;
-const MAX_GROUPS: usize = 16;
+/// Groups per backend, and in all: past these, connections go to "other clients" buckets.
+const MAX_GROUPS: usize = 4096;
+const MAX_GROUPS_TOTAL: usize = 1 << 16;
 const MAX_BACKENDS: usize = 4096;
 const RING: usize = 512;
 
@@ -23,25 +25,11 @@ const RING: usize = 512;
 pub struct Series(pub Vec<i32>);
 
 impl Series {
-    fn add(&mut self, idx: usize, v: i32) {
+    pub(crate) fn add(&mut self, idx: usize, v: i32) {
         if self.0.len() <= idx {
             self.0.resize(idx + 1, 0);
         }
         self.0[idx] += v;
-    }
-    fn coarsen(&mut self) {
-        let n = self.0.len().div_ceil(2);
-        for i in 0..n {
-            let a = self.0[2 * i];
-            let b = self.0.get(2 * i + 1).copied().unwrap_or(0);
-            self.0[i] = a + b;
-        }
-        self.0.truncate(n);
-    }
-    fn shift(&mut self, k: usize) {
-        if !self.0.is_empty() {
-            self.0.splice(0..0, std::iter::repeat_n(0, k));
-        }
     }
     /// Running sum up to and including each bucket, over `n` buckets.
     pub fn cumulative(&self, n: usize) -> Vec<i64> {
@@ -63,6 +51,53 @@ impl Series {
         for (a, b) in self.0.iter_mut().zip(&other.0) {
             *a += b;
         }
+    }
+}
+
+/// A series kept sparse: `(bucket, count)` sorted by bucket. Most groups hold a handful of
+/// connections, so a dense vector per group would cost a bucket per 50 ms of the capture for each.
+#[derive(Clone, Debug, Default)]
+pub struct Sparse(Vec<(u32, i32)>);
+
+impl Sparse {
+    fn add(&mut self, idx: usize, v: i32) {
+        let idx = u32::try_from(idx).unwrap_or(u32::MAX);
+        match self.0.last_mut() {
+            Some(l) if l.0 == idx => l.1 += v,
+            Some(l) if l.0 > idx => match self.0.binary_search_by_key(&idx, |e| e.0) {
+                Ok(i) => self.0[i].1 += v,
+                Err(i) => self.0.insert(i, (idx, v)),
+            },
+            _ => self.0.push((idx, v)),
+        }
+    }
+    fn coarsen(&mut self) {
+        let mut w = 0;
+        for r in 0..self.0.len() {
+            let (i, v) = self.0[r];
+            if w > 0 && self.0[w - 1].0 == i / 2 {
+                self.0[w - 1].1 += v;
+            } else {
+                self.0[w] = (i / 2, v);
+                w += 1;
+            }
+        }
+        self.0.truncate(w);
+    }
+    fn shift(&mut self, k: usize) {
+        let k = u32::try_from(k).unwrap_or(u32::MAX);
+        for e in &mut self.0 {
+            e.0 = e.0.saturating_add(k);
+        }
+    }
+    /// Adds this series into a dense one.
+    pub fn add_into(&self, dense: &mut Series) {
+        for &(i, v) in &self.0 {
+            dense.add(i as usize, v);
+        }
+    }
+    pub fn total(&self) -> i64 {
+        self.0.iter().map(|&(_, v)| i64::from(v)).sum()
     }
 }
 
@@ -89,25 +124,28 @@ impl Ring {
     }
 }
 
-/// Connections to one backend from one source with one shape and request.
+/// Connections to one backend from one source with one shape and request. Groups never mix
+/// sources or shapes: past the caps, connections go to the backend's `others` bucket instead.
 #[derive(Clone, Debug)]
 pub struct Group {
     pub src: IpAddr,
     pub shape: Shape,
     pub signature: u64,
+    /// An "other clients" bucket (past the group caps): never a prober, whatever its votes.
+    pub overflow: bool,
     /// `GET /health`, for HTTP groups.
     pub request: Option<String>,
     pub votes: GroupVotes,
     pub endings: [u64; Ending::ALL.len()],
     /// Arrivals, by ending.
-    pub events: [Series; Ending::ALL.len()],
+    pub events: [Sparse; Ending::ALL.len()],
     /// Sockets this group's connections visibly hold on the server (+1 established, −1 released).
-    pub held: Series,
+    pub held: Sparse,
     pub held_now: u64,
     /// Sockets the server keeps after the client closed and it ACKed the FIN without ever closing
     /// its side (CLOSE_WAIT), by ending: the leak the wire can see. Open connections both sides keep
     /// are not in here — long-lived connections are not leaks.
-    pub abandoned: [Series; Ending::ALL.len()],
+    pub abandoned: [Sparse; Ending::ALL.len()],
     pub close_wait_now: [u64; Ending::ALL.len()],
     pub starts: Ring,
     pub statuses: Vec<(u16, u64)>,
@@ -115,9 +153,45 @@ pub struct Group {
     pub response_time_n: u64,
     pub first: Ts,
     pub last: Ts,
+    /// Connections that carried a request and got at least one response byte.
+    pub answered: u64,
+    /// Starts of connections whose request got no response byte (the most recent ones), and how
+    /// many there were in all. Whether that is a failure depends on what the group normally gets.
+    pub stalled: Ring,
+    pub stalled_total: u64,
+    /// Start of the latest connection the server SYN-ACKed, and of the latest that got a response.
+    pub last_synack: Option<Ts>,
+    pub last_response: Option<Ts>,
 }
 
 impl Group {
+    fn new(src: IpAddr, shape: Shape, signature: u64, overflow: bool, request: Option<String>, t: Ts) -> Group {
+        Group {
+            src,
+            shape,
+            signature,
+            overflow,
+            request,
+            votes: GroupVotes::default(),
+            endings: [0; Ending::ALL.len()],
+            events: Default::default(),
+            held: Sparse::default(),
+            held_now: 0,
+            abandoned: Default::default(),
+            close_wait_now: [0; Ending::ALL.len()],
+            starts: Ring::default(),
+            statuses: Vec::new(),
+            response_time_sum_s: 0.0,
+            response_time_n: 0,
+            first: t,
+            last: t,
+            answered: 0,
+            stalled: Ring::default(),
+            stalled_total: 0,
+            last_synack: None,
+            last_response: None,
+        }
+    }
     pub fn count(&self) -> u64 {
         self.votes.count
     }
@@ -125,6 +199,31 @@ impl Group {
     pub fn main_ending(&self) -> Ending {
         let i = (0..Ending::ALL.len()).max_by_key(|&i| (self.endings[i], std::cmp::Reverse(i))).unwrap_or(0);
         Ending::ALL[i]
+    }
+    /// What this group's connections normally get back: a response, when nine in ten of those
+    /// before its last answered one got one. A check that never gets a reply by design (HAProxy's
+    /// `tcp-check send` without `expect`, or a server that answers only some of them) does not.
+    pub fn expects_response(&self) -> bool {
+        let Some(last) = self.last_response else { return false };
+        let after = self.stalled.buf.iter().filter(|t| **t > last).count() as u64;
+        let before = self.stalled_total.saturating_sub(after);
+        self.answered >= 3 && before * 10 <= self.answered + before
+    }
+    /// The start of the latest connection that got what this group normally gets.
+    pub fn last_normal_answer(&self) -> Option<Ts> {
+        if self.expects_response() {
+            self.last_response
+        } else {
+            self.last_synack
+        }
+    }
+    /// Starts of connections that did not get what this group normally gets (recent ones).
+    pub fn failures(&self) -> impl Iterator<Item = Ts> + '_ {
+        let expects = self.expects_response();
+        self.stalled.buf.iter().copied().filter(move |_| expects)
+    }
+    fn series_mut(&mut self) -> impl Iterator<Item = &mut Sparse> {
+        self.events.iter_mut().chain(self.abandoned.iter_mut()).chain(std::iter::once(&mut self.held))
     }
 }
 
@@ -134,16 +233,22 @@ pub struct Backend {
     pub ip: IpAddr,
     pub port: u16,
     pub groups: Vec<Group>,
+    /// Where each (source, shape, request) has its group.
+    index: FxHashMap<(IpAddr, Shape, u64), u32>,
     pub conns: u64,
+    /// Connections filed in "other clients" buckets (overflow groups) because of the group caps.
+    pub other_clients: u64,
     pub first: Ts,
     pub last: Ts,
-    /// Start of the latest connection the server answered (SYN-ACK, and a response if asked).
-    pub last_answered: Option<Ts>,
-    /// Starts of connections nobody answered (SYNs dropped, requests without a response byte).
+    /// Starts of connections whose SYNs nobody answered.
     pub failed: Ring,
     pub refused: Ring,
     /// Connections whose SYN-ACK was retransmitted (the client's ACK got lost or dropped).
     pub synack_retransmits: u64,
+    /// The server's application was seen at work: it sent a response byte or closed a connection.
+    pub app_spoke: bool,
+    /// Handshakes the server's kernel completed (SYN-ACKs), over time.
+    pub synacked: Sparse,
 }
 
 impl Backend {
@@ -152,14 +257,43 @@ impl Backend {
             ip,
             port,
             groups: Vec::new(),
+            index: FxHashMap::default(),
             conns: 0,
+            other_clients: 0,
             first: t,
             last: t,
-            last_answered: None,
             failed: Ring::default(),
             refused: Ring::default(),
             synack_retransmits: 0,
+            app_spoke: false,
+            synacked: Sparse::default(),
         }
+    }
+    /// Start of the latest connection the server answered the way it normally does.
+    pub fn last_answered(&self) -> Option<Ts> {
+        self.groups.iter().filter_map(Group::last_normal_answer).max()
+    }
+    /// The group for a connection, created when there is room; else the shape's "other clients"
+    /// bucket. `budget` is what is left of the table-wide cap on groups.
+    fn group_for(&mut self, src: IpAddr, shape: Shape, signature: u64, budget: &mut usize, c: &Conn) -> usize {
+        if let Some(&i) = self.index.get(&(src, shape, signature)) {
+            return i as usize;
+        }
+        let room = self.index.len() < MAX_GROUPS && *budget > 0;
+        if !room {
+            self.other_clients += 1;
+            if let Some(i) = self.groups.iter().position(|g| g.overflow && g.shape == shape) {
+                return i;
+            }
+        }
+        let request = http::request_line(c.request()).map(|(m, p)| format!("{m} {p}"));
+        self.groups.push(Group::new(src, shape, signature, !room, request, c.first_ts));
+        let i = self.groups.len() - 1;
+        if room {
+            *budget -= 1;
+            self.index.insert((src, shape, signature), i as u32);
+        }
+        i
     }
 }
 
@@ -197,6 +331,8 @@ pub struct Backends {
     pub map: FxHashMap<(IpAddr, u16), Backend>,
     /// Connections to backends beyond the cap, not aggregated.
     pub overflow: u64,
+    /// Groups that may still be made, table-wide.
+    group_budget: usize,
 }
 
 impl Default for Backends {
@@ -242,14 +378,13 @@ pub fn close_wait_span(c: &Conn) -> Option<(Ts, Option<Ts>)> {
 
 impl Backends {
     pub fn new() -> Self {
-        Backends { timeline: None, map: FxHashMap::default(), overflow: 0 }
+        Backends { timeline: None, map: FxHashMap::default(), overflow: 0, group_budget: MAX_GROUPS_TOTAL }
     }
 
-    fn all_series_mut(&mut self) -> impl Iterator<Item = &mut Series> {
+    fn all_series_mut(&mut self) -> impl Iterator<Item = &mut Sparse> {
         self.map
             .values_mut()
-            .flat_map(|b| b.groups.iter_mut())
-            .flat_map(|g| g.events.iter_mut().chain(g.abandoned.iter_mut()).chain(std::iter::once(&mut g.held)))
+            .flat_map(|b| std::iter::once(&mut b.synacked).chain(b.groups.iter_mut().flat_map(|g| g.series_mut())))
     }
 
     /// Grows the timeline backwards or coarsens it so that `t` has a bucket. Coarsening comes first,
@@ -303,6 +438,7 @@ impl Backends {
         let ev_t = event_ts(c);
         let span_t = held_span(c);
         let cw_t = close_wait_span(c);
+        let f = &c.facts;
         // Make the timeline cover the earliest and latest instants first; then index them all.
         let times = [
             Some(ev_t),
@@ -311,6 +447,7 @@ impl Backends {
             cw_t.map(|s| s.0),
             cw_t.and_then(|s| s.1),
             Some(c.first_ts),
+            f.synack.get(),
         ];
         let lo = times.iter().flatten().min().copied().unwrap_or(ev_t);
         let hi = times.iter().flatten().max().copied().unwrap_or(ev_t);
@@ -326,49 +463,20 @@ impl Backends {
         b.conns += 1;
         b.first = b.first.min(c.first_ts);
         b.last = b.last.max(c.last_ts);
-        let f = &c.facts;
         if f.synack_count > 1 {
             b.synack_retransmits += 1;
         }
-        match (tr.shape, tr.ending) {
-            (Shape::Unanswered, _) => b.failed.push(c.first_ts),
-            (Shape::Refused, _) => b.refused.push(c.first_ts),
-            (_, Ending::Stalled) if f.synack.is_some() => b.failed.push(c.first_ts),
-            _ if f.synack.is_some() => {
-                b.last_answered = Some(b.last_answered.map_or(c.first_ts, |t| t.max(c.first_ts)))
-            }
+        if let Some(t) = f.synack.get() {
+            b.synacked.add(at(t), 1);
+        }
+        b.app_spoke |= f.resp_data.is_some() || f.resp_fin.is_some();
+        match tr.shape {
+            Shape::Unanswered => b.failed.push(c.first_ts),
+            Shape::Refused => b.refused.push(c.first_ts),
             _ => {}
         }
 
-        let gi =
-            match b.groups.iter().position(|g| g.src == c.orig_h && g.shape == tr.shape && g.signature == tr.signature)
-            {
-                Some(i) => i,
-                None if b.groups.len() < MAX_GROUPS => {
-                    b.groups.push(Group {
-                        src: c.orig_h,
-                        shape: tr.shape,
-                        signature: tr.signature,
-                        request: http::request_line(c.request()).map(|(m, p)| format!("{m} {p}")),
-                        votes: GroupVotes::default(),
-                        endings: [0; Ending::ALL.len()],
-                        events: Default::default(),
-                        held: Series::default(),
-                        held_now: 0,
-                        abandoned: Default::default(),
-                        close_wait_now: [0; Ending::ALL.len()],
-                        starts: Ring::default(),
-                        statuses: Vec::new(),
-                        response_time_sum_s: 0.0,
-                        response_time_n: 0,
-                        first: c.first_ts,
-                        last: c.first_ts,
-                    });
-                    b.groups.len() - 1
-                }
-                // Past the cap, fold into the busiest group of the same shape (or the first).
-                None => b.groups.iter().position(|g| g.shape == tr.shape).unwrap_or(0),
-            };
+        let gi = b.group_for(c.orig_h, tr.shape, tr.signature, &mut self.group_budget, c);
         let g = &mut b.groups[gi];
         g.votes.count += 1;
         g.votes.bare_ack_first += u64::from(tr.bare_ack_first);
@@ -380,6 +488,18 @@ impl Backends {
         g.starts.push(c.first_ts);
         g.first = g.first.min(c.first_ts);
         g.last = g.last.max(c.first_ts);
+        if f.synack.is_some() {
+            g.last_synack = Some(g.last_synack.map_or(c.first_ts, |t| t.max(c.first_ts)));
+            if f.orig_data.is_some() {
+                if f.resp_data.is_some() {
+                    g.answered += 1;
+                    g.last_response = Some(g.last_response.map_or(c.first_ts, |t| t.max(c.first_ts)));
+                } else {
+                    g.stalled.push(c.first_ts);
+                    g.stalled_total += 1;
+                }
+            }
+        }
         if let Some((s, end)) = span {
             g.held.add(s, 1);
             match end {
@@ -412,14 +532,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn series_coarsen_keeps_totals() {
-        let mut s = Series(vec![1, 2, 3, 4, 5]);
+    fn sparse_series_coarsen_and_shift_keep_totals() {
+        let mut s = Sparse::default();
+        for (i, v) in [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)] {
+            s.add(i, v);
+        }
+        s.add(2, 10); // out of order: a connection that ended earlier than the last one added
         s.coarsen();
-        assert_eq!(s.0, vec![3, 7, 5]);
-        assert_eq!(s.total(), 15);
+        assert_eq!(s.0, vec![(0, 3), (1, 17), (2, 5)]);
+        assert_eq!(s.total(), 25);
         s.shift(2);
-        assert_eq!(s.0, vec![0, 0, 3, 7, 5]);
-        assert_eq!(s.cumulative(6), vec![0, 0, 3, 10, 15, 15]);
+        let mut d = Series::default();
+        s.add_into(&mut d);
+        assert_eq!(d.cumulative(6), vec![0, 0, 3, 20, 25, 25]);
     }
 
     #[test]

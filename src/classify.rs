@@ -112,8 +112,9 @@ pub enum Shape {
     ConnectFin,
     Refused,
     Unanswered,
-    /// Payload then a reset, no answer, not HTTP: a probe if its group says so.
-    DataRst,
+    /// A payload that is not HTTP (`tcp-check send PING`, a PROXY header, TLS, a protocol's own
+    /// hello): a probe if its group says so, whatever the server answered and however it ended.
+    Data,
     /// An HTTP request: a check or traffic, by its group.
     Http,
     /// Anything else: ordinary traffic.
@@ -129,7 +130,7 @@ impl Shape {
             Shape::ConnectFin => Kind::ConnectFin,
             Shape::Refused => Kind::Refused,
             Shape::Unanswered => Kind::Unanswered,
-            Shape::DataRst | Shape::Http | Shape::Other => return None,
+            Shape::Data | Shape::Http | Shape::Other => return None,
         })
     }
 }
@@ -142,7 +143,8 @@ pub struct Traits {
     /// The client sent a bare ACK before its first payload (HAProxy traffic does, its checks don't).
     pub bare_ack_first: bool,
     pub agent: Agent,
-    /// Hash of the HTTP method and path (0 when not HTTP), to group identical checks.
+    /// Hash of the HTTP method and path, or of a non-HTTP payload's first bytes (0 when nothing
+    /// was sent), to group identical checks.
     pub signature: u64,
 }
 
@@ -172,7 +174,7 @@ pub fn shape(c: &Conn) -> Shape {
 }
 
 /// The shape, and for HTTP the request line it was recognised by (parsed once).
-fn shape_and_request(c: &Conn) -> (Shape, Option<(&str, &str)>) {
+pub(crate) fn shape_and_request(c: &Conn) -> (Shape, Option<(&str, &str)>) {
     let f = &c.facts;
     if f.syn.is_none() && f.synack.is_none() {
         return (Shape::Other, None); // seen mid-stream: its beginning is unknown
@@ -206,11 +208,11 @@ fn shape_and_request(c: &Conn) -> (Shape, Option<(&str, &str)>) {
     if let Some(line) = http::request_line(c.request()) {
         return (Shape::Http, Some(line));
     }
-    if f.resp_data.is_none() && f.orig_rst.is_some() {
-        return (Shape::DataRst, None);
-    }
-    (Shape::Other, None)
+    (Shape::Data, None)
 }
+
+/// Bytes of a non-HTTP payload that name a check: `PING\r\n`, `PROXY `, a TLS record header.
+const DATA_SIGNATURE_BYTES: usize = 6;
 
 /// Everything the grouping needs from one connection.
 pub fn traits(c: &Conn) -> Traits {
@@ -222,7 +224,13 @@ pub fn traits(c: &Conn) -> Traits {
             p.hash(&mut h);
             h.finish() | 1
         }
-        _ => 0,
+        None if shape == Shape::Data => {
+            let req = c.request();
+            let mut h = rustc_hash::FxHasher::default();
+            req[..req.len().min(DATA_SIGNATURE_BYTES)].hash(&mut h);
+            h.finish() | 1
+        }
+        None => 0,
     };
     let f = &c.facts;
     Traits {
@@ -239,7 +247,8 @@ pub fn traits(c: &Conn) -> Traits {
 pub fn flow_label(c: &Conn) -> &'static str {
     let s = shape(c);
     match s {
-        Shape::DataRst => "data_rst",
+        Shape::Data if c.facts.resp_data.is_none() && c.facts.orig_rst.is_some() => "data_rst",
+        Shape::Data => Kind::Traffic(ending(c)).name(),
         Shape::Http => "http",
         Shape::Other => Kind::Traffic(ending(c)).name(),
         _ => s.probe_kind().map_or("traffic", Kind::name),
@@ -255,6 +264,14 @@ pub struct GroupVotes {
     pub agent_other: u64,
 }
 
+/// A rhythm needs this many intervals before it can be called steady.
+pub const STEADY_MIN_INTERVALS: usize = 4;
+/// Spread allowed against the interval (robust spread / median).
+pub const STEADY_REL_JITTER: f64 = 0.25;
+/// Spread allowed on top, in seconds: a loop's own scheduling noise (at most as much again as the
+/// relative allowance, so that bursts milliseconds apart never look steady).
+pub const STEADY_ABS_JITTER_S: f64 = 0.02;
+
 /// Intervals between a group's connections: median and robust spread (1.4826 × MAD), seconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rhythm {
@@ -264,9 +281,14 @@ pub struct Rhythm {
 }
 
 impl Rhythm {
-    /// Steady enough to be a prober: enough repeats, spread small against the interval.
+    /// Steady enough to be a prober: enough repeats, spread small against the interval. Probe
+    /// loops that visit several targets in turn wobble by tens of milliseconds whatever their
+    /// interval, hence the absolute allowance on top of the relative one.
     pub fn is_steady(&self) -> bool {
-        self.intervals >= 4 && self.median_s > 0.0 && self.jitter_s <= 0.25 * self.median_s
+        self.intervals >= STEADY_MIN_INTERVALS
+            && self.median_s > 0.0
+            && self.jitter_s
+                <= STEADY_REL_JITTER * self.median_s + STEADY_ABS_JITTER_S.min(STEADY_REL_JITTER * self.median_s)
     }
 }
 
@@ -308,7 +330,7 @@ pub fn decide(shape: Shape, ending: Ending, votes: &GroupVotes, rhythm: Option<R
                 || (steady && !mostly(votes.agent_other))
                 || (!mostly(votes.bare_ack_first) && !mostly(votes.agent_other) && votes.count >= 3)
         }
-        Shape::DataRst => steady || (!mostly(votes.bare_ack_first) && votes.count >= 3),
+        Shape::Data => steady || (!mostly(votes.bare_ack_first) && votes.count >= 3),
         _ => false,
     };
     match shape {

@@ -43,19 +43,41 @@ pub fn user_agent(b: &[u8]) -> Option<&[u8]> {
     Some(&v[..end])
 }
 
+/// User-Agents of health checkers and uptime monitors (matched anywhere in the header, ignoring
+/// case). Keep sorted; each entry names what sends it.
+pub const PROBE_AGENTS: [&str; 24] = [
+    "alwayson",                    // Azure Front Door / Traffic Manager probes
+    "amazon-route53-health-check", // Route 53
+    "better uptime",               // Better Stack
+    "blackbox exporter",           // Prometheus blackbox exporter (http_2xx)
+    "check_http",                  // monitoring-plugins / nagios-plugins
+    "cloudflare-traffic-manager",  // Cloudflare load balancing monitors
+    "consul health check",         // Consul
+    "datadog",                     // Datadog agent and synthetics
+    "elb-healthchecker",           // AWS ELB / ALB / NLB
+    "envoy/hc",                    // Envoy active health checks
+    "googlehc",                    // Google Cloud load balancers
+    "haproxy",                     // HAProxy checks with a configured agent
+    "health check",                // generic ("Health Check", "Azure Health Check")
+    "healthcheck",                 // generic
+    "kube-probe",                  // kubelet httpGet probes
+    "monitoring-plugins",          // check_http's product token
+    "nagios",                      // Nagios plugins
+    "newrelicpinger",              // New Relic synthetics (legacy)
+    "pingdom",                     // Pingdom
+    "site24x7",                    // Site24x7
+    "statuscake",                  // StatusCake
+    "uptime-kuma",                 // Uptime Kuma
+    "uptimerobot",                 // UptimeRobot
+    "zabbix",                      // Zabbix web scenarios
+];
+
 /// User-Agents that belong to health checkers rather than users.
 pub fn is_probe_agent(ua: &[u8]) -> bool {
-    const PROBES: [&[u8]; 8] = [
-        b"kube-probe",
-        b"ELB-HealthChecker",
-        b"GoogleHC",
-        b"Consul Health Check",
-        b"Amazon-Route53-Health-Check",
-        b"HAProxy",
-        b"Envoy/HC",
-        b"nagios",
-    ];
-    PROBES.iter().any(|p| ua.len() >= p.len() && ua[..p.len()].eq_ignore_ascii_case(p))
+    PROBE_AGENTS.iter().any(|p| {
+        let p = p.as_bytes();
+        ua.len() >= p.len() && ua.windows(p.len()).any(|w| w.eq_ignore_ascii_case(p))
+    })
 }
 
 #[cfg(test)]
@@ -81,5 +103,26 @@ mod tests {
         assert!(is_probe_agent(user_agent(req).unwrap()));
         assert_eq!(user_agent(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
         assert!(!is_probe_agent(b"Mozilla/5.0"));
+        for ua in [
+            &b"Blackbox Exporter/0.23.0"[..],
+            b"check_http/v2.3.3 (monitoring-plugins 2.3.3)",
+            b"Uptime-Kuma/1.23.11",
+            b"Mozilla/5.0+(compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)",
+            b"Pingdom.com_bot_version_1.4_(http://www.pingdom.com/)",
+            b"Datadog Agent/7.50.0",
+            b"Site24x7",
+            b"ELB-HealthChecker/2.0",
+            b"GoogleHC/1.0",
+            b"Consul Health Check",
+        ] {
+            assert!(is_probe_agent(ua), "{}", String::from_utf8_lossy(ua));
+        }
+        for ua in [&b"curl/8.5.0"[..], b"Go-http-client/1.1", b"python-requests/2.31", b"Wget/1.21"] {
+            assert!(!is_probe_agent(ua), "{}", String::from_utf8_lossy(ua));
+        }
+        let mut sorted = PROBE_AGENTS;
+        sorted.sort_unstable();
+        assert_eq!(sorted, PROBE_AGENTS, "keep the list sorted");
+        assert!(PROBE_AGENTS.iter().all(|p| p.bytes().all(|b| !b.is_ascii_uppercase())), "lower case");
     }
 }

@@ -11,6 +11,7 @@ pub mod backend;
 pub mod classify;
 pub mod cli;
 pub mod decode;
+pub mod explain;
 pub mod flow;
 pub mod http;
 pub mod live;

@@ -328,7 +328,9 @@ pub fn headline(r: &crate::verdict::Report) -> String {
                 }
             } else if let Some(st) = &b.stopped {
                 s.push_str(&format!(" stopped answering after {} probes (accept queue full)", st.probes_before));
-            } else if let Some(e) = b.evidence.first() {
+            } else if b.evidence.iter().any(|f| matches!(f, crate::verdict::Finding::NeverAccepted { .. })) {
+                s.push_str(": never accepted a connection; accept queue full");
+            } else if let Some(e) = crate::explain::first_finding(b) {
                 s.push_str(&format!(": {e}"));
             }
             let others = r.backends.iter().skip(1).filter(|o| o.verdict >= Verdict::Suspicious).count();
@@ -407,10 +409,10 @@ pub fn report_table(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeSta
             continue;
         }
         writeln!(w, "\n{} — {}", b.name(), b.verdict.name())?;
-        for e in &b.evidence {
+        for e in crate::explain::evidence(b) {
             writeln!(w, "  • {e}")?;
         }
-        for m in &b.remedies {
+        for m in crate::explain::remedies(b) {
             writeln!(w, "  → {m}")?;
         }
     }
@@ -478,8 +480,9 @@ pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStat
                     "unanswered_since": s.unanswered_since,
                 })),
                 "probers": probers,
-                "evidence": b.evidence,
-                "remedies": b.remedies,
+                "other_clients": b.other_clients,
+                "evidence": crate::explain::evidence(b),
+                "remedies": crate::explain::remedies(b),
             })
         })
         .collect();

@@ -8,7 +8,7 @@
 //! agent checks is tied to the agent checks only), and the slope against that driver's cumulative
 //! count is "sockets kept per driver event". Decisions are pure functions of the aggregates.
 
-use crate::backend::{Backend, Backends, Series, Timeline};
+use crate::backend::{Backend, Backends, Group, Series, Timeline};
 use crate::classify::{self, Ending, Kind, Shape};
 use crate::decode::Ts;
 use crate::render::endpoint;
@@ -140,8 +140,10 @@ pub struct BackendReport {
     pub exhaustion_eta_s: Option<f64>,
     pub probers: Vec<Prober>,
     pub stopped: Option<Stopped>,
-    pub evidence: Vec<String>,
-    pub remedies: Vec<String>,
+    /// Connections filed in "other clients" buckets (never probes).
+    pub other_clients: u64,
+    pub evidence: Vec<Finding>,
+    pub remedies: Vec<Remedy>,
     /// Sockets and cumulative probes at evenly spaced times, for the sparkline.
     pub spark_sockets: Vec<f64>,
     pub spark_probes: Vec<f64>,
@@ -219,7 +221,13 @@ fn settle(b: &Backend) -> (BTreeMap<Kind, KindAgg>, Vec<Prober>) {
     for g in &b.groups {
         // The group's rhythm (a sort of up to 512 start times) is the same for all its endings.
         let r = classify::rhythm(&g.starts.sorted());
-        let kind = |ending: Ending| classify::decide(g.shape, ending, &g.votes, r);
+        // An "other clients" bucket holds many sources: only shapes that are probes by themselves
+        // count as probes there.
+        let kind = |ending: Ending| match g.shape.probe_kind() {
+            _ if !g.overflow => classify::decide(g.shape, ending, &g.votes, r),
+            Some(k) => k,
+            None => Kind::Traffic(ending),
+        };
         for (i, ending) in Ending::ALL.iter().enumerate() {
             if g.endings[i] == 0 {
                 continue;
@@ -230,12 +238,12 @@ fn settle(b: &Backend) -> (BTreeMap<Kind, KindAgg>, Vec<Prober>) {
             if *ending == Ending::Rst && !matches!(g.shape, Shape::HalfOpenRst | Shape::Unanswered | Shape::Refused) {
                 a.resets_after_accept += g.endings[i];
             }
-            a.events.add_from(&g.events[i]);
-            a.abandoned.add_from(&g.abandoned[i]);
+            g.events[i].add_into(&mut a.events);
+            g.abandoned[i].add_into(&mut a.abandoned);
             a.close_wait_now += g.close_wait_now[i];
         }
         let k = kind(g.main_ending());
-        if k.is_probe() {
+        if k.is_probe() && !g.overflow {
             let span = crate::decode::secs(g.first, g.last);
             let mut statuses = g.statuses.clone();
             statuses.sort_by_key(|s| std::cmp::Reverse(s.1));
@@ -398,12 +406,6 @@ fn spark(values: &[(Ts, f64)], from: Ts, to: Ts, n: usize) -> Vec<f64> {
         .collect()
 }
 
-fn clock(t: Ts) -> String {
-    chrono::DateTime::from_timestamp(t.div_euclid(1_000_000_000), t.rem_euclid(1_000_000_000) as u32)
-        .map(|d| d.format("%H:%M:%S%.3f UTC").to_string())
-        .unwrap_or_else(|| t.to_string())
-}
-
 /// Judges every backend.
 pub fn judge(all: &Backends, host: Option<&HostSamples>, opts: &Options) -> Report {
     let Some(tl) = all.timeline else {
@@ -423,11 +425,7 @@ pub fn judge(all: &Backends, host: Option<&HostSamples>, opts: &Options) -> Repo
                 let mut ips: Vec<IpAddr> = all.map.keys().filter(|(_, p)| *p == b.port).map(|(ip, _)| *ip).collect();
                 if ips.len() > 1 {
                     ips.sort();
-                    let list = ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
-                    r.evidence.push(format!(
-                        "the host samples name only the port (:{}) and were applied to every backend on it ({list}); if these are different hosts, label each host's samples with its address (`hcleak sample --addr IP`)",
-                        b.port
-                    ));
+                    r.evidence.push(Finding::SamplesPortOnly { port: b.port, backends: ips });
                 }
             }
         }
@@ -438,235 +436,237 @@ pub fn judge(all: &Backends, host: Option<&HostSamples>, opts: &Options) -> Repo
     Report { verdict, backends: reports, minor_backends: minor }
 }
 
+/// What one backend's judgement found: the numbers behind each statement. Sentences are written
+/// from these in [`crate::explain`]; tests assert these, not wording.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Finding {
+    /// Host samples: sockets grew with a driver.
+    HostGrowth {
+        start: f64,
+        now: u64,
+        span_s: f64,
+        driver: Driver,
+        samples: usize,
+    },
+    /// Host samples: sockets did not follow any kind (`change` from start to now).
+    HostNoGrowth {
+        start: f64,
+        now: u64,
+        probes: u64,
+        span_s: f64,
+    },
+    /// Socket fds in no kernel TCP table (accepted, reset, never closed).
+    HiddenSockets {
+        n: u64,
+    },
+    /// CLOSE_WAIT sockets counted on the host.
+    HostCloseWait {
+        n: u64,
+    },
+    /// The accept queue holds connections and the kernel drops new handshakes.
+    AcceptQueueOverflowing {
+        queue: u64,
+        overflows: u64,
+    },
+    /// Sockets plateaued at the limit: the fit covers the growth before it.
+    FitBeforePlateau {
+        plateau: f64,
+        samples: usize,
+    },
+    /// On the wire, the server never closed connections of one kind after the client's FIN.
+    WireCloseWait {
+        never_closed: u64,
+        driver: Driver,
+    },
+    /// Connections half-closed by the client and never closed by the server.
+    HalfClosed {
+        n: u64,
+    },
+    /// Connections end in a reset after accept(): a leak of them is invisible on the wire.
+    ResetsInvisible {
+        kinds: Vec<(Kind, u64)>,
+    },
+    /// Half-open probes cannot reach accept() on Linux.
+    HalfOpenCannotLeak,
+    /// The backend stopped answering and never recovered.
+    Stopped(Stopped),
+    /// It stopped answering, but there is no sign it ever accepted a connection: not a
+    /// probe-driven leak. `queue` is the accept queue from the host samples, when known.
+    NeverAccepted {
+        at: Ts,
+        requests_unanswered: u64,
+        queue: Option<u64>,
+    },
+    /// The wire suggested it stopped answering, but host samples show an accept queue that is
+    /// neither full nor growing: it is answering.
+    StallOverruled {
+        at: Ts,
+        queue: u64,
+    },
+    /// Nothing listens any more.
+    Refusing {
+        since: Ts,
+    },
+    SynAckRetransmits {
+        n: u64,
+    },
+    /// The projection to the limit.
+    Exhaustion {
+        driver: Driver,
+        limit: u64,
+        in_use: f64,
+        eta_s: f64,
+    },
+    /// Growth without a known limit.
+    GainPerMinute {
+        per_minute: f64,
+    },
+    /// Port-only host samples applied to several backends.
+    SamplesPortOnly {
+        port: u16,
+        backends: Vec<IpAddr>,
+    },
+    /// Host samples were given for this backend but none fall inside the capture.
+    SamplesOutsideCapture {
+        samples: usize,
+        first: Ts,
+        last: Ts,
+    },
+    /// Connections filed in "other clients" buckets (past the group caps): never probes.
+    OtherClients {
+        conns: u64,
+    },
+}
+
+/// What to change, as data; [`crate::explain`] words it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Remedy {
+    /// Fix for a leak that follows this kind. `erlang`: the server is the Erlang VM (Bandit /
+    /// Thousand Island), so the Thousand Island advice fits.
+    ForDriver { kind: Kind, erlang: bool },
+    /// It stopped accepting after probes that reached accept(): acceptors or sockets ran out.
+    AcceptorsExhausted { erlang: bool },
+    /// A server that never accepted: look at why accept() is not called.
+    NeverAccepted { port: u16 },
+    /// Resets hide the leak: measure the host.
+    MeasureHost { port: u16 },
+    /// Commands that confirm it on the host.
+    Confirm { port: u16 },
+}
+
+/// The host's socket curve: where it started, where it is, and its points.
+struct HostCurve {
+    start: f64,
+    now: u64,
+    points: Vec<(Ts, f64)>,
+}
+
+/// Judgement of the socket curve: the verdict it supports and the driver it follows.
+struct CurveVerdict {
+    verdict: Verdict,
+    driver: Option<Driver>,
+}
+
+/// Everything one backend's steps share.
+struct Ctx<'a> {
+    b: &'a Backend,
+    tl: &'a Timeline,
+    kinds: BTreeMap<Kind, KindAgg>,
+    probes: u64,
+    span_s: f64,
+}
+
 fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &Options) -> BackendReport {
     let (kinds, probers) = settle(b);
     let probes: u64 = kinds.iter().filter(|(k, _)| k.is_probe()).map(|(_, a)| a.count).sum();
-    let window_from = b.first;
-    let window_to = b.last.max(b.first.saturating_add(1));
-    let span_s = crate::decode::secs(window_from, window_to).max(1e-3);
-    let name = endpoint(b.ip, b.port);
+    let (window_from, window_to) = (b.first, b.last.max(b.first.saturating_add(1)));
+    let cx = Ctx { b, tl, probes, span_s: crate::decode::secs(window_from, window_to).max(1e-3), kinds };
     let mut evidence = Vec::new();
-    let mut remedies = Vec::new();
 
-    // Host samples inside the capture's window (a little slack for clock steps).
-    let slack = 2 * tl.width;
-    let samples: Vec<Sample> = samples
-        .map(|v| {
-            v.iter().filter(|s| s.ts >= tl.origin - slack && s.ts <= tl.end_of(tl.buckets) + slack).copied().collect()
-        })
-        .unwrap_or_default();
+    let given = samples.unwrap_or(&[]);
+    let samples = samples_in_window(samples.unwrap_or(&[]), tl);
+    if let (Some(first), Some(last), true) = (given.first(), given.last(), samples.is_empty()) {
+        evidence.push(Finding::SamplesOutsideCapture { samples: given.len(), first: first.ts, last: last.ts });
+    }
     let source = if samples.len() >= 3 { SocketsSource::Host } else { SocketsSource::Wire };
 
-    // Cumulative probes for the sparkline.
     let mut all_probe_events = Series::default();
-    for (k, a) in &kinds {
+    for (k, a) in &cx.kinds {
         if k.is_probe() {
             all_probe_events.add_from(&a.events);
         }
     }
+    let close_wait_now: u64 = cx.kinds.values().map(|a| a.close_wait_now).sum();
+    let stall = stall_check(&cx, &all_probe_events, &samples);
 
-    // The backend stopped answering and never recovered.
-    let stopped = stopped(b, tl, &all_probe_events);
-
-    let mut verdict = Verdict::Ok;
-    let mut driver: Option<Driver> = None;
-    let (sockets_start, sockets_now, spark_sockets, spark_times);
-    let close_wait_now: u64 = kinds.values().map(|a| a.close_wait_now).sum();
-    let mut hidden_now = None;
     let mut limit = opts.limit;
-
-    match source {
+    let (growth_v, curve_pts, sockets_start, sockets_now, hidden_now, spark_times) = match source {
         SocketsSource::Host => {
-            let mut c = host_curves(&samples, tl, &kinds);
-            if stopped.is_some() {
-                // Exhausted: past the plateau the server cannot keep more, so fit the growth phase.
-                let max = c.sockets.iter().copied().fold(f64::MIN, f64::max);
-                let cut = c.sockets.iter().position(|&v| v >= max).map_or(c.sockets.len(), |i| i + 1).max(5);
-                if cut < c.sockets.len() && max - c.sockets[0] >= 3.0 {
-                    c.truncate(cut);
-                    evidence.push(format!(
-                        "sockets stopped growing at {:.0} (the server could not take more): the fit covers the {} samples before that",
-                        max, cut
-                    ));
-                }
-            }
-            let last = samples.last().expect("3+ samples");
-            hidden_now = last.hidden;
             limit = limit.or(samples.iter().rev().find_map(|s| s.fd_limit));
-            let g = growth(&c.sockets);
-            sockets_start = Some(g.start);
-            sockets_now = Some(last.sockets as f64);
-            spark_times = (samples[0].ts, last.ts);
-            spark_sockets = c.times.iter().copied().zip(c.sockets.iter().copied()).collect::<Vec<_>>();
-            if let Some((k, fit, rho)) = pick_driver(&c) {
-                let events = kinds[&k].count;
-                let v = decide_growth(&c.sockets, &fit, rho, events);
-                if v > Verdict::Ok {
-                    verdict = v;
-                    driver = Some(Driver::new(k, &fit, rho, events, active_rate(&kinds[&k].events, tl, events)));
-                }
-            }
-            let grew = g.end - g.start;
-            match &driver {
-                Some(d) => evidence.push(format!(
-                    "{} sockets grew from {:.0} to {:.0} over {:.0} s while {} {} arrived: {:.2} socket kept per {} (95% CI {:.2}–{:.2}), Spearman ρ {:.2} over {} host samples",
-                    name, g.start, last.sockets, span_s, d.events, plural_kind(d.kind), d.per_event, d.kind.name(), d.ci95.0, d.ci95.1, d.rho, samples.len()
-                )),
-                None => evidence.push(format!(
-                    "host samples: sockets {} ({:.0} → {}, {:+.0}) while {} probes arrived over {:.0} s",
-                    if grew.abs() < 2.0 { "flat" } else { "changed without following any probe or traffic kind" },
-                    g.start, last.sockets, grew, probes, span_s
-                )),
-            }
-            if let Some(h) = last.hidden.filter(|h| *h > 0) {
-                evidence.push(format!(
-                    "{h} of its socket fds are in no kernel TCP table: accepted, reset by the peer, never closed (lsof: \"can't identify protocol\")"
-                ));
-            }
-            if let Some(cw) = last.close_wait.filter(|c| *c > 0) {
-                evidence.push(format!("{cw} sockets in CLOSE_WAIT on the host: the peer closed, the server never did"));
-            }
-            let q: Vec<u64> = samples.iter().filter_map(|s| s.accept_queue).collect();
-            if let (Some(&qn), Some(ovf)) = (q.last(), overflow_growth(&samples)) {
-                if qn > 0 && ovf > 0 {
-                    evidence.push(format!(
-                        "accept queue holds {qn} connections nobody accepts and ListenOverflows rose by {ovf}: the kernel is dropping new handshakes"
-                    ));
-                }
-            }
+            let last = *samples.last().expect("3+ samples");
+            let (g, c) = host_step(&cx, &samples, matches!(stall, Some(Finding::Stopped(_))), &mut evidence);
+            (g, c.points, Some(c.start), Some(c.now as f64), last.hidden, (samples[0].ts, last.ts))
         }
         SocketsSource::Wire => {
-            // What the backend visibly holds (open and half-closed connections), for the curve.
-            let points: Vec<usize> = (tl.index(window_from).unwrap_or(0)..tl.buckets).collect();
-            let times: Vec<Ts> = points.iter().map(|&i| tl.end_of(i)).collect();
-            let mut held_all = Series::default();
-            for g in &b.groups {
-                held_all.add_from(&g.held);
-            }
-            let total = running(&held_all, tl, &times);
-            // The driver: the kind whose connections the server abandons in CLOSE_WAIT. Connections
-            // both sides keep open are not a leak, however many there are.
-            let mut best: Option<(f64, Kind, Vec<f64>, Vec<f64>)> = None;
-            for k in candidates(&kinds) {
-                let a = &kinds[&k];
-                let held = running(&a.abandoned, tl, &times);
-                let grew = held.last().copied().unwrap_or(0.0) - held.first().copied().unwrap_or(0.0);
-                if grew > 0.0 && best.as_ref().is_none_or(|b| grew > b.0) {
-                    best = Some((grew, k, held, running(&a.events, tl, &times)));
-                }
-            }
-            sockets_start = total.first().copied();
-            sockets_now = Some(b.groups.iter().map(|g| g.held_now as f64).sum());
-            spark_times = (window_from, window_to);
-            spark_sockets = times.iter().copied().zip(total.iter().copied()).collect();
-            if let Some((_, k, held, cum)) = best {
-                // Fit over the stretch where the driver was active.
-                let from = cum.iter().position(|&v| v > 0.0).unwrap_or(0);
-                if let Some(fit) = stats::ols(&cum[from..], &held[from..]) {
-                    let rho = stats::spearman(&cum[from..], &held[from..]);
-                    let events = kinds[&k].count;
-                    let v = decide_growth(&held[from..], &fit, rho, events);
-                    if v > Verdict::Ok {
-                        verdict = v;
-                        driver = Some(Driver::new(k, &fit, rho, events, active_rate(&kinds[&k].events, tl, events)));
-                        evidence.push(format!(
-                            "on the wire, {} never closed {} of its {} {} after the client's FIN ({:.2} per {}, 95% CI {:.2}–{:.2}, Spearman ρ {:.2})",
-                            name, kinds[&k].close_wait_now, events, plural_kind(k), fit.slope, k.name(), fit.ci95().0, fit.ci95().1, rho
-                        ));
-                    }
-                }
-            }
-            if close_wait_now > 0 {
-                evidence.push(format!(
-                    "{close_wait_now} connections are half-closed: the client sent FIN, the server ACKed it and never closed (CLOSE_WAIT on the server)"
-                ));
-            }
-            if driver.is_none() {
-                // Probes that end in a reset after accept always matter; reset-ended traffic only
-                // when it is a real share (clients reset now and then everywhere).
-                let hidden_kinds: Vec<(Kind, u64)> = kinds
-                    .iter()
-                    .filter(|(k, a)| {
-                        a.resets_after_accept >= 3 && (k.is_probe() || a.resets_after_accept * 20 >= b.conns)
-                    })
-                    .map(|(k, a)| (*k, a.resets_after_accept))
-                    .collect();
-                if !hidden_kinds.is_empty() {
-                    verdict = Verdict::Unknown;
-                    let what =
-                        hidden_kinds.iter().map(|(k, n)| format!("{n} {}", k.name())).collect::<Vec<_>>().join(", ");
-                    evidence.push(format!(
-                        "connections here end in a reset after the server accepted them ({what}); a socket leaked after a reset is invisible on the wire — a leaking and a healthy server give identical captures"
-                    ));
-                    remedies.push(format!(
-                        "to decide, measure the host: run `hcleak capture -i any port {}` on the backend host, or `hcleak sample --port {} -o samples.csv` there while capturing and then `hcleak analyze dump.pcap --sockets samples.csv`",
-                        b.port, b.port
-                    ));
-                } else if kinds.get(&Kind::HalfOpenRst).is_some_and(|a| a.count >= 3) {
-                    evidence.push(
-                        "half-open probes (SYN, SYN-ACK, RST) never reach accept() on Linux, so they cannot leak in the application there; on FreeBSD they can — confirm with --sockets".into(),
-                    );
-                }
-            }
+            let (g, pts, start, now) = wire_step(&cx, window_from, &mut evidence);
+            (g, pts, start, Some(now), None, (window_from, window_to))
         }
-    }
+    };
+    let mut verdict = growth_v.verdict;
+    let driver = growth_v.driver;
+    let mut remedies = Vec::new();
+    let erlang = false;
 
-    if let Some(s) = &stopped {
-        evidence.push(format!(
-            "stopped answering at {} after {} probes: {} connection attempts since got no answer (SYNs dropped or requests left without a response) — its accept queue is full",
-            clock(s.at), s.probes_before, s.unanswered_since
-        ));
-        let reached_accept = kinds.iter().any(|(k, a)| {
-            a.count >= 3 && (a.resets_after_accept > 0 || matches!(k, Kind::ConnectFin | Kind::HttpCheck))
-        });
-        let new = if reached_accept { Verdict::Leak } else { Verdict::Suspicious };
-        if new > verdict || verdict == Verdict::Unknown {
-            verdict = new;
+    let mut stopped = None;
+    match stall {
+        Some(Finding::Stopped(s)) => {
+            // Probes that reached accept() before it stopped: the incident's pattern.
+            let reached_accept = cx.kinds.iter().any(|(k, a)| {
+                a.count >= 3 && (a.resets_after_accept > 0 || matches!(k, Kind::ConnectFin | Kind::HttpCheck))
+            });
+            let new = if reached_accept { Verdict::Leak } else { Verdict::Suspicious };
+            if new > verdict || verdict == Verdict::Unknown {
+                verdict = new;
+            }
+            if reached_accept && driver.is_none() {
+                remedies.push(Remedy::AcceptorsExhausted { erlang });
+            }
+            stopped = Some(s);
+            evidence.push(Finding::Stopped(s));
         }
-        if reached_accept && driver.is_none() {
-            remedies.push(
-                "a server that stops accepting after a run of probes that reached accept() has run out of acceptors or sockets: on Bandit/Thousand Island upgrade Thousand Island to ≥ 1.3.12; restart buys time only".into(),
-            );
+        Some(f @ Finding::NeverAccepted { .. }) => {
+            // A server that never accepted anything did not lose its acceptors to the probes.
+            if verdict != Verdict::Leak {
+                verdict = Verdict::Suspicious;
+            }
+            remedies.push(Remedy::NeverAccepted { port: b.port });
+            evidence.push(f);
         }
+        Some(f) => evidence.push(f),
+        None => {}
     }
     if let Some(since) = refusing(b) {
-        evidence.push(format!("refusing connections since {} (nothing listening on the port)", clock(since)));
+        evidence.push(Finding::Refusing { since });
         if verdict == Verdict::Ok {
             verdict = Verdict::Suspicious;
         }
     }
     if b.synack_retransmits > 0 {
-        evidence.push(format!(
-            "{} connections had their SYN-ACK retransmitted (the server's handshake ACKs are being dropped)",
-            b.synack_retransmits
-        ));
+        evidence.push(Finding::SynAckRetransmits { n: b.synack_retransmits });
+    }
+    if b.other_clients > 0 {
+        evidence.push(Finding::OtherClients { conns: b.other_clients });
     }
 
-    // Projection.
-    let mut eta = stopped.map(|_| 0.0);
-    if let (None, Some(d), Some(now)) = (&stopped, &driver, sockets_now) {
-        match limit {
-            Some(l) => {
-                eta = time_to_exhaustion(l as f64, now, d.per_event, d.rate_per_s);
-                if let Some(e) = eta {
-                    evidence.push(format!(
-                        "at {:.2} {} per second and {:.2} socket kept per {}, the limit of {} ({:.0} in use) is reached in {}",
-                        d.rate_per_s, plural_kind(d.kind), d.per_event, d.kind.name(), l, now, human_duration(e)
-                    ));
-                }
-            }
-            None => evidence.push(format!(
-                "it gains {:.2} sockets per minute; pass --limit N (the server's socket or fd limit, see /proc/PID/limits) for a time to exhaustion",
-                d.per_event * d.rate_per_s * 60.0
-            )),
-        }
-    }
-
+    let eta = projection(stopped.is_some(), driver.as_ref(), sockets_now, limit, &mut evidence);
     if let Some(d) = &driver {
-        remedies.extend(remedies_for(d.kind));
+        remedies.push(Remedy::ForDriver { kind: d.kind, erlang });
     }
     if verdict >= Verdict::Suspicious {
-        remedies.push(confirm_commands(b.port));
+        remedies.push(Remedy::Confirm { port: b.port });
+    }
+    if verdict == Verdict::Unknown && evidence.iter().any(|f| matches!(f, Finding::ResetsInvisible { .. })) {
+        remedies.push(Remedy::MeasureHost { port: b.port });
     }
 
     let probe_points: Vec<(Ts, f64)> = {
@@ -676,14 +676,14 @@ fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &
         times.into_iter().zip(cum).collect()
     };
     let curve = {
-        let x = driver.map_or(&all_probe_events, |d| &kinds[&d.kind].events);
-        let step = spark_sockets.len().div_ceil(400).max(1);
-        let pts: Vec<(Ts, f64)> = spark_sockets.iter().copied().step_by(step).collect();
+        let x = driver.map_or(&all_probe_events, |d| &cx.kinds[&d.kind].events);
+        let step = curve_pts.len().div_ceil(400).max(1);
+        let pts: Vec<(Ts, f64)> = curve_pts.iter().copied().step_by(step).collect();
         let times: Vec<Ts> = pts.iter().map(|p| p.0).collect();
         let cum = running(x, tl, &times);
         pts.iter().zip(cum).map(|(p, c)| CurvePoint { ts: p.0, sockets: p.1, events: c }).collect()
     };
-    let mut kinds_out: Vec<(Kind, u64)> = kinds.iter().map(|(k, a)| (*k, a.count)).collect();
+    let mut kinds_out: Vec<(Kind, u64)> = cx.kinds.iter().map(|(k, a)| (*k, a.count)).collect();
     kinds_out.sort();
     BackendReport {
         ip: b.ip,
@@ -702,11 +702,197 @@ fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &
         exhaustion_eta_s: eta,
         probers,
         stopped,
+        other_clients: b.other_clients,
         evidence,
         remedies,
-        spark_sockets: spark(&spark_sockets, spark_times.0, spark_times.1, 16),
+        spark_sockets: spark(&curve_pts, spark_times.0, spark_times.1, 16),
         spark_probes: probe_points.iter().map(|p| p.1).collect(),
         curve,
+    }
+}
+
+/// Host samples inside the capture's window (a little slack for clock steps).
+pub fn samples_in_window(samples: &[Sample], tl: &Timeline) -> Vec<Sample> {
+    let slack = 2 * tl.width;
+    samples.iter().filter(|s| s.ts >= tl.origin - slack && s.ts <= tl.end_of(tl.buckets) + slack).copied().collect()
+}
+
+/// Step: the socket curve from host samples, the driver it follows, and what the host shows.
+fn host_step(cx: &Ctx, samples: &[Sample], stopped: bool, evidence: &mut Vec<Finding>) -> (CurveVerdict, HostCurve) {
+    let mut c = host_curves(samples, cx.tl, &cx.kinds);
+    if stopped {
+        // Exhausted: past the plateau the server cannot keep more, so fit the growth phase.
+        let max = c.sockets.iter().copied().fold(f64::MIN, f64::max);
+        let cut = c.sockets.iter().position(|&v| v >= max).map_or(c.sockets.len(), |i| i + 1).max(5);
+        if cut < c.sockets.len() && max - c.sockets[0] >= 3.0 {
+            c.truncate(cut);
+            evidence.push(Finding::FitBeforePlateau { plateau: max, samples: cut });
+        }
+    }
+    let last = samples.last().expect("3+ samples");
+    let g = growth(&c.sockets);
+    let mut out = CurveVerdict { verdict: Verdict::Ok, driver: None };
+    if let Some((k, fit, rho)) = pick_driver(&c) {
+        let events = cx.kinds[&k].count;
+        let v = decide_growth(&c.sockets, &fit, rho, events);
+        if v > Verdict::Ok {
+            out = CurveVerdict {
+                verdict: v,
+                driver: Some(Driver::new(k, &fit, rho, events, active_rate(&cx.kinds[&k].events, cx.tl, events))),
+            };
+        }
+    }
+    evidence.push(match out.driver {
+        Some(driver) => {
+            Finding::HostGrowth { start: g.start, now: last.sockets, span_s: cx.span_s, driver, samples: samples.len() }
+        }
+        None => Finding::HostNoGrowth { start: g.start, now: last.sockets, probes: cx.probes, span_s: cx.span_s },
+    });
+    if let Some(n) = last.hidden.filter(|h| *h > 0) {
+        evidence.push(Finding::HiddenSockets { n });
+    }
+    if let Some(n) = last.close_wait.filter(|c| *c > 0) {
+        evidence.push(Finding::HostCloseWait { n });
+    }
+    let q: Vec<u64> = samples.iter().filter_map(|s| s.accept_queue).collect();
+    if let (Some(&queue), Some(overflows)) = (q.last(), overflow_growth(samples)) {
+        if queue > 0 && overflows > 0 {
+            evidence.push(Finding::AcceptQueueOverflowing { queue, overflows });
+        }
+    }
+    let points = c.times.iter().copied().zip(c.sockets.iter().copied()).collect();
+    (out, HostCurve { start: g.start, now: last.sockets, points })
+}
+
+/// Step: the socket curve from the wire — what the backend visibly holds — and the kind whose
+/// connections it abandons in CLOSE_WAIT; connections both sides keep open are not a leak.
+fn wire_step(cx: &Ctx, from: Ts, evidence: &mut Vec<Finding>) -> (CurveVerdict, Vec<(Ts, f64)>, Option<f64>, f64) {
+    let (b, tl) = (cx.b, cx.tl);
+    let points: Vec<usize> = (tl.index(from).unwrap_or(0)..tl.buckets).collect();
+    let times: Vec<Ts> = points.iter().map(|&i| tl.end_of(i)).collect();
+    let mut held_all = Series::default();
+    for g in &b.groups {
+        g.held.add_into(&mut held_all);
+    }
+    let total = running(&held_all, tl, &times);
+    let mut best: Option<(f64, Kind, Vec<f64>, Vec<f64>)> = None;
+    for k in candidates(&cx.kinds) {
+        let a = &cx.kinds[&k];
+        let held = running(&a.abandoned, tl, &times);
+        let grew = held.last().copied().unwrap_or(0.0) - held.first().copied().unwrap_or(0.0);
+        if grew > 0.0 && best.as_ref().is_none_or(|b| grew > b.0) {
+            best = Some((grew, k, held, running(&a.events, tl, &times)));
+        }
+    }
+    let mut out = CurveVerdict { verdict: Verdict::Ok, driver: None };
+    if let Some((_, k, held, cum)) = best {
+        // Fit over the stretch where the driver was active.
+        let from = cum.iter().position(|&v| v > 0.0).unwrap_or(0);
+        if let Some(fit) = stats::ols(&cum[from..], &held[from..]) {
+            let rho = stats::spearman(&cum[from..], &held[from..]);
+            let events = cx.kinds[&k].count;
+            let v = decide_growth(&held[from..], &fit, rho, events);
+            if v > Verdict::Ok {
+                let driver = Driver::new(k, &fit, rho, events, active_rate(&cx.kinds[&k].events, tl, events));
+                out = CurveVerdict { verdict: v, driver: Some(driver) };
+                evidence.push(Finding::WireCloseWait { never_closed: cx.kinds[&k].close_wait_now, driver });
+            }
+        }
+    }
+    let close_wait_now: u64 = cx.kinds.values().map(|a| a.close_wait_now).sum();
+    if close_wait_now > 0 {
+        evidence.push(Finding::HalfClosed { n: close_wait_now });
+    }
+    if out.driver.is_none() {
+        // Probes that end in a reset after accept always matter; reset-ended traffic only when it
+        // is a real share (clients reset now and then everywhere).
+        let hidden: Vec<(Kind, u64)> = cx
+            .kinds
+            .iter()
+            .filter(|(k, a)| a.resets_after_accept >= 3 && (k.is_probe() || a.resets_after_accept * 20 >= b.conns))
+            .map(|(k, a)| (*k, a.resets_after_accept))
+            .collect();
+        if !hidden.is_empty() {
+            out.verdict = Verdict::Unknown;
+            evidence.push(Finding::ResetsInvisible { kinds: hidden });
+        } else if cx.kinds.get(&Kind::HalfOpenRst).is_some_and(|a| a.count >= 3) {
+            evidence.push(Finding::HalfOpenCannotLeak);
+        }
+    }
+    let now = b.groups.iter().map(|g| g.held_now as f64).sum();
+    let pts = times.iter().copied().zip(total.iter().copied()).collect();
+    (out, pts, total.first().copied(), now)
+}
+
+/// Step: did the backend stop answering for good? Judged against what each group of connections
+/// normally gets (a check that never gets a reply by design is not unanswered), and overruled by
+/// host samples that show an accept queue neither full nor growing.
+fn stall_check(cx: &Ctx, probe_events: &Series, samples: &[Sample]) -> Option<Finding> {
+    let s = stopped(cx.b, cx.tl, probe_events)?;
+    let queue_after: Vec<(u64, Option<u64>)> = samples
+        .iter()
+        .filter(|x| x.ts >= s.at)
+        .filter_map(|x| x.accept_queue.map(|q| (q, x.listen_overflows)))
+        .collect();
+    if let (Some(first), Some(last)) = (queue_after.first(), queue_after.last()) {
+        let overflowing = matches!((first.1, last.1), (Some(a), Some(b)) if b > a);
+        if !overflowing && (last.0 == 0 || last.0 < first.0) {
+            return Some(Finding::StallOverruled { at: s.at, queue: last.0 });
+        }
+    }
+    // Requests were sent and none was ever answered, and the server never closed a connection:
+    // nothing shows that it ever accepted one.
+    let requests_unanswered: u64 = cx.b.groups.iter().map(|g| g.stalled_total).sum();
+    let host_says_never = host_never_accepted(cx, samples);
+    if host_says_never == Some(true) || (host_says_never.is_none() && !cx.b.app_spoke && requests_unanswered > 0) {
+        let queue = samples.iter().rev().find_map(|x| x.accept_queue);
+        return Some(Finding::NeverAccepted { at: s.at, requests_unanswered, queue });
+    }
+    Some(Finding::Stopped(s))
+}
+
+/// From host samples with the accept queue: a server that never accepted holds every completed
+/// handshake in its queue, so the queue never falls below the handshakes completed so far (up to
+/// its capacity). `None` when the samples do not say.
+fn host_never_accepted(cx: &Ctx, samples: &[Sample]) -> Option<bool> {
+    let with_q: Vec<(Ts, u64)> = samples.iter().filter_map(|s| s.accept_queue.map(|q| (s.ts, q))).collect();
+    if with_q.len() < 3 {
+        return None;
+    }
+    let mut handshakes = Series::default();
+    cx.b.synacked.add_into(&mut handshakes);
+    let times: Vec<Ts> = with_q.iter().map(|p| p.0).collect();
+    let done = running(&handshakes, cx.tl, &times);
+    let cap = with_q.iter().map(|p| p.1).max().unwrap_or(0) as f64;
+    if cap == 0.0 {
+        return Some(false);
+    }
+    // One handshake of slack for a sample taken between a SYN-ACK and its queueing.
+    Some(with_q.iter().zip(&done).all(|(&(_, q), &d)| q as f64 >= d.min(cap) - 1.0))
+}
+
+/// Step: the time to exhaustion, with what it rests on.
+fn projection(
+    stopped: bool,
+    driver: Option<&Driver>,
+    now: Option<f64>,
+    limit: Option<u64>,
+    evidence: &mut Vec<Finding>,
+) -> Option<f64> {
+    if stopped {
+        return Some(0.0);
+    }
+    let (d, now) = (driver?, now?);
+    match limit {
+        Some(l) => {
+            let eta = time_to_exhaustion(l as f64, now, d.per_event, d.rate_per_s)?;
+            evidence.push(Finding::Exhaustion { driver: *d, limit: l, in_use: now, eta_s: eta });
+            Some(eta)
+        }
+        None => {
+            evidence.push(Finding::GainPerMinute { per_minute: d.per_event * d.rate_per_s * 60.0 });
+            None
+        }
     }
 }
 
@@ -726,20 +912,21 @@ fn overflow_growth(samples: &[Sample]) -> Option<u64> {
     Some(last.saturating_sub(first))
 }
 
-fn plural_kind(k: Kind) -> String {
-    match k {
-        Kind::Traffic(_) => format!("{} connections", k.name()),
-        _ => format!("{} probes", k.name()),
-    }
-}
-
-/// Three or more connections nobody answered after the last one that was answered.
+/// Three or more connections that did not get what their group normally gets, after the last
+/// one that did.
 fn stopped(b: &Backend, tl: &Timeline, probe_events: &Series) -> Option<Stopped> {
-    let answered = b.last_answered?;
-    let after: Vec<Ts> = b.failed.sorted().into_iter().filter(|t| *t > answered).collect();
+    let answered = b.last_answered()?;
+    let mut after: Vec<Ts> = b
+        .failed
+        .sorted()
+        .into_iter()
+        .chain(b.groups.iter().flat_map(Group::failures))
+        .filter(|t| *t > answered)
+        .collect();
     if after.len() < 3 {
         return None;
     }
+    after.sort_unstable();
     let at = after[0];
     let before =
         tl.index(at).map_or(0.0, |i| if i == 0 { 0.0 } else { cumulative_at(probe_events, tl, tl.end_of(i - 1) - 1) });
@@ -748,40 +935,9 @@ fn stopped(b: &Backend, tl: &Timeline, probe_events: &Series) -> Option<Stopped>
 
 /// Still refusing at the end: three or more refusals after the last answered connection.
 fn refusing(b: &Backend) -> Option<Ts> {
-    let after: Vec<Ts> = b.refused.sorted().into_iter().filter(|t| b.last_answered.is_none_or(|a| *t > a)).collect();
-    (after.len() >= 3 && b.last_answered.is_some()).then(|| after[0])
-}
-
-fn remedies_for(k: Kind) -> Vec<String> {
-    match k {
-        Kind::HandshakeRst | Kind::DataRst => vec![
-            "the server loses a socket each time a check it accepted is reset: on Bandit/Phoenix upgrade Thousand Island to ≥ 1.3.12 (earlier versions ended an acceptor on the `einval` a reset socket returns)".into(),
-            "workaround in HAProxy: `option httpchk GET /health` (with `http-check send … hdr Connection close`) so the check is an HTTP exchange that closes cleanly; raising maxconn only delays the outage".into(),
-        ],
-        Kind::HttpCheck => vec![
-            "the HTTP check keeps the connection alive and HAProxy resets it after the response: add `hdr Connection close` to `http-check send` (or use HTTP/1.0) so the server closes it, and fix the server to close sockets on ECONNRESET".into(),
-        ],
-        Kind::ConnectFin => vec![
-            "the server never closes a connection after the client's FIN (read() returned 0): close the socket on EOF; until then every probe leaves a CLOSE_WAIT socket".into(),
-        ],
-        Kind::HalfOpenRst => vec![
-            "half-open probes reach accept() only on some kernels (FreeBSD): upgrade the server's socket library (Thousand Island ≥ 1.3.12) or switch to `option httpchk`".into(),
-        ],
-        Kind::Traffic(Ending::Rst) => vec![
-            "the leak follows traffic that ends in a reset, not the probes: HAProxy resets keep-alive server connections after the response, so the server must close sockets on ECONNRESET (Thousand Island ≥ 1.3.12); changing the health check will not help".into(),
-        ],
-        Kind::Traffic(Ending::Fin) => vec![
-            "sockets follow traffic closed by the client: the server does not close its side after the client's FIN".into(),
-        ],
-        Kind::Traffic(_) => vec!["sockets follow ordinary traffic: look for connections the server keeps open without need".into()],
-        Kind::Refused | Kind::Unanswered => Vec::new(),
-    }
-}
-
-fn confirm_commands(port: u16) -> String {
-    format!(
-        "confirm on the host: `ss -tanp state close-wait '( sport = :{port} )'` (CLOSE_WAIT), `ls -l /proc/PID/fd | grep -c socket` and `lsof -nP -p PID | grep -c \"can't identify protocol\"` (leaked reset sockets), `ss -lnt 'sport = :{port}'` (Recv-Q at Send-Q+1: accept queue full), `nstat -az TcpExtListenOverflows`; or `hcleak sample --port {port}`"
-    )
+    let last = b.last_answered();
+    let after: Vec<Ts> = b.refused.sorted().into_iter().filter(|t| last.is_none_or(|a| *t > a)).collect();
+    (after.len() >= 3 && last.is_some()).then(|| after[0])
 }
 
 #[cfg(test)]

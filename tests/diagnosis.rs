@@ -4,10 +4,11 @@
 //! event (±10%), probe counts (exact) and prober intervals (±5%) must agree with it.
 
 use hcleak::backend::Backends;
+use hcleak::explain;
 use hcleak::flow::FlowConfig;
 use hcleak::pipeline::read_flows;
 use hcleak::sockets::read_csv;
-use hcleak::verdict::{judge, BackendReport, Options, Report, SocketsSource, Verdict};
+use hcleak::verdict::{judge, BackendReport, Finding, Options, Remedy, Report, SocketsSource, Verdict};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -114,7 +115,11 @@ fn a_leak_fed_by_reset_traffic_is_blamed_on_traffic_not_probes() {
     assert_eq!(healthy.verdict, Verdict::Ok);
     assert!(healthy.remedies.is_empty());
     let leaky = backend(&r, "127.0.0.1:18151");
-    assert!(leaky.remedies.iter().any(|m| m.contains("traffic that ends in a reset")), "{:?}", leaky.remedies);
+    assert!(
+        explain::remedies(leaky).iter().any(|m| m.contains("traffic that ends in a reset")),
+        "{:?}",
+        leaky.remedies
+    );
 }
 
 #[test]
@@ -125,8 +130,9 @@ fn without_samples_a_reset_leak_is_unknown_and_says_how_to_check() {
         let b = backend(&r, name);
         assert_eq!((b.verdict, b.sockets_source), (Verdict::Unknown, SocketsSource::Wire));
         assert!(b.driver.is_none());
-        assert!(b.evidence.iter().any(|e| e.contains("invisible on the wire")), "{:?}", b.evidence);
-        assert!(b.remedies.iter().any(|m| m.contains("--sockets") && m.contains("hcleak sample")), "{:?}", b.remedies);
+        assert!(b.evidence.iter().any(|e| matches!(e, Finding::ResetsInvisible { .. })), "{:?}", b.evidence);
+        assert!(b.remedies.contains(&Remedy::MeasureHost { port: b.port }), "{:?}", b.remedies);
+        assert!(explain::remedies(b).iter().any(|m| m.contains("--sockets") && m.contains("hcleak sample")));
     }
 }
 

@@ -1,0 +1,158 @@
+//! Explain: the sentences of a report. The verdict step returns findings and remedies as data
+//! ([`Finding`], [`Remedy`]); this module alone words them, for every output format.
+
+use crate::classify::{Ending, Kind};
+use crate::decode::Ts;
+use crate::render::endpoint;
+use crate::verdict::{human_duration, BackendReport, Finding, Remedy};
+
+/// `12:03:44.120 UTC`.
+pub fn clock(t: Ts) -> String {
+    chrono::DateTime::from_timestamp(t.div_euclid(1_000_000_000), t.rem_euclid(1_000_000_000) as u32)
+        .map(|d| d.format("%H:%M:%S%.3f UTC").to_string())
+        .unwrap_or_else(|| t.to_string())
+}
+
+fn plural_kind(k: Kind) -> String {
+    match k {
+        Kind::Traffic(_) => format!("{} connections", k.name()),
+        _ => format!("{} probes", k.name()),
+    }
+}
+
+/// Every finding of a backend, in order, as sentences.
+pub fn evidence(b: &BackendReport) -> Vec<String> {
+    b.evidence.iter().map(|f| finding(f, &b.name())).collect()
+}
+
+/// Every remedy of a backend, as sentences.
+pub fn remedies(b: &BackendReport) -> Vec<String> {
+    b.remedies.iter().map(remedy).collect()
+}
+
+/// One finding about the backend called `name`.
+pub fn finding(f: &Finding, name: &str) -> String {
+    match f {
+        Finding::HostGrowth { start, now, span_s, driver: d, samples } => format!(
+            "{name} sockets grew from {start:.0} to {now} over {span_s:.0} s while {} {} arrived: {:.2} socket kept per {} (95% CI {:.2}–{:.2}), Spearman ρ {:.2} over {samples} host samples",
+            d.events, plural_kind(d.kind), d.per_event, d.kind.name(), d.ci95.0, d.ci95.1, d.rho
+        ),
+        Finding::HostNoGrowth { start, now, probes, span_s } => {
+            let change = *now as f64 - start;
+            format!(
+                "host samples: sockets {} ({start:.0} → {now}, {change:+.0}) while {probes} probes arrived over {span_s:.0} s",
+                if change.abs() < 2.0 { "flat" } else { "changed without following any probe or traffic kind" },
+            )
+        }
+        Finding::HiddenSockets { n } => format!(
+            "{n} of its socket fds are in no kernel TCP table: accepted, reset by the peer, never closed (lsof: \"can't identify protocol\")"
+        ),
+        Finding::HostCloseWait { n } => format!("{n} sockets in CLOSE_WAIT on the host: the peer closed, the server never did"),
+        Finding::AcceptQueueOverflowing { queue, overflows } => format!(
+            "accept queue holds {queue} connections nobody accepts and ListenOverflows rose by {overflows}: the kernel is dropping new handshakes"
+        ),
+        Finding::FitBeforePlateau { plateau, samples } => format!(
+            "sockets stopped growing at {plateau:.0} (the server could not take more): the fit covers the {samples} samples before that"
+        ),
+        Finding::WireCloseWait { never_closed, driver: d } => format!(
+            "on the wire, {name} never closed {never_closed} of its {} {} after the client's FIN ({:.2} per {}, 95% CI {:.2}–{:.2}, Spearman ρ {:.2})",
+            d.events, plural_kind(d.kind), d.per_event, d.kind.name(), d.ci95.0, d.ci95.1, d.rho
+        ),
+        Finding::HalfClosed { n } => format!(
+            "{n} connections are half-closed: the client sent FIN, the server ACKed it and never closed (CLOSE_WAIT on the server)"
+        ),
+        Finding::ResetsInvisible { kinds } => {
+            let what = kinds.iter().map(|(k, n)| format!("{n} {}", k.name())).collect::<Vec<_>>().join(", ");
+            format!(
+                "connections here end in a reset after the server accepted them ({what}); a socket leaked after a reset is invisible on the wire — a leaking and a healthy server give identical captures"
+            )
+        }
+        Finding::HalfOpenCannotLeak => "half-open probes (SYN, SYN-ACK, RST) never reach accept() on Linux, so they cannot leak in the application there; on FreeBSD they can — confirm with --sockets".into(),
+        Finding::Stopped(s) => format!(
+            "stopped answering at {} after {} probes: {} connection attempts since got no answer (SYNs dropped or requests left without a response) — its accept queue is full",
+            clock(s.at), s.probes_before, s.unanswered_since
+        ),
+        Finding::NeverAccepted { at, requests_unanswered, queue } => {
+            let q = queue.map_or(String::new(), |q| format!(", accept queue {q} (`ss -lnt`: Recv-Q stuck at Send-Q+1)"));
+            format!(
+                "never accepted a connection; accept queue full: not one of its {requests_unanswered} requests got a response byte and it never closed a connection{q}; new connections got no answer from {} — this is not a leak driven by the probes",
+                clock(*at)
+            )
+        }
+        Finding::StallOverruled { at, queue } => format!(
+            "from {} some connections got no answer on the wire, but the host's accept queue is {queue} and not growing: it is still accepting",
+            clock(*at)
+        ),
+        Finding::Refusing { since } => format!("refusing connections since {} (nothing listening on the port)", clock(*since)),
+        Finding::SynAckRetransmits { n } => format!(
+            "{n} connections had their SYN-ACK retransmitted (the server's handshake ACKs are being dropped)"
+        ),
+        Finding::Exhaustion { driver: d, limit, in_use, eta_s } => format!(
+            "at {:.2} {} per second and {:.2} socket kept per {}, the limit of {limit} ({in_use:.0} in use) is reached in {}",
+            d.rate_per_s, plural_kind(d.kind), d.per_event, d.kind.name(), human_duration(*eta_s)
+        ),
+        Finding::GainPerMinute { per_minute } => format!(
+            "it gains {per_minute:.2} sockets per minute; pass --limit N (the server's socket or fd limit, see /proc/PID/limits) for a time to exhaustion"
+        ),
+        Finding::SamplesPortOnly { port, backends } => {
+            let list = backends.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+            format!(
+                "the host samples name only the port (:{port}) and were applied to every backend on it ({list}); if these are different hosts, label each host's samples with its address (`hcleak sample --addr IP`)"
+            )
+        }
+        Finding::SamplesOutsideCapture { samples, first, last } => format!(
+            "the {samples} host samples for it run from {} to {}, outside the capture: they were not used (check their clock and unit: Unix seconds)",
+            clock(*first), clock(*last)
+        ),
+        Finding::OtherClients { conns } => format!(
+            "{conns} connections from many other clients were counted together as traffic (past the per-backend group cap), never as probes"
+        ),
+    }
+}
+
+/// One remedy.
+pub fn remedy(r: &Remedy) -> String {
+    match r {
+        Remedy::ForDriver { kind, erlang } => for_driver(*kind, *erlang),
+        Remedy::AcceptorsExhausted { erlang: true } => "a server that stops accepting after a run of probes that reached accept() has run out of acceptors or sockets: on Bandit/Thousand Island upgrade Thousand Island to ≥ 1.3.12; restart buys time only".into(),
+        Remedy::AcceptorsExhausted { erlang: false } => "a server that stops accepting after a run of probes that reached accept() has run out of acceptors or sockets: make its accept loop survive errors on connections the peer already reset (ECONNABORTED, EINVAL, ENOTCONN) and close such sockets; on the prober side, a check that closes cleanly (`option httpchk` with `Connection: close`) avoids the resets; restart buys time only".into(),
+        Remedy::NeverAccepted { port } => format!(
+            "find out why the server does not call accept(): its accept loop is blocked or dead, or it is saturated (`ss -lnt 'sport = :{port}'`, a stack dump of the process); this is not caused by the health checks"
+        ),
+        Remedy::MeasureHost { port } => format!(
+            "to decide, measure the host: run `hcleak capture -i any port {port}` on the backend host, or `hcleak sample --port {port} -o samples.csv` there while capturing and then `hcleak analyze dump.pcap --sockets samples.csv`"
+        ),
+        Remedy::Confirm { port } => format!(
+            "confirm on the host: `ss -tanp state close-wait '( sport = :{port} )'` (CLOSE_WAIT), `ls -l /proc/PID/fd | grep -c socket` and `lsof -nP -p PID | grep -c \"can't identify protocol\"` (leaked reset sockets), `ss -lnt 'sport = :{port}'` (Recv-Q at Send-Q+1: accept queue full), `nstat -az TcpExtListenOverflows`; or `hcleak sample --port {port}`"
+        ),
+    }
+}
+
+fn for_driver(k: Kind, erlang: bool) -> String {
+    let reset_fix = if erlang {
+        "on Bandit/Phoenix upgrade Thousand Island to ≥ 1.3.12 (earlier versions ended an acceptor on the `einval` a reset socket returns)"
+    } else {
+        "the server must close a socket when a read, write or option call on it fails because the peer reset it (ECONNRESET, ENOTCONN, EINVAL)"
+    };
+    match k {
+        Kind::HandshakeRst | Kind::DataRst => format!(
+            "the server loses a socket each time a check it accepted is reset: {reset_fix}; workaround on the prober: a check that closes cleanly (HAProxy `option httpchk GET /health` with `Connection: close`); raising maxconn only delays the outage"
+        ),
+        Kind::HttpCheck => "the HTTP check keeps the connection or the server ignores `Connection: close`: make the check close it (HAProxy: `hdr Connection close` in `http-check send`, or HTTP/1.0), and fix the server to close sockets on EOF and on ECONNRESET".into(),
+        Kind::ConnectFin => "the server never closes a connection after the client's FIN (read() returned 0): close the socket on EOF; until then every probe leaves a CLOSE_WAIT socket".into(),
+        Kind::HalfOpenRst => format!(
+            "half-open probes reach accept() only on some kernels (FreeBSD): {reset_fix}, or switch the prober to an HTTP check"
+        ),
+        Kind::Traffic(Ending::Rst) => format!(
+            "the leak follows traffic that ends in a reset, not the probes: HAProxy resets keep-alive server connections after the response, so {reset_fix}; changing the health check will not help"
+        ),
+        Kind::Traffic(Ending::Fin) => "sockets follow traffic closed by the client: the server does not close its side after the client's FIN".into(),
+        Kind::Traffic(_) => "sockets follow ordinary traffic: look for connections the server keeps open without need".into(),
+        Kind::Refused | Kind::Unanswered => String::new(),
+    }
+}
+
+/// The backend's name and first finding, for one-line outputs.
+pub fn first_finding(b: &BackendReport) -> Option<String> {
+    b.evidence.first().map(|f| finding(f, &endpoint(b.ip, b.port)))
+}
