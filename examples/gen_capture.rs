@@ -676,20 +676,23 @@ impl Flow {
     }
 }
 
-struct Args {
-    out: String,
-    packets: u64,
-    snaplen: u32,
-    seed: u64,
-    mix: String,
-    rate: Option<f64>,
+pub struct Args {
+    pub out: String,
+    pub packets: u64,
+    pub snaplen: u32,
+    pub seed: u64,
+    pub mix: String,
+    pub rate: Option<f64>,
+    /// Where to write what was generated, per backend and kind (`--truth FILE`).
+    pub truth: Option<String>,
 }
 
 const USAGE: &str = "usage: gen_capture --out FILE --packets N [--snaplen N] [--seed N] \
-[--mix lb|synflood|elephant] [--rate CONNS_PER_S]";
+[--mix lb|synflood|elephant] [--rate CONNS_PER_S] [--truth FILE]";
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args { out: String::new(), packets: 0, snaplen: 262_144, seed: 1, mix: "lb".into(), rate: None };
+    let mut a =
+        Args { out: String::new(), packets: 0, snaplen: 262_144, seed: 1, mix: "lb".into(), rate: None, truth: None };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         if k == "-h" || k == "--help" {
@@ -704,6 +707,7 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => a.seed = num(&v)?,
             "--mix" => a.mix = v,
             "--rate" => a.rate = Some(v.parse::<f64>().map_err(|_| format!("--rate: not a number: {v}"))?),
+            "--truth" => a.truth = Some(v),
             _ => return Err(format!("unknown option {k}\n{USAGE}")),
         }
     }
@@ -737,7 +741,14 @@ fn ephemeral(rng: &mut Rng) -> u16 {
 }
 
 /// The `lb` mix: probe streams and traffic arrivals in one event queue, one packet per event.
-fn gen_lb(a: &Args, out: &mut Out, rng: &mut Rng, counts: &mut [u64; 14]) -> std::io::Result<()> {
+fn gen_lb(
+    a: &Args,
+    out: &mut Out,
+    rng: &mut Rng,
+    counts: &mut [u64; 14],
+    starts: &mut Vec<Started>,
+) -> std::io::Result<()> {
+    let record = a.truth.is_some();
     let t = Templates::new();
     let rate = a.rate.unwrap_or(600.0);
     let streams = BACKENDS * PROBERS;
@@ -805,6 +816,9 @@ fn gen_lb(a: &Args, out: &mut Out, rng: &mut Rng, counts: &mut [u64; 14]) -> std
             Flow::new(e, kind, rng)
         };
         counts[f.kind as usize] += 1;
+        if record {
+            starts.push(Started { server: (f.e.v6, f.e.s_ip, f.e.sport), kind: f.kind, at: now });
+        }
         add_flow(&mut flows, &mut free, &mut heap, base, f, now);
     }
     Ok(())
@@ -892,6 +906,56 @@ fn gen_elephant(a: &Args, out: &mut Out, rng: &mut Rng, counts: &mut [u64; 14]) 
     Ok(())
 }
 
+/// One connection the generator started: its server, what it is, when.
+pub struct Started {
+    server: (bool, [u8; 16], u16),
+    kind: Kind,
+    at: i64,
+}
+
+/// Connections that start this long before the capture's last packet are complete in it.
+pub const TRUTH_MARGIN: i64 = 2 * SEC;
+
+/// The name hcleak gives a generated connection of `kind` when it is judged right: probes by
+/// their kind, client traffic as `traffic` — except refusals and unanswered SYNs, whose shape is a
+/// probe's whoever sent them.
+fn truth_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::HalfOpenRst => "halfopen_rst",
+        Kind::HandshakeRst => "handshake_rst",
+        Kind::DataRst => "data_rst",
+        Kind::HttpCheck => "http_check",
+        Kind::ConnectFin => "connect_fin",
+        Kind::ProbeRefused | Kind::Refused => "refused",
+        Kind::ProbeUnanswered | Kind::Unanswered => "unanswered",
+        _ => "traffic",
+    }
+}
+
+/// Per backend (`ip:port`), per name, the connections that started at least [`TRUTH_MARGIN`]
+/// before the last packet; and that instant, as `window_end_ns`.
+fn truth_json(starts: &[Started], last_ts: i64) -> String {
+    use std::collections::BTreeMap;
+    let end = last_ts - TRUTH_MARGIN;
+    let mut per: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
+    for s in starts.iter().filter(|s| s.at < end) {
+        let (v6, ip, port) = s.server;
+        let addr = if v6 {
+            format!("[{}]:{port}", std::net::Ipv6Addr::from(ip))
+        } else {
+            format!("{}:{port}", std::net::Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3]))
+        };
+        *per.entry(addr).or_default().entry(truth_name(s.kind)).or_default() += 1;
+    }
+    let mut o = format!("{{\"window_end_ns\": {end}, \"backends\": {{");
+    for (i, (addr, kinds)) in per.iter().enumerate() {
+        let ks: Vec<String> = kinds.iter().map(|(k, n)| format!("\"{k}\": {n}")).collect();
+        o.push_str(&format!("{}\n  \"{addr}\": {{{}}}", if i > 0 { "," } else { "" }, ks.join(", ")));
+    }
+    o.push_str("\n}}\n");
+    o
+}
+
 fn main() -> ExitCode {
     let a = match parse_args() {
         Ok(a) => a,
@@ -900,32 +964,41 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let started = std::time::Instant::now();
-    let mut out = match Out::new(&a.out, a.snaplen) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("gen_capture: cannot write {}: {e}", a.out);
-            return ExitCode::from(1);
+    match run(&a) {
+        Ok(summary) => {
+            eprintln!("gen_capture: {summary}");
+            ExitCode::SUCCESS
         }
-    };
+        Err(e) => {
+            eprintln!("gen_capture: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Writes the capture (and the truth file, if asked); returns a one-line summary.
+pub fn run(a: &Args) -> Result<String, String> {
+    let started = std::time::Instant::now();
+    let mut out = Out::new(&a.out, a.snaplen).map_err(|e| format!("cannot write {}: {e}", a.out))?;
     let mut rng = Rng::new(a.seed);
     let mut counts = [0u64; 14];
+    let mut starts = Vec::new();
     let r = match a.mix.as_str() {
-        "lb" => gen_lb(&a, &mut out, &mut rng, &mut counts),
-        "synflood" => gen_synflood(&a, &mut out, &mut rng, &mut counts),
-        _ => gen_elephant(&a, &mut out, &mut rng, &mut counts),
+        "lb" => gen_lb(a, &mut out, &mut rng, &mut counts, &mut starts),
+        "synflood" => gen_synflood(a, &mut out, &mut rng, &mut counts),
+        _ => gen_elephant(a, &mut out, &mut rng, &mut counts),
     };
-    if let Err(e) = r.and_then(|_| out.w.flush()) {
-        eprintln!("gen_capture: writing {}: {e}", a.out);
-        return ExitCode::from(1);
+    r.and_then(|_| out.w.flush()).map_err(|e| format!("writing {}: {e}", a.out))?;
+    if let Some(path) = &a.truth {
+        std::fs::write(path, truth_json(&starts, out.last_ts)).map_err(|e| format!("cannot write {path}: {e}"))?;
     }
     let span = (out.last_ts - START) as f64 / 1e9;
     let conns: u64 = counts.iter().sum();
     let probes: u64 = counts[..7].iter().sum();
     let kinds: Vec<String> =
         KINDS.iter().filter(|k| counts[**k as usize] > 0).map(|k| format!("{:?} {}", k, counts[*k as usize])).collect();
-    eprintln!(
-        "gen_capture: {} packets, {} bytes in file, {} bytes on the wire, {:.1} s of capture, {} connections started \
+    Ok(format!(
+        "{} packets, {} bytes in file, {} bytes on the wire, {:.1} s of capture, {} connections started \
 ({} probes): {}; {:.1} s",
         out.packets,
         out.file_bytes,
@@ -935,6 +1008,5 @@ fn main() -> ExitCode {
         probes,
         kinds.join(", "),
         started.elapsed().as_secs_f64()
-    );
-    ExitCode::SUCCESS
+    ))
 }

@@ -350,24 +350,48 @@ fn diffs(v: &[f64]) -> Vec<f64> {
     v.windows(2).map(|w| w[1] - w[0]).collect()
 }
 
+/// Step correlations within this of each other are a tie, settled by the level fit.
+const DRIVER_TIE: f64 = 0.05;
+/// Step correlations below this say nothing (arrivals and increments do not line up).
+const DRIVER_MIN_STEP: f64 = 0.2;
+
+/// Whether a candidate driver scored `(step correlation, level r²)` beats the best so far.
+fn beats(cand: (f64, f64), best: (f64, f64)) -> bool {
+    let step = |s: f64| if s > DRIVER_MIN_STEP { s } else { 0.0 };
+    let (c, b) = (step(cand.0), step(best.0));
+    c > b + DRIVER_TIE || ((c - b).abs() <= DRIVER_TIE && cand.1 > best.1)
+}
+
 /// Picks the driver whose arrivals line up with the socket increments; ties go to the level fit.
 fn pick_driver(c: &Curves) -> Option<(Kind, Fit, f64)> {
     let ds = diffs(&c.sockets);
-    let mut best: Option<(f64, f64, Kind, Fit, f64)> = None;
+    let mut best: Option<((f64, f64), Kind, Fit, f64)> = None;
     for (k, x) in &c.drivers {
         let Some(fit) = stats::ols(x, &c.sockets) else { continue };
         if fit.slope <= 0.0 {
             continue;
         }
-        let step = stats::pearson(&diffs(x), &ds);
-        let rho = stats::spearman(x, &c.sockets);
-        let key = (if step > 0.2 { step } else { 0.0 }, fit.r2);
-        if best.as_ref().is_none_or(|b| key.0 > b.0 + 0.05 || ((key.0 - b.0).abs() <= 0.05 && key.1 > b.1)) {
-            best = Some((key.0, key.1, *k, fit, rho));
+        let score = (stats::pearson(&diffs(x), &ds), fit.r2);
+        if best.as_ref().is_none_or(|b| beats(score, b.0)) {
+            best = Some((score, *k, fit, stats::spearman(x, &c.sockets)));
         }
     }
-    best.map(|(_, _, k, f, rho)| (k, f, rho))
+    best.map(|(_, k, f, rho)| (k, f, rho))
 }
+
+/// A leak's socket curve must grow by at least this many sockets …
+const MIN_GROWTH: f64 = 3.0;
+/// … by at least one socket per hundred driver events (below that a restart comes first) …
+const MIN_SLOPE: f64 = 0.01;
+/// … with this rank correlation for `leak`, and this for `suspicious` …
+const LEAK_RHO: f64 = 0.9;
+const SUSPICIOUS_RHO: f64 = 0.6;
+/// … in no step larger than this share of the growth (steady, not one burst) …
+const MAX_STEP_SHARE: f64 = 0.5;
+/// … keeping at least this share of its peak (not released again) …
+const MIN_RETAINED: f64 = 0.5;
+/// … over at least this many driver events.
+const MIN_EVENTS: u64 = 5;
 
 /// The decision on one socket curve against its driver.
 fn decide_growth(s: &[f64], fit: &Fit, rho: f64, events: u64) -> Verdict {
@@ -377,12 +401,12 @@ fn decide_growth(s: &[f64], fit: &Fit, rho: f64, events: u64) -> Verdict {
     let g = growth(s);
     let grew = g.end - g.start;
     let (lo, _) = fit.ci95();
-    let steady = g.largest_step <= 0.5 * grew.max(1.0);
-    let retained = g.end - g.start >= 0.5 * (g.max - g.start);
-    // Below one socket per hundred events nothing will run out before a restart does.
-    if grew >= 3.0 && fit.slope >= 0.01 && lo > 0.0 && rho >= 0.9 && steady && retained && events >= 5 {
+    let significant = grew >= MIN_GROWTH && fit.slope >= MIN_SLOPE && lo > 0.0;
+    let steady = g.largest_step <= MAX_STEP_SHARE * grew.max(1.0);
+    let retained = grew >= MIN_RETAINED * (g.max - g.start);
+    if significant && rho >= LEAK_RHO && steady && retained && events >= MIN_EVENTS {
         Verdict::Leak
-    } else if grew >= 3.0 && fit.slope >= 0.01 && lo > 0.0 && rho >= 0.6 && retained {
+    } else if significant && rho >= SUSPICIOUS_RHO && retained {
         Verdict::Suspicious
     } else {
         Verdict::Ok
@@ -974,5 +998,72 @@ mod tests {
         let s: Vec<f64> = (0..50).map(|i| if (20..25).contains(&i) { 30.0 } else { 3.0 }).collect();
         let (f, r) = fit_of(&s, &x);
         assert_eq!(decide_growth(&s, &f, r, 50), Verdict::Ok);
+    }
+
+    fn judged(s: &[f64], events: u64) -> (Verdict, f64) {
+        let x: Vec<f64> = (0..s.len()).map(|i| i as f64).collect();
+        let (f, rho) = (stats::ols(&x, s).unwrap(), stats::spearman(&x, s));
+        (decide_growth(s, &f, rho, events), rho)
+    }
+
+    #[test]
+    fn one_jump_in_a_rising_curve_is_suspicious_not_a_leak() {
+        // Strictly rising (ρ = 1), but 20 of its 25 sockets came in one step: not steady.
+        let s: Vec<f64> = (0..50).map(|i| 3.0 + 0.1 * i as f64 + if i >= 25 { 20.0 } else { 0.0 }).collect();
+        let (v, rho) = judged(&s, 50);
+        assert!(rho > 0.99, "{rho}");
+        assert_eq!(v, Verdict::Suspicious);
+        // The same growth spread over the curve is a leak.
+        let s: Vec<f64> = (0..50).map(|i| 3.0 + 0.51 * i as f64).collect();
+        assert_eq!(judged(&s, 50).0, Verdict::Leak);
+    }
+
+    #[test]
+    fn rank_correlation_below_point_nine_is_suspicious() {
+        // Rising by one per event with a wobble of ±9: ρ between 0.6 and 0.9.
+        let wobble = [0.0, 9.0, -9.0, 4.0, -4.0, 7.0, -7.0];
+        let s: Vec<f64> = (0..60).map(|i| 20.0 + 0.6 * i as f64 + wobble[i % 7]).collect();
+        let (v, rho) = judged(&s, 60);
+        assert!((0.6..0.9).contains(&rho), "{rho}");
+        assert_eq!(v, Verdict::Suspicious);
+        // Less wobble, ρ above 0.9: a leak.
+        let s: Vec<f64> = (0..60).map(|i| 20.0 + 0.6 * i as f64 + wobble[i % 7] / 4.0).collect();
+        let (v, rho) = judged(&s, 60);
+        assert!(rho >= 0.9, "{rho}");
+        assert_eq!(v, Verdict::Leak);
+    }
+
+    #[test]
+    fn too_few_events_or_too_little_growth_is_not_a_leak() {
+        let s: Vec<f64> = (0..50).map(|i| 3.0 + 0.51 * i as f64).collect();
+        assert_eq!(judged(&s, 4).0, Verdict::Suspicious, "4 driver events are not enough for a leak");
+        assert_eq!(judged(&s, 5).0, Verdict::Leak);
+        // Growth (last five against first five samples) of 2.9 sockets: nothing to report; 3.1: a leak.
+        let rise = |grew: f64| (0..50).map(|i| 3.0 + grew * 49.0 / 45.0 * i as f64 / 49.0).collect::<Vec<f64>>();
+        assert_eq!(judged(&rise(2.9), 50).0, Verdict::Ok);
+        assert_eq!(judged(&rise(3.1), 50).0, Verdict::Leak);
+        // Too short a curve.
+        assert_eq!(judged(&[1.0, 5.0, 9.0, 13.0], 50).0, Verdict::Ok);
+    }
+
+    #[test]
+    fn growth_released_again_is_ok() {
+        // Up by 20, then back down to 5 above the start: less than half the peak is kept.
+        let s: Vec<f64> = (0..60).map(|i| if i < 30 { 3.0 + i as f64 * 0.7 } else { 8.0 }).collect();
+        assert_eq!(judged(&s, 60).0, Verdict::Ok);
+    }
+
+    #[test]
+    fn driver_ties_go_to_the_level_fit() {
+        // Step correlations within 0.05: the better level fit wins, either way round.
+        assert!(beats((0.90, 0.95), (0.94, 0.80)));
+        assert!(!beats((0.94, 0.80), (0.90, 0.95)));
+        // More than 0.05 apart: the step correlation wins whatever the level fit.
+        assert!(beats((0.96, 0.50), (0.90, 0.99)));
+        assert!(!beats((0.90, 0.99), (0.96, 0.50)));
+        // Step correlations of 0.2 and below count as none: the level fit decides.
+        assert!(beats((0.1, 0.9), (0.2, 0.8)));
+        assert!(!beats((0.2, 0.8), (0.1, 0.9)));
+        assert!(beats((0.26, 0.8), (0.1, 0.9)));
     }
 }
