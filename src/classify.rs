@@ -367,4 +367,46 @@ mod tests {
         assert_eq!(decide(Shape::Http, Ending::Rst, &haproxy_traffic, None), Kind::Traffic(Ending::Rst));
         assert_eq!(decide(Shape::HalfOpenRst, Ending::Rst, &browsers, None), Kind::HalfOpenRst);
     }
+
+    #[test]
+    fn data_groups_are_probes_by_rhythm_or_by_the_missing_bare_ack() {
+        let steady = Some(Rhythm { median_s: 2.0, jitter_s: 0.01, intervals: 20 });
+        let bursty = Some(Rhythm { median_s: 2.0, jitter_s: 1.5, intervals: 20 });
+        let clients = GroupVotes { count: 20, bare_ack_first: 20, agent_probe: 0, agent_other: 0 };
+        let checks = GroupVotes { count: 3, bare_ack_first: 0, agent_probe: 0, agent_other: 0 };
+        // A client protocol's hello (bare ACK first, irregular): traffic, by how it ended.
+        assert_eq!(decide(Shape::Data, Ending::Fin, &clients, bursty), Kind::Traffic(Ending::Fin));
+        // The same group on a steady rhythm: a prober's payload, whatever the server answered.
+        assert_eq!(decide(Shape::Data, Ending::Fin, &clients, steady), Kind::DataRst);
+        // No bare ACK before the payload (HAProxy's tcp-check send): a probe from three on.
+        assert_eq!(decide(Shape::Data, Ending::Stalled, &checks, bursty), Kind::DataRst);
+        let two = GroupVotes { count: 2, ..checks };
+        assert_eq!(decide(Shape::Data, Ending::Stalled, &two, None), Kind::Traffic(Ending::Stalled));
+        // HTTP: a browser User-Agent keeps a steady group traffic; a checker's makes any a probe.
+        let browsers = GroupVotes { count: 20, bare_ack_first: 20, agent_probe: 0, agent_other: 20 };
+        assert_eq!(decide(Shape::Http, Ending::Fin, &browsers, steady), Kind::Traffic(Ending::Fin));
+        let blackbox = GroupVotes { count: 20, bare_ack_first: 20, agent_probe: 20, agent_other: 0 };
+        assert_eq!(decide(Shape::Http, Ending::Fin, &blackbox, bursty), Kind::HttpCheck);
+        // No User-Agent at all (Varnish): the rhythm decides.
+        let varnish = GroupVotes { count: 20, bare_ack_first: 20, agent_probe: 0, agent_other: 0 };
+        assert_eq!(decide(Shape::Http, Ending::Fin, &varnish, steady), Kind::HttpCheck);
+        assert_eq!(decide(Shape::Http, Ending::Fin, &varnish, bursty), Kind::Traffic(Ending::Fin));
+    }
+
+    #[test]
+    fn steadiness_allows_a_loops_jitter_but_not_bursts() {
+        let r = |median_s: f64, jitter_s: f64, intervals: usize| Rhythm { median_s, jitter_s, intervals };
+        // Relative: a quarter of the interval.
+        assert!(r(10.0, 2.5, 10).is_steady());
+        assert!(!r(10.0, 2.6 + STEADY_ABS_JITTER_S, 10).is_steady());
+        // Absolute: tens of milliseconds on a 100 ms loop …
+        assert!(r(0.1, 0.045, 10).is_steady());
+        assert!(!r(0.1, 0.046, 10).is_steady());
+        // … but never more than the relative allowance again: bursts 10 ms apart are not steady.
+        assert!(!r(0.01, 0.006, 10).is_steady());
+        assert!(r(0.01, 0.005, 10).is_steady());
+        // Enough repeats.
+        assert!(!r(1.0, 0.0, STEADY_MIN_INTERVALS - 1).is_steady());
+        assert!(r(1.0, 0.0, STEADY_MIN_INTERVALS).is_steady());
+    }
 }

@@ -285,3 +285,224 @@ fn close_wait_needs_the_server_to_not_have_closed() {
     let abandoned = [seg(4, true, FIN | ACK, 111, 521, 0), seg(5, false, ACK, 521, 112, 0)];
     assert_eq!(run(&abandoned), Some((1_700_000_000_000_000_000 + 5_000_000, None)));
 }
+
+/// Synthetic connections for the verdict rules: one script per connection, sequence numbers kept
+/// by the helper. `(ms after start, from client, flags, payload length)`.
+struct Wire {
+    table: hcleak::flow::FlowTable,
+    b: Backends,
+    payload: Vec<u8>,
+}
+
+impl Wire {
+    fn new() -> Wire {
+        Wire {
+            table: hcleak::flow::FlowTable::new(FlowConfig::default()),
+            b: Backends::new(),
+            payload: b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        }
+    }
+    /// One connection from `client`:`port` to 10.0.0.1:8080 starting at `t_ms`. `req` is what the
+    /// client's payload starts with (`GET /…` or anything else).
+    fn conn(&mut self, t_ms: i64, client: [u8; 4], port: u16, req: &[u8], script: &[(i64, bool, u8, u32)]) {
+        let (mut cseq, mut sseq) = (1000u32, 5000u32);
+        let mut buf = req.to_vec();
+        buf.resize(64, b'x');
+        let rsp = self.payload[self.payload.len() - 38..].to_vec();
+        for &(dt, from_client, flags, len) in script {
+            let (src, dst, sport, dport) =
+                if from_client { (client, [10, 0, 0, 1], port, 8080) } else { ([10, 0, 0, 1], client, 8080, port) };
+            let (seq, ack) = if from_client { (cseq, sseq) } else { (sseq, cseq) };
+            let payload: &[u8] = match (from_client, len) {
+                (_, 0) => &[],
+                (true, n) => &buf[..(n as usize).min(buf.len())],
+                (false, n) => &rsp[..(n as usize).min(rsp.len())],
+            };
+            let s = hcleak::decode::Segment {
+                ts: 1_700_000_000_000_000_000 + (t_ms + dt) * 1_000_000,
+                src: src.into(),
+                dst: dst.into(),
+                sport,
+                dport,
+                seq,
+                ack: if flags & hcleak::decode::ACK != 0 { ack } else { 0 },
+                flags,
+                window: Some(512),
+                payload_len: len,
+                payload,
+            };
+            let b = &mut self.b;
+            self.table.push(&s, &mut |c| b.add(&c));
+            let used = len + u32::from(flags & hcleak::decode::SYN != 0) + u32::from(flags & hcleak::decode::FIN != 0);
+            if from_client {
+                cseq = cseq.wrapping_add(used);
+            } else {
+                sseq = sseq.wrapping_add(used);
+            }
+        }
+    }
+    fn judge(mut self, host: Option<&hcleak::sockets::HostSamples>) -> BackendReport {
+        let b = &mut self.b;
+        self.table.finish(&mut |c| b.add(&c));
+        let r = judge(&self.b, host, &Options { limit: None, min_conns: 1 });
+        backend(&r, "10.0.0.1:8080").clone()
+    }
+}
+
+mod script {
+    use hcleak::decode::{ACK, FIN, PSH, RST, SYN};
+    /// An HTTP exchange answered and closed by the server.
+    pub const ANSWERED: &[(i64, bool, u8, u32)] = &[
+        (0, true, SYN, 0),
+        (1, false, SYN | ACK, 0),
+        (2, true, ACK, 0),
+        (3, true, ACK | PSH, 40),
+        (5, false, ACK | PSH, 38),
+        (6, false, FIN | ACK, 0),
+        (7, true, FIN | ACK, 0),
+        (8, false, ACK, 0),
+    ];
+    /// A request the kernel ACKed and nobody answered; the client gives up with a reset.
+    pub const STALLED: &[(i64, bool, u8, u32)] = &[
+        (0, true, SYN, 0),
+        (1, false, SYN | ACK, 0),
+        (2, true, ACK, 0),
+        (3, true, ACK | PSH, 40),
+        (4, false, ACK, 0),
+        (900, true, RST | ACK, 0),
+    ];
+    /// HAProxy's `tcp-check send PING` without `expect`: payload on the third ACK, then a reset.
+    pub const PING_RST: &[(i64, bool, u8, u32)] = &[
+        (0, true, SYN, 0),
+        (1, false, SYN | ACK, 0),
+        (2, true, ACK | PSH, 6),
+        (3, false, ACK, 0),
+        (4, true, RST | ACK, 0),
+    ];
+    /// A SYN nobody answers.
+    pub const UNANSWERED: &[(i64, bool, u8, u32)] = &[(0, true, SYN, 0)];
+    /// A SYN answered by a reset.
+    pub const REFUSED: &[(i64, bool, u8, u32)] = &[(0, true, SYN, 0), (1, false, RST | ACK, 0)];
+}
+
+const CLIENT: [u8; 4] = [10, 0, 0, 2];
+const PROBER: [u8; 4] = [10, 0, 0, 3];
+
+#[test]
+fn a_backend_that_refuses_at_the_end_is_suspicious() {
+    let mut w = Wire::new();
+    for i in 0..10 {
+        w.conn(i * 500, CLIENT, 20000 + i as u16, b"GET / HTTP/1.1", script::ANSWERED);
+    }
+    for i in 10..14 {
+        w.conn(i * 500, PROBER, 30000 + i as u16, b"", script::REFUSED);
+    }
+    let b = w.judge(None);
+    assert_eq!(b.verdict, Verdict::Suspicious, "{b:#?}");
+    assert!(b.evidence.iter().any(|f| matches!(f, Finding::Refusing { .. })), "{:?}", b.evidence);
+}
+
+#[test]
+fn checks_that_never_get_a_reply_by_design_are_not_unanswered() {
+    // Regression (issue 13.1): HAProxy `tcp-check send PING` with no `expect`, and client traffic
+    // that stops partway: the checks after it were called "stopped answering … accept queue full".
+    let mut w = Wire::new();
+    for i in 0..40 {
+        w.conn(i * 200, PROBER, 30000 + i as u16, b"PING\r\n", script::PING_RST);
+    }
+    for i in 0..10 {
+        w.conn(i * 300 + 50, CLIENT, 20000 + i as u16, b"GET / HTTP/1.1", script::ANSWERED);
+    }
+    let b = w.judge(None);
+    assert_eq!(b.stopped, None, "{:?}", b.evidence);
+    assert!(!b.evidence.iter().any(|f| matches!(f, Finding::Stopped(_) | Finding::NeverAccepted { .. })));
+    assert_ne!(b.verdict, Verdict::Leak);
+    assert_eq!(b.kinds.iter().find(|(k, _)| k.name() == "data_rst").map(|x| x.1), Some(40), "{:?}", b.kinds);
+}
+
+/// HTTP checks answered for 8 s, then left without a response: it stopped answering.
+fn http_checks_that_stop_being_answered() -> Wire {
+    let mut w = Wire::new();
+    for i in 0..40 {
+        let s = if i < 30 { script::ANSWERED } else { script::STALLED };
+        w.conn(i * 200, PROBER, 30000 + i as u16, b"GET /health HTTP/1.1", s);
+    }
+    w
+}
+
+#[test]
+fn requests_that_stop_getting_responses_mean_it_stopped_answering() {
+    let b = http_checks_that_stop_being_answered().judge(None);
+    let s = b.stopped.unwrap_or_else(|| panic!("{:?}", b.evidence));
+    assert_eq!(s.unanswered_since, 10);
+    assert_eq!(s.at, 1_700_000_000_000_000_000 + 30 * 200 * 1_000_000);
+    assert_eq!(b.verdict, Verdict::Leak, "probes that reached accept() before it stopped: {:?}", b.evidence);
+}
+
+#[test]
+fn host_samples_with_an_idle_accept_queue_overrule_the_wire() {
+    use hcleak::sockets::{BackendSpec, HostSamples, Sample};
+    let mut h = HostSamples::default();
+    for i in 0..20 {
+        let s = Sample {
+            ts: 1_700_000_000_000_000_000 + i * 500_000_000,
+            sockets: 2,
+            hidden: Some(0),
+            close_wait: Some(0),
+            unaccepted: Some(0),
+            accept_queue: Some(0),
+            listen_overflows: Some(7),
+            fd_limit: None,
+        };
+        h.push(BackendSpec::Port(8080), s);
+    }
+    let b = http_checks_that_stop_being_answered().judge(Some(&h));
+    assert_eq!(b.stopped, None);
+    assert!(b.evidence.iter().any(|f| matches!(f, Finding::StallOverruled { queue: 0, .. })), "{:?}", b.evidence);
+    assert_eq!(b.verdict, Verdict::Ok, "{:?}", b.evidence);
+}
+
+#[test]
+fn a_server_that_never_answered_anything_is_not_blamed_on_probes() {
+    // Regression (issue 13.2): nothing ever accepted — a burst of requests fills the queue, none
+    // is answered, later SYNs are dropped — was reported as a probe-driven leak.
+    let mut w = Wire::new();
+    for i in 0..9 {
+        w.conn(i * 10, CLIENT, 20000 + i as u16, b"GET / HTTP/1.1", script::STALLED);
+    }
+    for i in 0..8 {
+        w.conn(100 + i * 200, PROBER, 30000 + i as u16, b"", script::UNANSWERED);
+    }
+    let b = w.judge(None);
+    assert_eq!(b.verdict, Verdict::Suspicious, "{:?}", b.evidence);
+    assert!(
+        b.evidence.iter().any(|f| matches!(f, Finding::NeverAccepted { requests_unanswered: 9, .. })),
+        "{:?}",
+        b.evidence
+    );
+    assert_eq!(b.stopped, None);
+    assert!(b.remedies.contains(&Remedy::NeverAccepted { port: 8080 }));
+}
+
+#[test]
+fn a_server_fin_that_acknowledges_the_client_fin_is_no_close_wait() {
+    use hcleak::decode::{ACK, FIN, PSH, SYN};
+    let mut w = Wire::new();
+    for i in 0..10 {
+        // The client closes first; the server's FIN and its ACK of the client's FIN are one packet.
+        let s: &[(i64, bool, u8, u32)] = &[
+            (0, true, SYN, 0),
+            (1, false, SYN | ACK, 0),
+            (2, true, ACK, 0),
+            (3, true, ACK | PSH, 40),
+            (4, false, ACK | PSH, 38),
+            (5, true, FIN | ACK, 0),
+            (6, false, FIN | ACK, 0),
+            (7, true, ACK, 0),
+        ];
+        w.conn(i * 200, CLIENT, 20000 + i as u16, b"GET / HTTP/1.1", s);
+    }
+    let b = w.judge(None);
+    assert_eq!(b.close_wait_now, 0, "{b:#?}");
+    assert_eq!(b.verdict, Verdict::Ok);
+}
