@@ -4,7 +4,7 @@
 use crate::classify::{Ending, Kind};
 use crate::decode::Ts;
 use crate::render::endpoint;
-use crate::verdict::{human_duration, BackendReport, Finding, Remedy};
+use crate::verdict::{human_duration, BackendReport, Coverage, Finding, Remedy};
 
 /// `12:03:44.120 UTC`.
 pub fn clock(t: Ts) -> String {
@@ -155,4 +155,27 @@ fn for_driver(k: Kind, erlang: bool) -> String {
 /// The backend's name and first finding, for one-line outputs.
 pub fn first_finding(b: &BackendReport) -> Option<String> {
     b.evidence.first().map(|f| finding(f, &endpoint(b.ip, b.port)))
+}
+
+/// One line on what host samples covered against the capture.
+pub fn coverage(c: &Coverage) -> String {
+    let labels = c.labels.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ");
+    let mut s = format!(
+        "host samples: {} rows from {} to {} for {labels}; the capture runs from {} to {}; {} backend{} judged with them",
+        c.samples,
+        clock(c.first),
+        clock(c.last),
+        clock(c.capture.0),
+        clock(c.capture.1),
+        c.used,
+        if c.used == 1 { "" } else { "s" }
+    );
+    if !c.unmatched.is_empty() {
+        let u = c.unmatched.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ");
+        s.push_str(&format!("; no backend in the capture matches {u}"));
+    }
+    if c.used == 0 && c.unmatched.len() < c.labels.len() {
+        s.push_str("; none of the samples fall inside the capture (Unix seconds, same clock?)");
+    }
+    s
 }

@@ -198,7 +198,13 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
         }
     } else {
         let opts = verdict::Options { limit: cfg.limit, min_conns: cfg.min_conns };
-        let report = verdict::judge(&backends, host.as_ref(), &opts);
+        let mut report = verdict::judge(&backends, host.as_ref(), &opts);
+        if !errors.is_empty() {
+            report.cut_short(stats.last_ts);
+        }
+        if let Some(c) = report.host_coverage.as_ref().filter(|c| c.is_short()) {
+            eprintln!("hcleak: {}", hcleak::explain::coverage(c));
+        }
         render::report(&mut out, cfg.format, &report, &stats, stats.last_ts.unwrap_or(0))?;
         if let Some(p) = &cfg.plot {
             write_plot(p, &report)?;

@@ -301,14 +301,26 @@ pub fn prober_line(p: &crate::verdict::Prober) -> String {
     s
 }
 
-/// The one-line answer on-call reads first.
+/// The one-line answer on-call reads first. A report cut short by damaged input says so first,
+/// with the verdict up to the damage: the same `unknown` the exit code (3) says.
 pub fn headline(r: &crate::verdict::Report) -> String {
+    match r.damage {
+        Some(d) => {
+            let at = d.at.map_or_else(|| "its start".into(), crate::explain::clock);
+            let before = headline_for(r, d.verdict_before);
+            format!("UNKNOWN — capture cut short at {at}; up to the damage: {before}")
+        }
+        None => headline_for(r, r.verdict),
+    }
+}
+
+fn headline_for(r: &crate::verdict::Report, verdict: crate::verdict::Verdict) -> String {
     use crate::verdict::{human_duration, Verdict};
     let worst = r.backends.first();
-    match (r.verdict, worst) {
+    match (verdict, worst) {
         (_, None) => "UNKNOWN — no TCP connections to judge".into(),
         (Verdict::Leak | Verdict::Suspicious, Some(b)) => {
-            let tag = if r.verdict == Verdict::Leak { "LEAK" } else { "SUSPICIOUS" };
+            let tag = if verdict == Verdict::Leak { "LEAK" } else { "SUSPICIOUS" };
             let mut s = format!("{tag} — {}", b.name());
             if let Some(d) = &b.driver {
                 s.push_str(&format!(
@@ -362,6 +374,9 @@ pub fn report_table(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeSta
             writeln!(w, "{} packets ({} TCP) over {:.1} s", d.frames, d.tcp, crate::decode::secs(a, b))?
         }
         _ => writeln!(w, "no packets")?,
+    }
+    if let Some(c) = &r.host_coverage {
+        writeln!(w, "{}", crate::explain::coverage(c))?;
     }
     if r.backends.is_empty() {
         return skipped_table(w, d);
@@ -493,6 +508,17 @@ pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStat
     let doc = json!({
         "verdict": r.verdict.name(),
         "summary": headline(r),
+        "verdict_before_damage": r.damage.map(|d| d.verdict_before.name()),
+        "damaged_at": r.damage.and_then(|d| d.at).map(|t| t as f64 / 1e9),
+        "host_samples": r.host_coverage.as_ref().map(|c| json!({
+            "samples": c.samples,
+            "first": c.first as f64 / 1e9,
+            "last": c.last as f64 / 1e9,
+            "backends": c.labels.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+            "unmatched": c.unmatched.iter().map(|l| l.to_string()).collect::<Vec<_>>(),
+            "backends_judged_with_them": c.used,
+            "summary": crate::explain::coverage(c),
+        })),
         "backends": backends,
         "capture": {
             "packets": d.frames,

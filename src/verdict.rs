@@ -12,7 +12,7 @@ use crate::backend::{Backend, Backends, Group, Series, Timeline};
 use crate::classify::{self, Ending, Kind, Shape};
 use crate::decode::Ts;
 use crate::render::endpoint;
-use crate::sockets::{HostSamples, Sample};
+use crate::sockets::{BackendSpec, HostSamples, Sample};
 use crate::stats::{self, Fit};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -177,6 +177,76 @@ pub struct Report {
     pub backends: Vec<BackendReport>,
     /// Backends left out for having too few connections.
     pub minor_backends: usize,
+    /// What the host samples covered, when some were given.
+    pub host_coverage: Option<Coverage>,
+    /// The input was damaged: the verdict is `unknown` and this says what it was up to then.
+    pub damage: Option<Damage>,
+}
+
+impl Report {
+    /// A report with nothing in it.
+    pub fn empty() -> Report {
+        Report { verdict: Verdict::Unknown, backends: Vec::new(), minor_backends: 0, host_coverage: None, damage: None }
+    }
+    /// Marks the report as cut short by damaged input (`at`: the last packet read before it). Every
+    /// output then says `unknown`, as the exit code does, with what was found up to the damage.
+    pub fn cut_short(&mut self, at: Option<Ts>) {
+        if self.damage.is_none() {
+            self.damage = Some(Damage { at, verdict_before: self.verdict });
+            self.verdict = Verdict::Unknown;
+        }
+    }
+}
+
+/// Where the input broke off, and the verdict on what came before.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Damage {
+    pub at: Option<Ts>,
+    pub verdict_before: Verdict,
+}
+
+/// What a host-samples file covers against the capture: its time range and backend labels, the
+/// labels that name no backend in the capture, and how many backends were judged with it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Coverage {
+    pub samples: usize,
+    pub first: Ts,
+    pub last: Ts,
+    pub capture: (Ts, Ts),
+    pub labels: Vec<BackendSpec>,
+    pub unmatched: Vec<BackendSpec>,
+    /// Backends judged from host samples (three or more inside the capture).
+    pub used: usize,
+}
+
+impl Coverage {
+    /// The samples were given and (some of) them could not be used.
+    pub fn is_short(&self) -> bool {
+        self.used == 0 || !self.unmatched.is_empty()
+    }
+}
+
+/// What `host` covers against the capture in `all`, as judged in `reports`.
+fn coverage(all: &Backends, tl: &Timeline, host: &HostSamples, reports: &[BackendReport]) -> Option<Coverage> {
+    let times = host.backends.iter().flat_map(|(_, v)| v.iter().map(|s| s.ts));
+    let (first, last) = times.clone().min().zip(times.max())?;
+    let labels: Vec<BackendSpec> = host.backends.iter().map(|(s, _)| *s).collect();
+    let unmatched =
+        labels.iter().filter(|s| !all.map.keys().any(|(ip, port)| s.matches(*ip, *port))).copied().collect();
+    let capture = (
+        all.map.values().map(|b| b.first).min().unwrap_or(tl.origin),
+        all.map.values().map(|b| b.last).max().unwrap_or(tl.origin),
+    );
+    let used = reports.iter().filter(|r| r.sockets_source == SocketsSource::Host).count();
+    Some(Coverage {
+        samples: host.backends.iter().map(|(_, v)| v.len()).sum(),
+        first,
+        last,
+        capture,
+        labels,
+        unmatched,
+        used,
+    })
 }
 
 /// Time to exhaustion in seconds: (limit − in use) / (kept per event × events per second).
@@ -433,7 +503,7 @@ fn spark(values: &[(Ts, f64)], from: Ts, to: Ts, n: usize) -> Vec<f64> {
 /// Judges every backend.
 pub fn judge(all: &Backends, host: Option<&HostSamples>, opts: &Options) -> Report {
     let Some(tl) = all.timeline else {
-        return Report { verdict: Verdict::Unknown, backends: Vec::new(), minor_backends: 0 };
+        return Report::empty();
     };
     let mut reports = Vec::new();
     let mut minor = 0;
@@ -457,7 +527,8 @@ pub fn judge(all: &Backends, host: Option<&HostSamples>, opts: &Options) -> Repo
     }
     reports.sort_by(|a, b| b.verdict.cmp(&a.verdict).then(b.probes.cmp(&a.probes)).then(a.name().cmp(&b.name())));
     let verdict = reports.iter().map(|r| r.verdict).max().unwrap_or(Verdict::Unknown);
-    Report { verdict, backends: reports, minor_backends: minor }
+    let host_coverage = host.and_then(|h| coverage(all, &tl, h, &reports));
+    Report { verdict, backends: reports, minor_backends: minor, host_coverage, damage: None }
 }
 
 /// What one backend's judgement found: the numbers behind each statement. Sentences are written
