@@ -249,6 +249,9 @@ pub struct Backend {
     pub app_spoke: bool,
     /// Handshakes the server's kernel completed (SYN-ACKs), over time.
     pub synacked: Sparse,
+    /// The server software its responses last named (`Server:` header), index + 1 into
+    /// [`http::SERVER_TOKENS`]; 0 when none did.
+    pub server: u8,
 }
 
 impl Backend {
@@ -267,6 +270,7 @@ impl Backend {
             synack_retransmits: 0,
             app_spoke: false,
             synacked: Sparse::default(),
+            server: 0,
         }
     }
     /// Start of the latest connection the server answered the way it normally does.
@@ -470,6 +474,9 @@ impl Backends {
             b.synacked.add(at(t), 1);
         }
         b.app_spoke |= f.resp_data.is_some() || f.resp_fin.is_some();
+        if f.server != 0 {
+            b.server = f.server;
+        }
         match tr.shape {
             Shape::Unanswered => b.failed.push(c.first_ts),
             Shape::Refused => b.refused.push(c.first_ts),

@@ -104,6 +104,17 @@ pub fn finding(f: &Finding, name: &str) -> String {
             "the {samples} host samples for it run from {} to {}, outside the capture: they were not used (check their clock and unit: Unix seconds)",
             clock(*first), clock(*last)
         ),
+        Finding::ServerSoftware(s) => {
+            let mut parts = Vec::new();
+            if let Some(p) = s.process {
+                let vm = if p.is_erlang_vm() { " (the Erlang VM: Bandit, Thousand Island, Cowboy)" } else { "" };
+                parts.push(format!("the server process is {p}{vm}"));
+            }
+            if let Some(h) = s.header {
+                parts.push(format!("its responses name {h} in their Server header"));
+            }
+            parts.join("; ")
+        }
         Finding::OtherClients { conns } => format!(
             "{conns} connections from many other clients were counted together as traffic (past the per-backend group cap), never as probes"
         ),

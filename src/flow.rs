@@ -362,6 +362,9 @@ pub struct Facts {
     pub orig_data_after_resp: bool,
     /// User-Agent of the first request: none seen, a known health checker, or anything else.
     pub agent: Agent,
+    /// The server software the first response named in its `Server:` header (index + 1 into
+    /// [`crate::http::SERVER_TOKENS`]; 0 when none).
+    pub server: u8,
 }
 
 /// What the first request said about its sender.
@@ -1048,6 +1051,8 @@ impl Conn {
                     let n = seg.payload.len().min(RSP_CAP);
                     self.rsp[..n].copy_from_slice(&seg.payload[..n]);
                     self.rsp_len = n as u8;
+                    // Once per connection, like the User-Agent.
+                    f.server = crate::http::server_token(seg.payload);
                 }
                 f.orig_data_after_resp = false;
             }

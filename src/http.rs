@@ -72,6 +72,51 @@ pub const PROBE_AGENTS: [&str; 24] = [
     "zabbix",                      // Zabbix web scenarios
 ];
 
+/// Server software a response's `Server:` header can name (lower case, matched at the start of the
+/// header's value). Index + 1 is what [`server_token`] returns.
+pub const SERVER_TOKENS: [&str; 22] = [
+    "apache",
+    "bandit",
+    "caddy",
+    "cowboy",
+    "elli",
+    "envoy",
+    "gunicorn",
+    "hypercorn",
+    "jetty",
+    "kestrel",
+    "lighttpd",
+    "microsoft-iis",
+    "mochiweb",
+    "nginx",
+    "openresty",
+    "simplehttp",
+    "tomcat",
+    "uvicorn",
+    "varnish",
+    "waitress",
+    "werkzeug",
+    "yaws",
+];
+
+/// Servers that run on the Erlang VM, where Thousand Island's reset bug may apply.
+pub fn is_erlang_server(token: &str) -> bool {
+    matches!(token, "bandit" | "cowboy" | "elli" | "mochiweb" | "yaws")
+}
+
+/// The server software a response names in its `Server:` header: index + 1 into
+/// [`SERVER_TOKENS`], or 0 when the bytes name none of them.
+pub fn server_token(b: &[u8]) -> u8 {
+    const NAME: &[u8] = b"\nserver:";
+    let Some(pos) = b.windows(NAME.len()).position(|w| w.eq_ignore_ascii_case(NAME)) else { return 0 };
+    let v = &b[pos + NAME.len()..];
+    let v = &v[v.iter().position(|&c| c != b' ').unwrap_or(v.len())..];
+    SERVER_TOKENS
+        .iter()
+        .position(|t| v.len() >= t.len() && v[..t.len()].eq_ignore_ascii_case(t.as_bytes()))
+        .map_or(0, |i| i as u8 + 1)
+}
+
 /// User-Agents that belong to health checkers rather than users.
 pub fn is_probe_agent(ua: &[u8]) -> bool {
     PROBE_AGENTS.iter().any(|p| {
@@ -120,6 +165,14 @@ mod tests {
         for ua in [&b"curl/8.5.0"[..], b"Go-http-client/1.1", b"python-requests/2.31", b"Wget/1.21"] {
             assert!(!is_probe_agent(ua), "{}", String::from_utf8_lossy(ua));
         }
+        assert_eq!(server_token(b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n"), 14);
+        assert_eq!(SERVER_TOKENS[server_token(b"HTTP/1.0 200 OK\r\nserver: Cowboy\r\n") as usize - 1], "cowboy");
+        assert_eq!(server_token(b"HTTP/1.1 200 OK\r\nServer: SimpleHTTP/0.6 Python/3.11.2\r\n"), 16);
+        assert_eq!(server_token(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"), 0);
+        assert_eq!(server_token(b"HTTP/1.1 200 OK\r\nServer: MyOwn\r\n"), 0);
+        let mut sorted = SERVER_TOKENS;
+        sorted.sort_unstable();
+        assert_eq!(sorted, SERVER_TOKENS, "keep the list sorted");
         let mut sorted = PROBE_AGENTS;
         sorted.sort_unstable();
         assert_eq!(sorted, PROBE_AGENTS, "keep the list sorted");

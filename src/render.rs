@@ -496,6 +496,11 @@ pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStat
                 })),
                 "probers": probers,
                 "other_clients": b.other_clients,
+                "server": json!({
+                    "process": b.software.process.map(|p| p.to_string()),
+                    "server_header": b.software.header,
+                    "erlang_vm": b.software.is_erlang(),
+                }),
                 "evidence": crate::explain::evidence(b),
                 "remedies": crate::explain::remedies(b),
             })

@@ -220,6 +220,7 @@ impl Procfs {
             accept_queue: tcp.iter().find(|e| e.inode == s.listen_inode).map(|e| e.rx_queue),
             listen_overflows: self.read(pid_dir.join("net/netstat")).as_deref().and_then(parse_listen_overflows),
             fd_limit: self.read(pid_dir.join("limits")).as_deref().and_then(parse_fd_limit),
+            process: self.read(pid_dir.join("comm")).as_deref().and_then(crate::sockets::Comm::new),
         })
     }
 }

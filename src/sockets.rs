@@ -28,6 +28,48 @@ pub struct Sample {
     pub listen_overflows: Option<u64>,
     /// The process's open-files limit.
     pub fd_limit: Option<u64>,
+    /// The server process's name (`/proc/PID/comm`).
+    pub process: Option<Comm>,
+}
+
+/// A process name as the kernel keeps it (`/proc/PID/comm`, at most 15 bytes), kept inline so
+/// that samples stay plain copyable data.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Comm([u8; 15], u8);
+
+impl Comm {
+    /// The name, cut to 15 bytes as the kernel does; `None` when empty.
+    pub fn new(name: &str) -> Option<Comm> {
+        let b = name.trim().as_bytes();
+        let n = b.len().min(15);
+        if n == 0 {
+            return None;
+        }
+        let mut a = [0u8; 15];
+        a[..n].copy_from_slice(&b[..n]);
+        Some(Comm(a, n as u8))
+    }
+    pub fn as_str(&self) -> &str {
+        // Built from a str and cut on a byte count: fall back to the valid prefix.
+        let b = &self.0[..usize::from(self.1)];
+        std::str::from_utf8(b).unwrap_or_else(|e| std::str::from_utf8(&b[..e.valid_up_to()]).unwrap_or(""))
+    }
+    /// The Erlang VM (Bandit, Cowboy, Thousand Island run on it).
+    pub fn is_erlang_vm(&self) -> bool {
+        matches!(self.as_str(), "beam.smp" | "beam")
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Which backend a row is about.
@@ -122,13 +164,14 @@ impl fmt::Display for SamplesError {
 impl std::error::Error for SamplesError {}
 
 /// The CSV header `hcleak sample` writes.
-pub const CSV_HEADER: &str = "ts,backend,sockets,hidden,close_wait,unaccepted,accept_queue,listen_overflows,fd_limit";
+pub const CSV_HEADER: &str =
+    "ts,backend,sockets,hidden,close_wait,unaccepted,accept_queue,listen_overflows,fd_limit,process";
 
 /// One CSV row in the format [`read_csv`] reads.
 pub fn csv_row(spec: &BackendSpec, s: &Sample) -> String {
     let o = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     format!(
-        "{}.{:06},{},{},{},{},{},{},{},{}",
+        "{}.{:06},{},{},{},{},{},{},{},{},{}",
         s.ts.div_euclid(1_000_000_000),
         s.ts.rem_euclid(1_000_000_000) / 1000,
         spec,
@@ -138,7 +181,11 @@ pub fn csv_row(spec: &BackendSpec, s: &Sample) -> String {
         o(s.unaccepted),
         o(s.accept_queue),
         o(s.listen_overflows),
-        o(s.fd_limit)
+        o(s.fd_limit),
+        // A comm is the program's own choice: keep it to characters a CSV field can hold bare.
+        s.process
+            .map(|p| p.as_str().replace(|c: char| c == ',' || c == '"' || c.is_control(), "_"))
+            .unwrap_or_default()
     )
 }
 
@@ -168,6 +215,7 @@ pub fn read_csv(path: &Path) -> Result<HostSamples, SamplesError> {
         col("listen_overflows"),
         col("fd_limit"),
     ];
+    let process_i = col("process");
     let mut out = HostSamples::default();
     for (i, rec) in rdr.records().enumerate() {
         let line = i as u64 + 2;
@@ -205,6 +253,7 @@ pub fn read_csv(path: &Path) -> Result<HostSamples, SamplesError> {
                 accept_queue: opts[3],
                 listen_overflows: opts[4],
                 fd_limit: opts[5],
+                process: process_i.and_then(|c| Comm::new(field(c))),
             },
         );
     }
@@ -258,6 +307,7 @@ mod tests {
             accept_queue: Some(0),
             listen_overflows: None,
             fd_limit: Some(1024),
+            process: Comm::new("beam.smp"),
         };
         let p = write("full.csv", &format!("{CSV_HEADER}\n{}\n", csv_row(&spec, &s)));
         let h = read_csv(&p).unwrap();

@@ -12,7 +12,7 @@ use crate::backend::{Backend, Backends, Group, Series, Timeline};
 use crate::classify::{self, Ending, Kind, Shape};
 use crate::decode::Ts;
 use crate::render::endpoint;
-use crate::sockets::{BackendSpec, HostSamples, Sample};
+use crate::sockets::{BackendSpec, Comm, HostSamples, Sample};
 use crate::stats::{self, Fit};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -142,6 +142,7 @@ pub struct BackendReport {
     pub stopped: Option<Stopped>,
     /// Connections filed in "other clients" buckets (never probes).
     pub other_clients: u64,
+    pub software: Software,
     pub evidence: Vec<Finding>,
     pub remedies: Vec<Remedy>,
     /// Sockets and cumulative probes at evenly spaced times, for the sparkline.
@@ -631,6 +632,30 @@ pub enum Finding {
     OtherClients {
         conns: u64,
     },
+    /// What the server is: the sampled process's name, the `Server:` header of its responses.
+    ServerSoftware(Software),
+}
+
+/// What the evidence says the server software is.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Software {
+    /// The sampled process (`/proc/PID/comm`): `beam.smp` is the Erlang VM.
+    pub process: Option<Comm>,
+    /// The `Server:` header of its responses, as one of [`crate::http::SERVER_TOKENS`].
+    pub header: Option<&'static str>,
+}
+
+impl Software {
+    fn of(b: &Backend, samples: &[Sample]) -> Software {
+        Software {
+            process: samples.iter().rev().find_map(|s| s.process),
+            header: usize::from(b.server).checked_sub(1).and_then(|i| crate::http::SERVER_TOKENS.get(i).copied()),
+        }
+    }
+    /// Runs on the Erlang VM (Bandit / Thousand Island, Cowboy): the Thousand Island advice fits.
+    pub fn is_erlang(&self) -> bool {
+        self.process.is_some_and(|p| p.is_erlang_vm()) || self.header.is_some_and(crate::http::is_erlang_server)
+    }
 }
 
 /// What to change, as data; [`crate::explain`] words it.
@@ -710,7 +735,11 @@ fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &
     let mut verdict = growth_v.verdict;
     let driver = growth_v.driver;
     let mut remedies = Vec::new();
-    let erlang = false;
+    let software = Software::of(b, &samples);
+    let erlang = software.is_erlang();
+    if software != Software::default() {
+        evidence.insert(0, Finding::ServerSoftware(software));
+    }
 
     let mut stopped = None;
     match stall {
@@ -798,6 +827,7 @@ fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &
         probers,
         stopped,
         other_clients: b.other_clients,
+        software,
         evidence,
         remedies,
         spark_sockets: spark(&curve_pts, spark_times.0, spark_times.1, 16),

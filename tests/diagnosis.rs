@@ -453,6 +453,7 @@ fn host_samples_with_an_idle_accept_queue_overrule_the_wire() {
             accept_queue: Some(0),
             listen_overflows: Some(7),
             fd_limit: None,
+            process: None,
         };
         h.push(BackendSpec::Port(8080), s);
     }
@@ -505,4 +506,39 @@ fn a_server_fin_that_acknowledges_the_client_fin_is_no_close_wait() {
     let b = w.judge(None);
     assert_eq!(b.close_wait_now, 0, "{b:#?}");
     assert_eq!(b.verdict, Verdict::Ok);
+}
+
+/// Regression (issue 13.8): every remedy assumed Thousand Island. It is named only where the
+/// evidence shows the Erlang VM; otherwise the advice is the generic one plus the prober's side.
+#[test]
+fn thousand_island_advice_only_for_the_erlang_vm() {
+    use hcleak::sockets::Comm;
+    let (conns, _, _) = read_flows(&[diag("reset-leak.pcap")], None, FlowConfig::default()).unwrap();
+    let mut b = Backends::new();
+    for c in &conns {
+        b.add(c);
+    }
+    let judged = |process: &str| {
+        let mut host = read_csv(&diag("reset-leak.sockets.csv")).unwrap();
+        for (_, v) in &mut host.backends {
+            for s in v.iter_mut() {
+                s.process = Comm::new(process);
+            }
+        }
+        let r = judge(&b, Some(&host), &Options { limit: None, min_conns: 3 });
+        backend(&r, "127.0.0.1:18101").clone()
+    };
+    let beam = judged("beam.smp");
+    assert_eq!(beam.verdict, Verdict::Leak);
+    assert!(beam.software.is_erlang());
+    assert!(beam.remedies.contains(&Remedy::ForDriver { kind: beam.driver.unwrap().kind, erlang: true }));
+    assert!(explain::remedies(&beam).iter().any(|m| m.contains("Thousand Island to ≥ 1.3.12")), "{:?}", beam.remedies);
+    assert!(explain::evidence(&beam)[0].contains("beam.smp (the Erlang VM"), "{:?}", beam.evidence);
+
+    let python = judged("python3");
+    assert_eq!(python.verdict, Verdict::Leak);
+    assert!(!python.software.is_erlang());
+    let text = explain::remedies(&python).join("\n");
+    assert!(!text.contains("Thousand Island"), "{text}");
+    assert!(text.contains("ECONNRESET") && text.contains("option httpchk"), "{text}");
 }
