@@ -22,4 +22,5 @@ pub mod sampler;
 pub mod sockets;
 pub mod source;
 pub mod stats;
+pub mod text;
 pub mod verdict;

@@ -290,7 +290,9 @@ pub fn prober_line(p: &crate::verdict::Prober) -> String {
     }
     s.push_str(&format!(", {}", p.kind.name()));
     if let Some(r) = &p.request {
-        s.push_str(&format!(" {r}"));
+        // From the wire: shown, never obeyed (see `text`).
+        s.push(' ');
+        s.push_str(&crate::text::escape(r));
     }
     if let Some((code, _)) = p.statuses.first() {
         s.push_str(&format!(" → {code}"));
@@ -329,7 +331,7 @@ pub fn headline(r: &crate::verdict::Report) -> String {
             } else if let Some(st) = &b.stopped {
                 s.push_str(&format!(" stopped answering after {} probes (accept queue full)", st.probes_before));
             } else if let Some(e) = b.evidence.first() {
-                s.push_str(&format!(": {e}"));
+                s.push_str(&format!(": {}", crate::text::escape(e)));
             }
             let others = r.backends.iter().skip(1).filter(|o| o.verdict >= Verdict::Suspicious).count();
             if others > 0 {
@@ -408,7 +410,7 @@ pub fn report_table(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeSta
         }
         writeln!(w, "\n{} — {}", b.name(), b.verdict.name())?;
         for e in &b.evidence {
-            writeln!(w, "  • {e}")?;
+            writeln!(w, "  • {}", crate::text::escape(e))?;
         }
         for m in &b.remedies {
             writeln!(w, "  → {m}")?;
@@ -564,8 +566,8 @@ pub fn report_nagios(w: &mut dyn Write, r: &crate::verdict::Report) -> io::Resul
             perf.push(format!("'{n} eta'={e:.0}s"));
         }
     }
-    // One line: newlines in plugin output start the long text.
-    let text = text.replace(['\n', '|'], " ");
+    // One line: newlines in plugin output start the long text; control characters are escaped.
+    let text = crate::text::escape(text).replace('|', " ");
     if perf.is_empty() {
         writeln!(w, "HCLEAK {state} - {text}")
     } else {
