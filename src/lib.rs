@@ -15,6 +15,7 @@ pub mod flow;
 pub mod http;
 pub mod live;
 pub mod metrics;
+pub mod output;
 pub mod pipeline;
 pub mod plot;
 pub mod render;
