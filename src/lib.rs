@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod output;
 pub mod pipeline;
 pub mod plot;
+pub mod privs;
 pub mod render;
 pub mod sampler;
 pub mod sockets;
