@@ -303,7 +303,7 @@ pub fn prober_line(p: &crate::verdict::Prober) -> String {
     s
 }
 
-/// The one-line answer on-call reads first.
+/// The one-line answer on-call reads first. Raw: whoever prints it escapes it (`text`).
 pub fn headline(r: &crate::verdict::Report) -> String {
     use crate::verdict::{human_duration, Verdict};
     let worst = r.backends.first();
@@ -331,7 +331,7 @@ pub fn headline(r: &crate::verdict::Report) -> String {
             } else if let Some(st) = &b.stopped {
                 s.push_str(&format!(" stopped answering after {} probes (accept queue full)", st.probes_before));
             } else if let Some(e) = b.evidence.first() {
-                s.push_str(&format!(": {}", crate::text::escape(e)));
+                s.push_str(&format!(": {e}"));
             }
             let others = r.backends.iter().skip(1).filter(|o| o.verdict >= Verdict::Suspicious).count();
             if others > 0 {
@@ -356,7 +356,7 @@ pub fn headline(r: &crate::verdict::Report) -> String {
 /// The default diagnosis view: verdict line, one row per backend worst first, then evidence.
 pub fn report_table(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStats) -> io::Result<()> {
     use crate::verdict::human_duration;
-    writeln!(w, "{}", headline(r))?;
+    writeln!(w, "{}", crate::text::escape(&headline(r)))?;
     match (d.first_ts, d.last_ts) {
         (Some(a), Some(b)) => {
             writeln!(w, "{} packets ({} TCP) over {:.1} s", d.frames, d.tcp, crate::decode::secs(a, b))?
