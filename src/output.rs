@@ -78,7 +78,10 @@ impl Output {
         for _ in 0..16 {
             let mut t = std::ffi::OsString::from(".");
             t.push(name);
-            t.push(format!(".{}.{}.hcleak-tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+            // Hard to guess, so that nobody sharing the directory can take the name first.
+            let nanos =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+            t.push(format!(".{}.{nanos:08x}{}.hcleak-tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
             let tmp = dir.join(t);
             let r = std::fs::OpenOptions::new()
                 .write(true)
