@@ -115,6 +115,10 @@ pub struct SampleArgs {
     /// Replace the -o file if it exists (never through a symlink).
     #[arg(long)]
     pub force: bool,
+    /// User to sample as once the server is found and the output open (when root); only the two
+    /// capabilities that reading other processes' /proc/PID/fd needs are kept.
+    #[arg(short = 'Z', long = "user", default_value = "nobody", value_name = "USER")]
+    pub user: String,
 }
 
 /// `250ms`, `10s`, `5m`, `1h`, or plain seconds.

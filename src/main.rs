@@ -401,7 +401,8 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
 }
 
 fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
-    // The output is checked and prepared first; it is put in place once the server is found.
+    // -Z and the output are checked first; the output is put in place once the server is found.
+    let user = privs::resolve(&a.user).map_err(Failure::Usage)?;
     let output = a.output.as_ref().map(|p| Output::create(p, a.force)).transpose().map_err(Failure::Usage)?;
     let stop = stop_flag()?;
     let proc = Procfs::default();
@@ -420,6 +421,12 @@ fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
         Some(o) => Box::new(io::BufWriter::new(o.commit().map_err(Failure::Usage)?)),
         None => Box::new(io::stdout()),
     };
+    // Sampling goes on as the unprivileged user with the two capabilities it needs, nothing else.
+    let dropped = match nix::unistd::geteuid().is_root() {
+        true => privs::drop_root(&user, &privs::SAMPLER_CAPS),
+        false => privs::drop_caps(&privs::SAMPLER_CAPS),
+    };
+    eprintln!("hcleak: {}", dropped.map_err(Failure::Usage)?);
     writeln!(out, "{}", sockets::CSV_HEADER)?;
     let deadline = a.duration.map(|d| Instant::now() + d);
     let mut samples = HostSamples::default();

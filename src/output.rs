@@ -123,20 +123,38 @@ impl Output {
             check_target(&self.path, true)?;
             std::fs::rename(&self.tmp, &self.path).map_err(|e| format!("cannot write {p}: {e}"))?;
         } else {
-            std::fs::hard_link(&self.tmp, &self.path).map_err(|e| {
-                if e.kind() == io::ErrorKind::AlreadyExists {
-                    format!("{p} exists; pass --force to overwrite it")
-                } else {
-                    format!("cannot write {p}: {e}")
+            let exists = |e: &io::Error| e.kind() == io::ErrorKind::AlreadyExists;
+            match std::fs::hard_link(&self.tmp, &self.path) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&self.tmp);
                 }
-            })?;
-            let _ = std::fs::remove_file(&self.tmp);
+                Err(e) if exists(&e) => return Err(format!("{p} exists; pass --force to overwrite it")),
+                // A filesystem without hard links (FAT): a rename that refuses to replace.
+                Err(e) => no_replace_rename(&self.tmp, &self.path).map_err(|e2| {
+                    if exists(&e2) {
+                        format!("{p} exists; pass --force to overwrite it")
+                    } else {
+                        format!("cannot write {p}: {e}")
+                    }
+                })?,
+            }
         }
         let f = self.file.take().expect("an uncommitted output has its file");
         // The temporary name is gone (renamed or unlinked): nothing for Drop to clean up.
         self.tmp = PathBuf::new();
         Ok(f)
     }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn no_replace_rename(from: &Path, to: &Path) -> io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags};
+    renameat2(None, from, None, to, RenameFlags::RENAME_NOREPLACE).map_err(io::Error::from)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn no_replace_rename(_: &Path, _: &Path) -> io::Result<()> {
+    Err(io::Error::from(io::ErrorKind::Unsupported))
 }
 
 impl Drop for Output {

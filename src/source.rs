@@ -801,4 +801,31 @@ mod tests {
         let text = open_offline(&fixture("README.md"), READ_BUFFER).err().expect("not a capture");
         assert!(text.contains("unknown file format"), "{text}");
     }
+
+    /// The pcap written by a live capture is one libpcap reads back, record for record.
+    #[test]
+    fn pcap_writer_output_reads_back_through_libpcap() {
+        let p = std::env::temp_dir().join(format!("hcleak-pcapwriter-{}.pcap", std::process::id()));
+        let mut w = PcapWriter::new(std::fs::File::create(&p).unwrap(), 1, 96).unwrap();
+        let frame = [0xabu8; 60];
+        for i in 0..3i64 {
+            let h = pcap::PacketHeader {
+                ts: libc::timeval { tv_sec: 1_700_000_000 + i, tv_usec: 123_456_789 },
+                caplen: 60,
+                len: 1500,
+            };
+            w.write(&h, &frame);
+        }
+        w.flush().unwrap();
+        let mut cap = pcap::Capture::from_file_with_precision(&p, pcap::Precision::Nano).unwrap();
+        assert_eq!(cap.get_datalink().0, 1);
+        let mut n = 0;
+        while let Ok(pk) = cap.next_packet() {
+            assert_eq!((pk.header.ts.tv_sec, pk.header.ts.tv_usec), (1_700_000_000 + n, 123_456_789));
+            assert_eq!((pk.header.caplen, pk.header.len, pk.data), (60, 1500, &frame[..]));
+            n += 1;
+        }
+        assert_eq!(n, 3);
+        let _ = std::fs::remove_file(&p);
+    }
 }

@@ -516,6 +516,47 @@ fn a_sampling_capture_runs_unprivileged_with_only_the_sampler_capabilities() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// `hcleak sample` under sudo samples as nobody with the two capabilities, and still counts a
+/// root-owned server's sockets; an unknown -Z user fails before the output is made.
+#[test]
+fn sample_runs_unprivileged_with_only_the_sampler_capabilities() {
+    let d = dir("sample");
+    fails_with(
+        &run(&["sample", "--port", "9", "-o", "s.csv", "-Z", "no-such-user-hcleak"], &d, &[]),
+        "no such user",
+        "sample -Z",
+    );
+    assert!(listing(&d).is_empty(), "{:?}", listing(&d));
+    if !root("sampling another user's process") {
+        return;
+    }
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(TcpStream::connect(("127.0.0.1", port)).unwrap());
+        held.push(l.accept().unwrap().0);
+    }
+    let ports = port.to_string();
+    let mut s =
+        Capture::start(&["sample", "--port", &ports, "--interval", "100ms", "--duration", "2s", "-o", "s.csv"], &d);
+    let line = s.wait_for("running as");
+    assert!(line.contains("CAP_DAC_READ_SEARCH") && line.contains("CAP_SYS_PTRACE"), "{line}");
+    let st = status_fields(s.pid());
+    let (uid, _) = nobody();
+    assert_eq!(st["Uid"], format!("{uid}\t{uid}\t{uid}\t{uid}"), "{st:?}");
+    for k in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(u64::from_str_radix(&st[k], 16).unwrap(), SAMPLER_MASK, "{k}: {st:?}");
+    }
+    let (code, _, stderr) = s.finish();
+    assert_eq!(code, Some(0), "{stderr:?}");
+    let text = std::fs::read_to_string(d.join("s.csv")).unwrap();
+    let last = text.lines().last().unwrap().split(',').map(String::from).collect::<Vec<_>>();
+    // The listener and the three accepted sockets, read as nobody.
+    assert!(last[2].parse::<u64>().unwrap() >= 4, "{text}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// Child mode: drop to nobody keeping the capabilities named in HCLEAK_TEST_DROP, then read the
 /// parent's (root's) socket fds and find its listener, and print what came of it.
 #[test]
