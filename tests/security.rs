@@ -379,14 +379,16 @@ struct Capture {
 
 impl Capture {
     fn start(args: &[&str], cwd: &Path) -> Capture {
-        let mut c = Command::new(BIN)
-            .args(args)
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        Capture::start_env(args, cwd, &[])
+    }
+
+    fn start_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Capture {
+        let mut c = Command::new(BIN);
+        c.args(args).current_dir(cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut c = c.spawn().unwrap();
         let err = c.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
@@ -469,7 +471,8 @@ fn a_sampling_capture_runs_unprivileged_with_only_the_sampler_capabilities() {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let ports = port.to_string();
-    let mut cap = Capture::start(
+    // Under sudo, with -w: the pcap and the samples beside it go to the invoking user.
+    let mut cap = Capture::start_env(
         &[
             "capture",
             "-i",
@@ -480,11 +483,14 @@ fn a_sampling_capture_runs_unprivileged_with_only_the_sampler_capabilities() {
             "200ms",
             "--format",
             "json",
+            "-w",
+            "dump.pcap",
             "tcp",
             "port",
             &ports,
         ],
         &d,
+        &[("SUDO_UID", "4242"), ("SUDO_GID", "4343")],
     );
     let line = cap.wait_for("running as");
     assert!(line.contains("CAP_DAC_READ_SEARCH") && line.contains("CAP_SYS_PTRACE"), "{line}");
@@ -513,6 +519,12 @@ fn a_sampling_capture_runs_unprivileged_with_only_the_sampler_capabilities() {
     let b = b.unwrap_or_else(|| panic!("no backend in {v:#}"));
     assert_eq!(b["sockets_source"], "host", "the sampler must still read the server as nobody: {b:#}");
     assert!(b["sockets_now"].as_f64().unwrap() >= 8.0, "{b:#}");
+    for f in ["dump.pcap", "dump.pcap.sockets.csv"] {
+        let m = std::fs::metadata(d.join(f)).unwrap();
+        assert_eq!((m.uid(), m.gid()), (4242, 4343), "{f}");
+        assert!(m.len() > 100, "{f} has content");
+    }
+    assert_eq!(listing(&d), vec!["dump.pcap", "dump.pcap.sockets.csv"]);
     let _ = std::fs::remove_dir_all(&d);
 }
 
