@@ -97,7 +97,7 @@ pub fn drop_caps(keep: &[Capability]) -> Result<String, String> {
     step("effective set", caps::set(None, CapSet::Effective, &keep))?;
     step("permitted set", caps::set(None, CapSet::Permitted, &keep))?;
     step("no new privileges", nix::sys::prctl::set_no_new_privs())?;
-    Ok(format!("capture open; keeping {}", names(&keep)))
+    Ok(format!("not running as root; keeping only {}", names(&keep)))
 }
 
 fn verify(to: &Target, keep: &CapsHashSet) -> Result<(), String> {
