@@ -60,10 +60,10 @@ pub struct CaptureArgs {
     /// Do not sample local servers; lets hcleak drop root right after opening the capture.
     #[arg(long)]
     pub no_sample: bool,
-    /// User to switch to once the capture and outputs are open (tcpdump's -Z); while sampling, only
-    /// the two capabilities the sampler needs are kept.
-    #[arg(short = 'Z', long = "user", default_value = "nobody", value_name = "USER")]
-    pub user: String,
+    /// User to switch to when root, once the capture and outputs are open (tcpdump's -Z; default
+    /// nobody); while sampling, only the two capabilities the sampler needs are kept.
+    #[arg(short = 'Z', long = "user", value_name = "USER")]
+    pub user: Option<String>,
     /// Time between view refreshes.
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub refresh: std::time::Duration,
@@ -115,10 +115,10 @@ pub struct SampleArgs {
     /// Replace the -o file if it exists (never through a symlink).
     #[arg(long)]
     pub force: bool,
-    /// User to sample as once the server is found and the output open (when root); only the two
-    /// capabilities that reading other processes' /proc/PID/fd needs are kept.
-    #[arg(short = 'Z', long = "user", default_value = "nobody", value_name = "USER")]
-    pub user: String,
+    /// User to sample as when root, once the server is found and the output open (default nobody);
+    /// only the two capabilities that reading other processes' /proc/PID/fd needs are kept.
+    #[arg(short = 'Z', long = "user", value_name = "USER")]
+    pub user: Option<String>,
 }
 
 /// `250ms`, `10s`, `5m`, `1h`, or plain seconds.

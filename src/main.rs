@@ -272,8 +272,7 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     let metrics_addr = a.metrics.as_deref().map(hcleak::metrics::bind_addr).transpose().map_err(Failure::Usage)?;
     let sampling = !a.no_sample;
     // -Z is resolved now, root or not: an unknown user stops the run before anything is opened.
-    let user = privs::resolve(&a.user).map_err(Failure::Usage)?;
-    let target = nix::unistd::geteuid().is_root().then_some(user);
+    let target = privs::target(a.user.as_deref()).map_err(Failure::Usage)?;
     // 2. Outputs, under temporary names beside their own: nothing that exists is touched yet.
     let csv_path = a.write.as_ref().filter(|_| sampling && !pcap_to_stdout).map(|p| {
         let mut s = p.clone().into_os_string();
@@ -402,7 +401,7 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
 
 fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
     // -Z and the output are checked first; the output is put in place once the server is found.
-    let user = privs::resolve(&a.user).map_err(Failure::Usage)?;
+    let target = privs::target(a.user.as_deref()).map_err(Failure::Usage)?;
     let output = a.output.as_ref().map(|p| Output::create(p, a.force)).transpose().map_err(Failure::Usage)?;
     let stop = stop_flag()?;
     let proc = Procfs::default();
@@ -422,9 +421,9 @@ fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
         None => Box::new(io::stdout()),
     };
     // Sampling goes on as the unprivileged user with the two capabilities it needs, nothing else.
-    let dropped = match nix::unistd::geteuid().is_root() {
-        true => privs::drop_root(&user, &privs::SAMPLER_CAPS),
-        false => privs::drop_caps(&privs::SAMPLER_CAPS),
+    let dropped = match &target {
+        Some(t) => privs::drop_root(t, &privs::SAMPLER_CAPS),
+        None => privs::drop_caps(&privs::SAMPLER_CAPS),
     };
     eprintln!("hcleak: {}", dropped.map_err(Failure::Usage)?);
     writeln!(out, "{}", sockets::CSV_HEADER)?;

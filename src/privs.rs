@@ -20,7 +20,18 @@ pub struct Target {
     pub gid: Gid,
 }
 
-/// Resolves `-Z USER` (a name, or a numeric uid). Only called when we are root.
+/// The user to become when root: `-Z USER`, or `nobody`. `None` when there is nothing to become
+/// (not root, and no -Z); an explicit -Z is checked either way, so a typo always fails.
+pub fn target(explicit: Option<&str>) -> Result<Option<Target>, String> {
+    let root = nix::unistd::geteuid().is_root();
+    match explicit {
+        Some(u) => resolve(u).map(|t| root.then_some(t)),
+        None if root => resolve("nobody").map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Resolves `-Z USER` (a name, or a numeric uid).
 pub fn resolve(user: &str) -> Result<Target, String> {
     let found = match user.parse::<u32>() {
         Ok(n) => User::from_uid(Uid::from_raw(n)),
