@@ -47,10 +47,11 @@ pub struct CaptureArgs {
     /// Bytes captured per packet (headers are enough: 96 keeps TCP options and HTTP request lines short).
     #[arg(short = 's', long = "snaplen", default_value_t = 262_144, value_name = "BYTES")]
     pub snaplen: i32,
-    /// Also write the raw packets to this pcap file (and the host samples beside it as FILE.sockets.csv).
+    /// Also write the raw packets to this pcap file (and the host samples beside it as
+    /// FILE.sockets.csv); `-` writes the pcap to standard output and the report to standard error.
     #[arg(short = 'w', value_name = "FILE")]
     pub write: Option<PathBuf>,
-    /// Overwrite the -w file if it exists.
+    /// Replace existing output files (-w, its .sockets.csv, --plot); never through a symlink.
     #[arg(long)]
     pub force: bool,
     /// Kernel capture buffer in MiB.
@@ -59,9 +60,10 @@ pub struct CaptureArgs {
     /// Do not sample local servers; lets hcleak drop root right after opening the capture.
     #[arg(long)]
     pub no_sample: bool,
-    /// User to switch to after opening the capture when not sampling (tcpdump's -Z).
-    #[arg(short = 'Z', long = "user", default_value = "nobody", value_name = "USER")]
-    pub user: String,
+    /// User to switch to when root, once the capture and outputs are open (tcpdump's -Z; default
+    /// nobody); while sampling, only the two capabilities the sampler needs are kept.
+    #[arg(short = 'Z', long = "user", value_name = "USER")]
+    pub user: Option<String>,
     /// Time between view refreshes.
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub refresh: std::time::Duration,
@@ -110,6 +112,13 @@ pub struct SampleArgs {
     /// Write the CSV here instead of standard output.
     #[arg(short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Replace the -o file if it exists (never through a symlink).
+    #[arg(long)]
+    pub force: bool,
+    /// User to sample as when root, once the server is found and the output open (default nobody);
+    /// only the two capabilities that reading other processes' /proc/PID/fd needs are kept.
+    #[arg(short = 'Z', long = "user", value_name = "USER")]
+    pub user: Option<String>,
 }
 
 /// `250ms`, `10s`, `5m`, `1h`, or plain seconds.
@@ -167,6 +176,9 @@ pub struct AnalyzeArgs {
     /// Draw each backend's sockets against probes and time, with the fit and the limit, as SVG.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
+    /// Replace the --plot file if it exists (never through a symlink).
+    #[arg(long)]
+    pub force: bool,
     /// Most connections tracked at once (about 500 bytes each); the least recently active are
     /// finished early beyond it, and the report says how many.
     #[arg(long, default_value_t = crate::flow::DEFAULT_MAX_FLOWS, value_name = "N")]
@@ -188,6 +200,7 @@ pub struct AnalyzeConfig {
     pub limit: Option<u64>,
     pub min_conns: u64,
     pub plot: Option<PathBuf>,
+    pub force: bool,
     pub max_flows: usize,
     pub threads: usize,
 }
@@ -250,6 +263,7 @@ impl AnalyzeArgs {
             limit: self.limit,
             min_conns: self.min_conns,
             plot: self.plot.clone(),
+            force: self.force,
             max_flows: self.max_flows,
             threads,
         })

@@ -8,13 +8,17 @@ use hcleak::classify;
 use hcleak::cli::{AnalyzeConfig, CaptureArgs, Cli, Cmd, SampleArgs};
 use hcleak::flow::{Conn, FlowConfig, FlowTable};
 use hcleak::live::{self, Live, View};
+use hcleak::metrics::MetricsListener;
+use hcleak::output::Output;
 use hcleak::pipeline::{self, Consumer, DecodeStats};
+use hcleak::privs;
 use hcleak::render::{self, Format};
 use hcleak::sampler::{HostSampler, ProcSampler, Procfs};
 use hcleak::sockets::{self, HostSamples};
 use hcleak::source::{self, LiveOptions, LiveSource};
 use hcleak::verdict::{self, Verdict};
 use std::io::{self, IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -161,6 +165,11 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
         Some(p) => Some(sockets::read_csv(p).map_err(|e| Failure::Usage(e.to_string()))?),
         None => None,
     };
+    // The plot's file too: a path that cannot be written fails before the reading, not after.
+    let mut plot = match &cfg.plot {
+        Some(p) => Some(Output::create(p, cfg.force).map_err(Failure::Usage)?),
+        None => None,
+    };
     let mut src = source::open_files(&cfg.files, cfg.filter.as_deref()).map_err(Failure::Source)?;
     let mut table = FlowTable::new(FlowConfig { max_flows: cfg.max_flows, ..FlowConfig::default() });
     let mut stats = DecodeStats::default();
@@ -206,8 +215,10 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
             eprintln!("hcleak: {}", hcleak::explain::coverage(c));
         }
         render::report(&mut out, cfg.format, &report, &stats, stats.last_ts.unwrap_or(0))?;
-        if let Some(p) = &cfg.plot {
-            write_plot(p, &report)?;
+        if let Some(mut o) = plot.take() {
+            let path = o.path().to_path_buf();
+            write_plot(o.file(), &path, &report)?;
+            o.commit().map_err(Failure::Usage)?;
         }
         code = report.verdict.into();
     }
@@ -219,11 +230,12 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     Ok(if errors.is_empty() { code } else { Exit::Unknown })
 }
 
-fn write_plot(path: &Path, r: &verdict::Report) -> Result<(), Failure> {
+/// Draws the report into an output file opened earlier (see `output`).
+fn write_plot(f: &mut std::fs::File, path: &Path, r: &verdict::Report) -> Result<(), Failure> {
     let svg = hcleak::plot::svg(r).map_err(|e| Failure::Usage(format!("drawing {}: {e}", path.display())))?;
-    std::fs::write(path, svg).map_err(|e| Failure::Usage(format!("cannot write {}: {e}", path.display())))?;
-    give_to_invoking_user(path);
-    Ok(())
+    f.write_all(svg.as_bytes())
+        .and_then(|_| f.flush())
+        .map_err(|e| Failure::Usage(format!("cannot write {}: {e}", path.display())))
 }
 
 /// SIGINT and SIGTERM set the flag; a second one ends the process at once.
@@ -237,47 +249,8 @@ fn stop_flag() -> Result<Arc<AtomicBool>, Failure> {
     Ok(stop)
 }
 
-/// Creates a file for writing, refusing to clobber one unless asked, owned by the invoking user
-/// when run through sudo.
-fn create_output(path: &Path, force: bool) -> Result<std::fs::File, Failure> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true);
-    if force {
-        o.create(true).truncate(true);
-    } else {
-        o.create_new(true);
-    }
-    let f = o.open(path).map_err(|e| {
-        Failure::Usage(if e.kind() == io::ErrorKind::AlreadyExists {
-            format!("{} exists; pass --force to overwrite it", path.display())
-        } else {
-            format!("cannot write {}: {e}", path.display())
-        })
-    })?;
-    give_to_invoking_user(path);
-    Ok(f)
-}
-
-fn give_to_invoking_user(path: &Path) {
-    let id = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
-    if let (Some(uid), Some(gid)) = (id("SUDO_UID"), id("SUDO_GID")) {
-        let _ = nix::unistd::chown(path, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
-    }
-}
-
 /// The host sampler and where its samples are also written.
 type Sampling = (Option<Box<dyn HostSampler>>, Option<Box<dyn Write>>);
-
-/// tcpdump's -Z: after the capture handle is open, give up root.
-fn drop_privileges(user: &str) -> Result<String, String> {
-    use nix::unistd::{getuid, setgid, setgroups, setuid, User};
-    if !getuid().is_root() {
-        return Ok("not running as root".into());
-    }
-    let u = User::from_name(user).map_err(|e| e.to_string())?.ok_or_else(|| format!("no user '{user}'"))?;
-    setgroups(&[u.gid]).and_then(|_| setgid(u.gid)).and_then(|_| setuid(u.uid)).map_err(|e| e.to_string())?;
-    Ok(format!("dropped root, running as {user}"))
-}
 
 fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     if a.list_interfaces {
@@ -291,62 +264,90 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
         }
         return Ok(Exit::Ok);
     }
+    // 1. Every argument, before anything is opened or written.
     let iface = a.iface.clone().ok_or_else(|| Failure::Usage("-i IFACE is required".into()))?;
     if a.snaplen < 64 {
         return Err(Failure::Usage("-s must be at least 64 bytes".into()));
     }
-    let stop = stop_flag()?;
-    // Refuse to clobber before opening anything.
-    let csv_path = a.write.as_ref().map(|p| {
+    let pcap_to_stdout = a.write.as_deref() == Some(Path::new("-"));
+    if pcap_to_stdout && io::stdout().is_terminal() {
+        return Err(Failure::Usage(
+            "-w - writes binary pcap to standard output, which is a terminal: redirect it".into(),
+        ));
+    }
+    let metrics_addr = a.metrics.as_deref().map(hcleak::metrics::bind_addr).transpose().map_err(Failure::Usage)?;
+    let sampling = !a.no_sample;
+    // -Z is resolved now, root or not: an unknown user stops the run before anything is opened.
+    let target = privs::target(a.user.as_deref()).map_err(Failure::Usage)?;
+    // 2. Outputs, under temporary names beside their own: nothing that exists is touched yet.
+    let csv_path = a.write.as_ref().filter(|_| sampling && !pcap_to_stdout).map(|p| {
         let mut s = p.clone().into_os_string();
         s.push(".sockets.csv");
         std::path::PathBuf::from(s)
     });
-    if let (Some(p), false) = (&a.write, a.force) {
-        for q in [Some(p), csv_path.as_ref()].into_iter().flatten() {
-            if q.exists() {
-                return Err(Failure::Usage(format!("{} exists; pass --force to overwrite it", q.display())));
-            }
-        }
-    }
-    let filter = (!a.filter.is_empty()).then(|| a.filter.join(" "));
-    let opts = LiveOptions {
-        iface: iface.clone(),
-        filter,
-        snaplen: a.snaplen,
-        buffer: a.buffer_mib.saturating_mul(1 << 20),
-        write: a.write.clone(),
+    let pcap_out = match &a.write {
+        Some(p) if !pcap_to_stdout => Some(Output::create(p, a.force).map_err(Failure::Usage)?),
+        _ => None,
     };
+    let csv_out = csv_path.map(|p| Output::create(&p, a.force)).transpose().map_err(Failure::Usage)?;
+    let plot_out = a.plot.as_ref().map(|p| Output::create(p, a.force)).transpose().map_err(Failure::Usage)?;
+    // 3. The metrics port (served only after the privilege drop).
+    let listener = metrics_addr.map(MetricsListener::bind).transpose().map_err(Failure::Usage)?;
+    let stop = stop_flag()?;
+    // 4. The capture: the one thing that needs CAP_NET_RAW.
+    let filter = (!a.filter.is_empty()).then(|| a.filter.join(" "));
+    let opts =
+        LiveOptions { iface: iface.clone(), filter, snaplen: a.snaplen, buffer: a.buffer_mib.saturating_mul(1 << 20) };
     let mut src = LiveSource::open(&opts).map_err(Failure::Source)?;
-    if let Some(p) = &a.write {
-        give_to_invoking_user(p);
+    // 5. Everything is open and checked: put the outputs in place while the directory is still
+    // writable to us, then give up root, keeping only what sampling needs.
+    let pcap_file = match pcap_out {
+        Some(o) => Some(o.commit().map_err(Failure::Usage)?),
+        None if pcap_to_stdout => Some(std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?)),
+        None => None,
+    };
+    let csv_file = csv_out.map(Output::commit).transpose().map_err(Failure::Usage)?;
+    let mut plot_file = match plot_out {
+        Some(o) => {
+            let path = o.path().to_path_buf();
+            Some((path, o.commit().map_err(Failure::Usage)?))
+        }
+        None => None,
+    };
+    if let Some(f) = pcap_file {
+        src.write_to(f).map_err(Failure::Source)?;
     }
+    let keep: &[caps::Capability] = if sampling { &privs::SAMPLER_CAPS } else { &[] };
+    let dropped = match &target {
+        Some(t) => privs::drop_root(t, keep),
+        None => privs::drop_caps(keep),
+    };
+    eprintln!("hcleak: {}", dropped.map_err(Failure::Usage)?);
     let local = source::local_addresses();
-    let (sampler, csv): Sampling = if a.no_sample {
-        match drop_privileges(&a.user) {
-            Ok(msg) => eprintln!("hcleak: {msg}"),
-            Err(e) => eprintln!("hcleak: could not drop privileges to '{}': {e}; continuing", a.user),
-        }
-        (None, None)
-    } else {
-        if nix::unistd::getuid().is_root() {
-            eprintln!(
-                "hcleak: keeping root to read other processes' /proc/PID/fd for host sampling (--no-sample drops to '{}' after opening the capture)",
-                a.user
-            );
-        }
-        let csv: Option<Box<dyn Write>> = match &csv_path {
-            Some(p) => {
-                let mut f = io::BufWriter::new(create_output(p, a.force)?);
+    let (sampler, csv): Sampling = if sampling {
+        let csv: Option<Box<dyn Write>> = match csv_file {
+            Some(f) => {
+                let mut f = io::BufWriter::new(f);
                 writeln!(f, "{}", sockets::CSV_HEADER)?;
                 Some(Box::new(f))
             }
             None => None,
         };
         (Some(Box::new(ProcSampler::default())), csv)
+    } else {
+        (None, None)
     };
+    // With the pcap on standard output, everything else goes to standard error (as tcpdump does).
+    let report_out = || -> Box<dyn Write> {
+        if pcap_to_stdout {
+            Box::new(io::stderr())
+        } else {
+            Box::new(io::stdout())
+        }
+    };
+    let on_terminal = if pcap_to_stdout { io::stderr().is_terminal() } else { io::stdout().is_terminal() };
     let format: Format = a.format.into();
-    let view = match (format, io::stdout().is_terminal()) {
+    let view = match (format, on_terminal) {
         // A JSON document or a Nagios line on stdout must stay just that.
         (Format::Json | Format::Nagios, _) => View::Quiet,
         (Format::Jsonl, _) => View::Jsonl,
@@ -355,23 +356,12 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     };
     let deadline = a.duration.map(|d| Instant::now() + d);
     let vopts = verdict::Options { limit: a.limit, min_conns: a.min_conns };
-    let mut live = Live::new(
-        sampler,
-        csv,
-        local,
-        Arc::clone(&stop),
-        deadline,
-        a.count,
-        a.refresh,
-        view,
-        vopts,
-        Box::new(io::stdout()),
-    );
+    let mut live =
+        Live::new(sampler, csv, local, Arc::clone(&stop), deadline, a.count, a.refresh, view, vopts, report_out());
     live.sample_every = a.sample_interval.max(Duration::from_millis(50));
     live.drops = Some(src.counters());
-    if let Some(spec) = &a.metrics {
-        let addr = hcleak::metrics::bind_addr(spec).map_err(Failure::Usage)?;
-        let m = hcleak::metrics::MetricsServer::start(addr).map_err(Failure::Usage)?;
+    if let Some(l) = listener {
+        let m = l.start().map_err(Failure::Usage)?;
         eprintln!("hcleak: serving metrics at http://{}/metrics", m.addr);
         live.metrics = Some(m);
     }
@@ -380,20 +370,25 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     let mut errors = Vec::new();
     pipeline::run(&mut src, &mut table, &mut stats, &mut errors, &mut live);
     // Stopped: finish what is open, take a last sample, report.
-    let _ = src.flush();
+    if let Err(e) = src.flush() {
+        live.warnings.push(e.to_string());
+    }
     table.finish(&mut |c| live.conn(c));
     live.sample_now();
     let report = live.report();
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+    // The plot first: its file was opened before the privilege drop, so this cannot be refused,
+    // and a closed report pipe does not lose it.
+    if let Some((p, f)) = &mut plot_file {
+        if let Err(e) = write_plot(f, p, &report) {
+            live.warnings.push(e.to_string());
+        }
+    }
+    let mut out = io::BufWriter::new(report_out());
     if view == View::Screen {
         write!(out, "\x1b[2J\x1b[H")?;
     }
     render::report(&mut out, format, &report, &stats, live::now_ts())?;
     out.flush()?;
-    if let Some(p) = &a.plot {
-        write_plot(p, &report)?;
-    }
     if let Some(d) = src.drops() {
         eprintln!(
             "hcleak: {} packets captured, {} received by filter, {} dropped by kernel, {} dropped by interface",
@@ -407,11 +402,13 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
         eprintln!("hcleak: {e}");
         return Ok(Exit::Unknown);
     }
-    let _ = stop.load(Ordering::Relaxed);
     Ok(report.verdict.into())
 }
 
 fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
+    // -Z and the output are checked first; the output is put in place once the server is found.
+    let target = privs::target(a.user.as_deref()).map_err(Failure::Usage)?;
+    let output = a.output.as_ref().map(|p| Output::create(p, a.force)).transpose().map_err(Failure::Usage)?;
     let stop = stop_flag()?;
     let proc = Procfs::default();
     let server = proc.find_server(a.port, a.pid).ok_or_else(|| {
@@ -425,10 +422,16 @@ fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
             ),
         })
     })?;
-    let mut out: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(io::BufWriter::new(create_output(p, true)?)),
+    let mut out: Box<dyn Write> = match output {
+        Some(o) => Box::new(io::BufWriter::new(o.commit().map_err(Failure::Usage)?)),
         None => Box::new(io::stdout()),
     };
+    // Sampling goes on as the unprivileged user with the two capabilities it needs, nothing else.
+    let dropped = match &target {
+        Some(t) => privs::drop_root(t, &privs::SAMPLER_CAPS),
+        None => privs::drop_caps(&privs::SAMPLER_CAPS),
+    };
+    eprintln!("hcleak: {}", dropped.map_err(Failure::Usage)?);
     writeln!(out, "{}", sockets::CSV_HEADER)?;
     let deadline = a.duration.map(|d| Instant::now() + d);
     let mut samples = HostSamples::default();

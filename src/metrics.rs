@@ -7,8 +7,9 @@ use crate::verdict::Report;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn esc(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
@@ -123,27 +124,68 @@ pub fn bind_addr(spec: &str) -> Result<SocketAddr, String> {
     spec.parse().map_err(|_| format!("bad --metrics address '{spec}' (want PORT or ADDR:PORT)"))
 }
 
-/// Serves the latest exposition at /metrics from a background thread.
+/// Most connections served at once; more are answered 503 at once and closed.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Longest a connection may take to send its request and read the answer.
+pub const REQUEST_TIME: Duration = Duration::from_secs(2);
+/// Longest request head read (request line and headers).
+const MAX_REQUEST: usize = 8192;
+
+/// A bound metrics port, not yet served: bound before anything is written, served after the
+/// privilege drop so that no thread ever runs with more than the main one keeps.
+pub struct MetricsListener {
+    listener: TcpListener,
+    pub addr: SocketAddr,
+}
+
+impl MetricsListener {
+    pub fn bind(addr: SocketAddr) -> Result<MetricsListener, String> {
+        let listener = TcpListener::bind(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        Ok(MetricsListener { listener, addr })
+    }
+
+    /// Starts serving: a thread per connection, at most [`MAX_CONNECTIONS`] at once, each limited
+    /// to [`REQUEST_TIME`], so idle or slow clients cannot hold up a scrape.
+    pub fn start(self) -> Result<MetricsServer, String> {
+        let body = Arc::new(Mutex::new(String::new()));
+        let shared = Arc::clone(&body);
+        let l = self.listener;
+        let busy = Arc::new(AtomicUsize::new(0));
+        std::thread::Builder::new()
+            .name("metrics".into())
+            .spawn(move || {
+                for s in l.incoming().flatten() {
+                    if busy.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                        busy.fetch_sub(1, Ordering::AcqRel);
+                        let _ = refuse(s);
+                        continue;
+                    }
+                    let (body, count) = (Arc::clone(&shared), Arc::clone(&busy));
+                    let spawned = std::thread::Builder::new().name("metrics-conn".into()).spawn(move || {
+                        let _ = serve(s, &body);
+                        count.fetch_sub(1, Ordering::AcqRel);
+                    });
+                    if spawned.is_err() {
+                        busy.fetch_sub(1, Ordering::AcqRel);
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(MetricsServer { addr: self.addr, body })
+    }
+}
+
+/// Serves the latest exposition at /metrics from background threads.
 pub struct MetricsServer {
     pub addr: SocketAddr,
     pub body: Arc<Mutex<String>>,
 }
 
 impl MetricsServer {
+    /// Binds and serves at once (for callers with nothing to do in between).
     pub fn start(addr: SocketAddr) -> Result<MetricsServer, String> {
-        let l = TcpListener::bind(addr).map_err(|e| format!("cannot serve metrics on {addr}: {e}"))?;
-        let addr = l.local_addr().map_err(|e| e.to_string())?;
-        let body = Arc::new(Mutex::new(String::new()));
-        let shared = Arc::clone(&body);
-        std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || {
-                for s in l.incoming().flatten() {
-                    let _ = serve(s, &shared);
-                }
-            })
-            .map_err(|e| e.to_string())?;
-        Ok(MetricsServer { addr, body })
+        MetricsListener::bind(addr)?.start()
     }
 
     pub fn publish(&self, text: String) {
@@ -153,22 +195,62 @@ impl MetricsServer {
     }
 }
 
-fn serve(mut s: TcpStream, body: &Mutex<String>) -> std::io::Result<()> {
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut req = [0u8; 1024];
-    let n = s.read(&mut req)?;
-    let line = String::from_utf8_lossy(&req[..n]);
-    let path = line.split_whitespace().nth(1).unwrap_or("");
-    let (status, ctype, text) = if path == "/metrics" || path.starts_with("/metrics?") {
-        ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body.lock().map(|b| b.clone()).unwrap_or_default())
+fn refuse(mut s: TcpStream) -> std::io::Result<()> {
+    s.set_write_timeout(Some(Duration::from_millis(200)))?;
+    s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+}
+
+/// Reads the request head (it may come in several segments) within the connection's deadline.
+/// `None`: the client was too slow, sent too much, or closed.
+fn read_head(s: &mut TcpStream, deadline: Instant) -> Option<Vec<u8>> {
+    let mut req = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    loop {
+        let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
+        s.set_read_timeout(Some(left)).ok()?;
+        let n = s.read(&mut buf).ok().filter(|n| *n > 0)?;
+        req.extend_from_slice(&buf[..n]);
+        if req.windows(4).any(|w| w == b"\r\n\r\n") || req.windows(2).any(|w| w == b"\n\n") {
+            return Some(req);
+        }
+        if req.len() > MAX_REQUEST {
+            return None;
+        }
+    }
+}
+
+/// The answer to one request head: status, content type, body, and whether to send the body.
+pub fn respond(head: &[u8], body: &Mutex<String>) -> (&'static str, &'static str, String, bool) {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(b"");
+    let mut words = line.split(|&b| b == b' ' || b == b'\r').filter(|w| !w.is_empty());
+    let (method, path) = (words.next().unwrap_or(b""), words.next().unwrap_or(b""));
+    let send_body = method != b"HEAD";
+    if method != b"GET" && method != b"HEAD" {
+        return ("405 Method Not Allowed", "text/plain", "GET or HEAD only\n".into(), true);
+    }
+    if path == b"/metrics" || path.starts_with(b"/metrics?") {
+        let text = body.lock().map(|b| b.clone()).unwrap_or_default();
+        ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text, send_body)
     } else {
-        ("404 Not Found", "text/plain", "try /metrics\n".to_string())
-    };
+        ("404 Not Found", "text/plain", "try /metrics\n".into(), send_body)
+    }
+}
+
+fn serve(mut s: TcpStream, body: &Mutex<String>) -> std::io::Result<()> {
+    let deadline = Instant::now() + REQUEST_TIME;
+    let Some(head) = read_head(&mut s, deadline) else { return Ok(()) };
+    let (status, ctype, text, send_body) = respond(&head, body);
+    s.set_write_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100))))?;
+    let allow = if status.starts_with("405") { "Allow: GET, HEAD\r\n" } else { "" };
     write!(
         s,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
         text.len()
-    )
+    )?;
+    if send_body {
+        s.write_all(text.as_bytes())?;
+    }
+    s.flush()
 }
 
 #[cfg(test)]
@@ -180,6 +262,19 @@ mod tests {
         assert_eq!(bind_addr("9917").unwrap(), "127.0.0.1:9917".parse().unwrap());
         assert_eq!(bind_addr("0.0.0.0:9917").unwrap(), "0.0.0.0:9917".parse().unwrap());
         assert!(bind_addr("localhost").is_err());
+    }
+
+    #[test]
+    fn methods_other_than_get_and_head_are_405_and_head_has_no_body() {
+        let body = Mutex::new("hcleak_packets_total 1\n".to_string());
+        let (st, _, _, send) = respond(b"POST /metrics HTTP/1.1\r\n\r\n", &body);
+        assert_eq!((st, send), ("405 Method Not Allowed", true));
+        let (st, _, text, send) = respond(b"HEAD /metrics HTTP/1.1\r\n\r\n", &body);
+        assert_eq!((st, send, text.len()), ("200 OK", false, 23));
+        let (st, _, text, send) = respond(b"GET /metrics?x=1 HTTP/1.0\r\n\r\n", &body);
+        assert_eq!((st, send, text.as_str()), ("200 OK", true, "hcleak_packets_total 1\n"));
+        assert_eq!(respond(b"GET / HTTP/1.1\r\n\r\n", &body).0, "404 Not Found");
+        assert_eq!(respond(b"\x16\x03\x01", &body).0, "405 Method Not Allowed");
     }
 
     #[test]

@@ -290,7 +290,9 @@ pub fn prober_line(p: &crate::verdict::Prober) -> String {
     }
     s.push_str(&format!(", {}", p.kind.name()));
     if let Some(r) = &p.request {
-        s.push_str(&format!(" {r}"));
+        // From the wire: shown, never obeyed (see `text`).
+        s.push(' ');
+        s.push_str(&crate::text::escape(r));
     }
     if let Some((code, _)) = p.statuses.first() {
         s.push_str(&format!(" → {code}"));
@@ -302,7 +304,8 @@ pub fn prober_line(p: &crate::verdict::Prober) -> String {
 }
 
 /// The one-line answer on-call reads first. A report cut short by damaged input says so first,
-/// with the verdict up to the damage: the same `unknown` the exit code (3) says.
+/// with the verdict up to the damage: the same `unknown` the exit code (3) says. Raw: whoever
+/// prints it escapes it (`text`).
 pub fn headline(r: &crate::verdict::Report) -> String {
     match r.damage {
         Some(d) => {
@@ -368,7 +371,7 @@ fn headline_for(r: &crate::verdict::Report, verdict: crate::verdict::Verdict) ->
 /// The default diagnosis view: verdict line, one row per backend worst first, then evidence.
 pub fn report_table(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStats) -> io::Result<()> {
     use crate::verdict::human_duration;
-    writeln!(w, "{}", headline(r))?;
+    writeln!(w, "{}", crate::text::escape(&headline(r)))?;
     match (d.first_ts, d.last_ts) {
         (Some(a), Some(b)) => {
             writeln!(w, "{} packets ({} TCP) over {:.1} s", d.frames, d.tcp, crate::decode::secs(a, b))?
@@ -425,7 +428,7 @@ pub fn report_table(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeSta
         }
         writeln!(w, "\n{} — {}", b.name(), b.verdict.name())?;
         for e in crate::explain::evidence(b) {
-            writeln!(w, "  • {e}")?;
+            writeln!(w, "  • {}", crate::text::escape(&e))?;
         }
         for m in crate::explain::remedies(b) {
             writeln!(w, "  → {m}")?;
@@ -598,8 +601,8 @@ pub fn report_nagios(w: &mut dyn Write, r: &crate::verdict::Report) -> io::Resul
             perf.push(format!("'{n} eta'={e:.0}s"));
         }
     }
-    // One line: newlines in plugin output start the long text.
-    let text = text.replace(['\n', '|'], " ");
+    // One line: newlines in plugin output start the long text; control characters are escaped.
+    let text = crate::text::escape(text).replace('|', " ");
     if perf.is_empty() {
         writeln!(w, "HCLEAK {state} - {text}")
     } else {

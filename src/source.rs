@@ -447,8 +447,65 @@ pub struct LiveOptions {
     pub snaplen: i32,
     /// Kernel buffer in bytes: big enough that a burst does not overflow between reads.
     pub buffer: i32,
-    /// Write the raw packets here as pcap (flushed at every idle moment and at the end).
-    pub write: Option<PathBuf>,
+}
+
+/// The raw packets written as a pcap file (nanosecond timestamps), to an already open file or
+/// standard output: the caller decides how the file is created (see `output`). One 16-byte record
+/// header and the packet bytes per packet, through a buffer: nothing is allocated per packet.
+pub struct PcapWriter {
+    out: std::io::BufWriter<std::fs::File>,
+    /// The first write error; the rest are skipped and this is reported at the next flush.
+    err: Option<std::io::Error>,
+}
+
+impl PcapWriter {
+    /// Writes the global header for `dlt` (libpcap's link type) and `snaplen`.
+    pub fn new(file: std::fs::File, dlt: i32, snaplen: i32) -> std::io::Result<PcapWriter> {
+        use std::io::Write;
+        // The file format's LINKTYPE_ numbers equal the DLT_ ones except for raw IP.
+        let linktype: u32 = match dlt {
+            12 | 14 => 101,
+            d => d as u32,
+        };
+        let mut h = [0u8; 24];
+        h[0..4].copy_from_slice(&0xa1b2_3c4du32.to_ne_bytes());
+        h[4..6].copy_from_slice(&2u16.to_ne_bytes());
+        h[6..8].copy_from_slice(&4u16.to_ne_bytes());
+        h[16..20].copy_from_slice(&(snaplen as u32).to_ne_bytes());
+        h[20..24].copy_from_slice(&linktype.to_ne_bytes());
+        let mut out = std::io::BufWriter::with_capacity(256 << 10, file);
+        out.write_all(&h)?;
+        Ok(PcapWriter { out, err: None })
+    }
+
+    fn write(&mut self, h: &pcap::PacketHeader, data: &[u8]) {
+        use std::io::Write;
+        if self.err.is_some() {
+            return;
+        }
+        let mut r = [0u8; 16];
+        r[0..4].copy_from_slice(&(h.ts.tv_sec as u32).to_ne_bytes());
+        r[4..8].copy_from_slice(&(h.ts.tv_usec as u32).to_ne_bytes());
+        r[8..12].copy_from_slice(&(data.len() as u32).to_ne_bytes());
+        r[12..16].copy_from_slice(&h.len.to_ne_bytes());
+        if let Err(e) = self.out.write_all(&r).and_then(|_| self.out.write_all(data)) {
+            self.err = Some(e);
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        use std::io::Write;
+        if self.err.is_none() {
+            if let Err(e) = self.out.flush() {
+                self.err = Some(e);
+            }
+        }
+        match &self.err {
+            // Kept: the idle-time flushes ignore errors, the final one must still see it.
+            Some(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Counters from the kernel at the end of a live capture.
@@ -465,7 +522,9 @@ pub struct LiveSource {
     iface: String,
     cap: Capture<pcap::Active>,
     link: Link,
-    save: Option<pcap::Savefile>,
+    dlt: i32,
+    snaplen: i32,
+    save: Option<PcapWriter>,
     since_flush: u32,
     /// The last read found nothing: wait on the descriptor before reading again.
     drained: bool,
@@ -476,6 +535,7 @@ pub struct LiveSource {
 }
 
 impl LiveSource {
+    /// Opens the interface (this is what needs `CAP_NET_RAW`).
     pub fn open(o: &LiveOptions) -> Result<LiveSource, SourceError> {
         let err = |msg: String| SourceError::Live { iface: o.iface.clone(), msg };
         let inactive = Capture::from_device(o.iface.as_str()).map_err(|e| err(live_msg(&pcap_msg(&e))))?;
@@ -495,10 +555,6 @@ impl LiveSource {
         if let Some(expr) = &o.filter {
             cap.filter(expr, true).map_err(|e| SourceError::Filter { expr: expr.clone(), msg: pcap_msg(&e) })?;
         }
-        let save = match &o.write {
-            Some(p) => Some(cap.savefile(p).map_err(|e| SourceError::Open { path: p.clone(), msg: pcap_msg(&e) })?),
-            None => None,
-        };
         // Non-blocking reads plus our own poll with a timeout: with TPACKET_V3 a blocking read on
         // an idle interface never returns, and then nothing could stop or refresh the capture.
         let cap = cap.setnonblock().map_err(|e| err(pcap_msg(&e)))?;
@@ -506,12 +562,22 @@ impl LiveSource {
             iface: o.iface.clone(),
             cap,
             link,
-            save,
+            dlt: dl.0,
+            snaplen: o.snaplen,
+            save: None,
             since_flush: 0,
             drained: false,
             counters: Default::default(),
             since_stats: 0,
         })
+    }
+
+    /// From now on, every packet read is also written to `file` as pcap (its header first).
+    pub fn write_to(&mut self, file: std::fs::File) -> Result<(), SourceError> {
+        let w = PcapWriter::new(file, self.dlt, self.snaplen)
+            .map_err(|e| SourceError::Live { iface: self.iface.clone(), msg: format!("writing the capture: {e}") })?;
+        self.save = Some(w);
+        Ok(())
     }
 
     /// A handle on the kernel counters that stays current while the capture runs.
@@ -540,7 +606,7 @@ impl LiveSource {
         if let Some(s) = &mut self.save {
             s.flush().map_err(|e| SourceError::Live {
                 iface: self.iface.clone(),
-                msg: format!("writing the capture: {}", pcap_msg(&e)),
+                msg: format!("writing the capture: {e}"),
             })?;
         }
         self.since_flush = 0;
@@ -581,7 +647,7 @@ impl PacketSource for LiveSource {
             Ok(p) => {
                 self.since_stats += 1;
                 if let Some(s) = &mut self.save {
-                    s.write(&p);
+                    s.write(p.header, p.data);
                     self.since_flush += 1;
                     if self.since_flush >= 1024 {
                         // Keep the file complete up to a recent packet even if we are killed.
@@ -734,5 +800,32 @@ mod tests {
         assert_eq!(missing.as_deref(), Some("no such file"));
         let text = open_offline(&fixture("README.md"), READ_BUFFER).err().expect("not a capture");
         assert!(text.contains("unknown file format"), "{text}");
+    }
+
+    /// The pcap written by a live capture is one libpcap reads back, record for record.
+    #[test]
+    fn pcap_writer_output_reads_back_through_libpcap() {
+        let p = std::env::temp_dir().join(format!("hcleak-pcapwriter-{}.pcap", std::process::id()));
+        let mut w = PcapWriter::new(std::fs::File::create(&p).unwrap(), 1, 96).unwrap();
+        let frame = [0xabu8; 60];
+        for i in 0..3i64 {
+            let h = pcap::PacketHeader {
+                ts: libc::timeval { tv_sec: 1_700_000_000 + i, tv_usec: 123_456_789 },
+                caplen: 60,
+                len: 1500,
+            };
+            w.write(&h, &frame);
+        }
+        w.flush().unwrap();
+        let mut cap = pcap::Capture::from_file_with_precision(&p, pcap::Precision::Nano).unwrap();
+        assert_eq!(cap.get_datalink().0, 1);
+        let mut n = 0;
+        while let Ok(pk) = cap.next_packet() {
+            assert_eq!((pk.header.ts.tv_sec, pk.header.ts.tv_usec), (1_700_000_000 + n, 123_456_789));
+            assert_eq!((pk.header.caplen, pk.header.len, pk.data), (60, 1500, &frame[..]));
+            n += 1;
+        }
+        assert_eq!(n, 3);
+        let _ = std::fs::remove_file(&p);
     }
 }

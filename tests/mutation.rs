@@ -41,6 +41,8 @@ const VMEM_KIB: u64 = 4 << 20;
 enum Mode {
     Json,
     FlowsTsv,
+    /// The default report table (for the regressions: text from the wire shown escaped).
+    Table,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -705,6 +707,7 @@ fn run(files: &[&Path], mode: Mode, scratch: &Path) -> Outcome {
     let flags: &[&str] = match mode {
         Mode::Json => &["--format", "json"],
         Mode::FlowsTsv => &["--flows", "--format", "tsv"],
+        Mode::Table => &[],
     };
     let mut child = Command::new("sh")
         .arg("-c")
@@ -770,6 +773,11 @@ fn check(mode: Mode, expect: Expect, o: &Outcome) -> Result<(), String> {
         if !l.starts_with("hcleak: ") {
             return Err(format!("stderr line without the 'hcleak: ' prefix: {l:?}"));
         }
+    }
+    // Issue 16: nothing from the wire reaches the terminal raw (escape sequences, NUL, BEL, …).
+    let raw = |t: &str| t.chars().find(|c| c.is_control() && *c != '\n' && *c != '\t');
+    if let Some(c) = raw(&o.stdout).or_else(|| raw(&o.stderr)) {
+        return Err(format!("raw control character {c:?} in the output"));
     }
     let must_fail = matches!(expect, Expect::Fail | Expect::FailAfter(_));
     if must_fail && (code != 3 || lines.len() != 1) {
@@ -888,4 +896,19 @@ fn regression_verdict_spark_time_overflow() {
 #[test]
 fn regression_backend_timeline_shift_oom() {
     regression("backend-timeline-shift-oom.pcap", Mode::Json, Expect::Packets(3));
+}
+
+/// Issue 16: HTTP checks whose request line, User-Agent, status text and Server header carry
+/// terminal escapes (window title, clear screen, a lone C1 CSI, a non-UTF-8 byte). Every format
+/// must show them escaped; the table shows the request as `\x1b]0;OWNED\x07…`.
+#[test]
+fn regression_terminal_escape_http_check() {
+    regression("terminal-escape-http-check.pcap", Mode::Json, Expect::Packets(30));
+    regression("terminal-escape-http-check.pcap", Mode::FlowsTsv, Expect::Survive);
+    regression("terminal-escape-http-check.pcap", Mode::Table, Expect::Survive);
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/regressions/terminal-escape-http-check.pcap");
+    let dir = scratch_dir("regression-escape");
+    let o = run(&[&file], Mode::Table, &dir.join("table"));
+    let _ = fs::remove_dir(&dir);
+    assert!(o.stdout.contains("GET /\\x1b]0;OWNED\\x07\\x1b[2J"), "the request, escaped:\n{}", o.stdout);
 }

@@ -110,6 +110,12 @@ pub fn judge_and_render(conns: &[Conn], stats: &DecodeStats) {
     out.clear();
     render::report_table(&mut out, &report, stats).expect("write to Vec");
     render::report_table(&mut out, &report_limit, stats).expect("write to Vec");
+    render::report_nagios(&mut out, &report).expect("write to Vec");
+    render::report_lines(&mut out, &report, 0).expect("write to Vec");
+    // Issue 16: text from the wire is never printed raw (terminal escapes, BEL, NUL, …).
+    let text = String::from_utf8_lossy(&out);
+    let raw = text.chars().find(|c| c.is_control() && *c != '\n' && *c != '\t');
+    assert!(raw.is_none(), "raw control character {raw:?} in the rendered report");
     out.clear();
     render::report_json(&mut out, &report, stats).expect("write to Vec");
     let doc: serde_json::Value = serde_json::from_slice(&out).expect("report_json writes valid JSON");
