@@ -917,8 +917,7 @@ pub struct Started {
 pub const TRUTH_MARGIN: i64 = 2 * SEC;
 
 /// The name hcleak gives a generated connection of `kind` when it is judged right: probes by
-/// their kind, client traffic as `traffic` — except refusals and unanswered SYNs, whose shape is a
-/// probe's whoever sent them.
+/// their kind, client traffic (refused and unanswered client SYNs included) as `traffic`.
 fn truth_name(kind: Kind) -> &'static str {
     match kind {
         Kind::HalfOpenRst => "halfopen_rst",
@@ -926,8 +925,8 @@ fn truth_name(kind: Kind) -> &'static str {
         Kind::DataRst => "data_rst",
         Kind::HttpCheck => "http_check",
         Kind::ConnectFin => "connect_fin",
-        Kind::ProbeRefused | Kind::Refused => "refused",
-        Kind::ProbeUnanswered | Kind::Unanswered => "unanswered",
+        Kind::ProbeRefused => "refused",
+        Kind::ProbeUnanswered => "unanswered",
         _ => "traffic",
     }
 }

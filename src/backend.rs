@@ -153,6 +153,9 @@ pub struct Group {
     pub response_time_n: u64,
     pub first: Ts,
     pub last: Ts,
+    /// Connections, by ending, that the client reset after the server's kernel had accepted
+    /// them (handshake completed) and before the server closed: each may leave a socket behind.
+    pub resets_after_accept: [u64; Ending::ALL.len()],
     /// Connections that carried a request and got at least one response byte.
     pub answered: u64,
     /// Starts of connections whose request got no response byte (the most recent ones), and how
@@ -185,6 +188,7 @@ impl Group {
             response_time_n: 0,
             first: t,
             last: t,
+            resets_after_accept: [0; Ending::ALL.len()],
             answered: 0,
             stalled: Ring::default(),
             stalled_total: 0,
@@ -367,6 +371,17 @@ pub fn held_span(c: &Conn) -> Option<(Ts, Option<Ts>)> {
     Some((established, release))
 }
 
+/// The client reset a connection the server's kernel had accepted (the handshake completed: a bare
+/// ACK or data after the SYN-ACK) while the server still had it open (no FIN or reset from it
+/// before). A half-open reset (`S h R`) is not one: the kernel drops that socket itself.
+pub fn reset_after_accept(c: &Conn) -> bool {
+    let f = &c.facts;
+    let Some(rst) = f.orig_rst.get() else { return false };
+    let established = f.synack.is_some() && (f.handshake_ack.is_some() || f.orig_data.is_some());
+    let server_closed_first = [f.resp_fin, f.resp_rst].into_iter().flatten().any(|t| t < rst);
+    established && !server_closed_first
+}
+
 /// CLOSE_WAIT on the server, seen from the wire: from the server's ACK of the client's FIN until
 /// the server closes (or a reset ends the socket). `None` end means still abandoned.
 pub fn close_wait_span(c: &Conn) -> Option<(Ts, Option<Ts>)> {
@@ -492,6 +507,9 @@ impl Backends {
         let e = Ending::ALL.iter().position(|x| *x == tr.ending).expect("ending listed");
         g.endings[e] += 1;
         g.events[e].add(ev, 1);
+        if reset_after_accept(c) {
+            g.resets_after_accept[e] += 1;
+        }
         g.starts.push(c.first_ts);
         g.first = g.first.min(c.first_ts);
         g.last = g.last.max(c.first_ts);

@@ -46,10 +46,22 @@ pub enum Ending {
     Stalled,
     /// Still open when the capture ended.
     Open,
+    /// A SYN nobody answered.
+    Unanswered,
+    /// A SYN answered by a reset.
+    Refused,
 }
 
 impl Ending {
-    pub const ALL: [Ending; 5] = [Ending::Rst, Ending::Fin, Ending::ServerRst, Ending::Stalled, Ending::Open];
+    pub const ALL: [Ending; 7] = [
+        Ending::Rst,
+        Ending::Fin,
+        Ending::ServerRst,
+        Ending::Stalled,
+        Ending::Open,
+        Ending::Unanswered,
+        Ending::Refused,
+    ];
 }
 
 impl Kind {
@@ -82,6 +94,8 @@ impl Kind {
             Kind::Traffic(Ending::ServerRst) => "traffic_server_rst",
             Kind::Traffic(Ending::Stalled) => "traffic_stalled",
             Kind::Traffic(Ending::Open) => "traffic_open",
+            Kind::Traffic(Ending::Unanswered) => "traffic_unanswered",
+            Kind::Traffic(Ending::Refused) => "traffic_refused",
         }
     }
 
@@ -100,6 +114,8 @@ impl Kind {
             Kind::Traffic(Ending::ServerRst) => "traffic reset by the server",
             Kind::Traffic(Ending::Stalled) => "requests that got no response",
             Kind::Traffic(Ending::Open) => "traffic still open",
+            Kind::Traffic(Ending::Unanswered) => "client SYNs nobody answered",
+            Kind::Traffic(Ending::Refused) => "client connections refused",
         }
     }
 }
@@ -153,6 +169,9 @@ pub struct Traits {
 /// close counts as `Rst`.
 pub fn ending(c: &Conn) -> Ending {
     let f = &c.facts;
+    if f.syn.is_some() && f.synack.is_none() && f.orig_data.is_none() {
+        return if f.resp_rst.is_some() { Ending::Refused } else { Ending::Unanswered };
+    }
     if f.orig_data.is_some() && f.resp_data.is_none() {
         Ending::Stalled
     } else if f.resp_fin.is_some() {
@@ -251,6 +270,8 @@ pub fn flow_label(c: &Conn) -> &'static str {
         Shape::Data => Kind::Traffic(ending(c)).name(),
         Shape::Http => "http",
         Shape::Other => Kind::Traffic(ending(c)).name(),
+        Shape::Unanswered => "unanswered",
+        Shape::Refused => "refused",
         _ => s.probe_kind().map_or("traffic", Kind::name),
     }
 }
@@ -264,6 +285,8 @@ pub struct GroupVotes {
     pub agent_other: u64,
 }
 
+/// The shortest interval a prober keeps.
+pub const STEADY_MIN_INTERVAL_S: f64 = 0.05;
 /// A rhythm needs this many intervals before it can be called steady.
 pub const STEADY_MIN_INTERVALS: usize = 4;
 /// Spread allowed against the interval (robust spread / median).
@@ -283,10 +306,11 @@ pub struct Rhythm {
 impl Rhythm {
     /// Steady enough to be a prober: enough repeats, spread small against the interval. Probe
     /// loops that visit several targets in turn wobble by tens of milliseconds whatever their
-    /// interval, hence the absolute allowance on top of the relative one.
+    /// interval, hence the absolute allowance on top of the relative one. Nothing probes faster
+    /// than every 50 ms; a burst of connections a millisecond apart is a client.
     pub fn is_steady(&self) -> bool {
         self.intervals >= STEADY_MIN_INTERVALS
-            && self.median_s > 0.0
+            && self.median_s >= STEADY_MIN_INTERVAL_S
             && self.jitter_s
                 <= STEADY_REL_JITTER * self.median_s + STEADY_ABS_JITTER_S.min(STEADY_REL_JITTER * self.median_s)
     }
@@ -317,10 +341,31 @@ pub fn median(v: &mut [f64]) -> f64 {
     }
 }
 
+/// Settles the kind of a group of SYNs that got no answer or a reset (same source and backend):
+/// probes when they keep a prober's rhythm or come from a source that probes this backend in other
+/// ways too (a prober whose checks now fail); else clients' connection attempts.
+pub fn decide_failed(shape: Shape, rhythm: Option<Rhythm>, prober_source: bool) -> Kind {
+    let probe = prober_source || rhythm.is_some_and(|r| r.is_steady());
+    match shape {
+        Shape::Refused if probe => Kind::Refused,
+        Shape::Refused => Kind::Traffic(Ending::Refused),
+        _ if probe => Kind::Unanswered,
+        _ => Kind::Traffic(Ending::Unanswered),
+    }
+}
+
 /// Settles the kind of a group of request-carrying connections (same source, backend, request).
+/// A check still waiting for its end when the capture stopped is not counted as a probe: its
+/// outcome is not known (and probers count only the checks they finished).
 pub fn decide(shape: Shape, ending: Ending, votes: &GroupVotes, rhythm: Option<Rhythm>) -> Kind {
     if let Some(k) = shape.probe_kind() {
         return k;
+    }
+    if matches!(shape, Shape::Unanswered | Shape::Refused) {
+        return decide_failed(shape, rhythm, false);
+    }
+    if ending == Ending::Open {
+        return Kind::Traffic(Ending::Open);
     }
     let steady = rhythm.is_some_and(|r| r.is_steady());
     let mostly = |n: u64| n * 2 > votes.count;
@@ -402,9 +447,12 @@ mod tests {
         // Absolute: tens of milliseconds on a 100 ms loop …
         assert!(r(0.1, 0.045, 10).is_steady());
         assert!(!r(0.1, 0.046, 10).is_steady());
-        // … but never more than the relative allowance again: bursts 10 ms apart are not steady.
-        assert!(!r(0.01, 0.006, 10).is_steady());
-        assert!(r(0.01, 0.005, 10).is_steady());
+        // … but never more than the relative allowance again …
+        assert!(r(0.06, 0.03, 10).is_steady());
+        assert!(!r(0.06, 0.031, 10).is_steady());
+        // … and nothing faster than every 50 ms: a burst a millisecond apart is a client.
+        assert!(r(0.05, 0.0, 10).is_steady());
+        assert!(!r(0.049, 0.0, 10).is_steady());
         // Enough repeats.
         assert!(!r(1.0, 0.0, STEADY_MIN_INTERVALS - 1).is_steady());
         assert!(r(1.0, 0.0, STEADY_MIN_INTERVALS).is_steady());

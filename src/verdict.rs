@@ -9,7 +9,7 @@
 //! count is "sockets kept per driver event". Decisions are pure functions of the aggregates.
 
 use crate::backend::{Backend, Backends, Group, Series, Timeline};
-use crate::classify::{self, Ending, Kind, Shape};
+use crate::classify::{self, Ending, Kind, Rhythm, Shape};
 use crate::decode::Ts;
 use crate::render::endpoint;
 use crate::sockets::{BackendSpec, Comm, HostSamples, Sample};
@@ -289,15 +289,32 @@ struct KindAgg {
 fn settle(b: &Backend) -> (BTreeMap<Kind, KindAgg>, Vec<Prober>) {
     let mut kinds: BTreeMap<Kind, KindAgg> = BTreeMap::new();
     let mut probers = Vec::new();
-    for g in &b.groups {
-        // The group's rhythm (a sort of up to 512 start times) is the same for all its endings.
-        let r = classify::rhythm(&g.starts.sorted());
-        // An "other clients" bucket holds many sources: only shapes that are probes by themselves
-        // count as probes there.
-        let kind = |ending: Ending| match g.shape.probe_kind() {
-            _ if !g.overflow => classify::decide(g.shape, ending, &g.votes, r),
-            Some(k) => k,
-            None => Kind::Traffic(ending),
+    // The group's rhythm (a sort of up to 512 start times) is the same for all its endings.
+    let rhythms: Vec<Option<Rhythm>> = b.groups.iter().map(|g| classify::rhythm(&g.starts.sorted())).collect();
+    let failed_shape = |g: &Group| matches!(g.shape, Shape::Unanswered | Shape::Refused);
+    // An "other clients" bucket holds many sources: only shapes that are probes by themselves
+    // count as probes there.
+    let kind_of = |g: &Group, r: Option<Rhythm>, ending: Ending| match g.shape.probe_kind() {
+        _ if !g.overflow => classify::decide(g.shape, ending, &g.votes, r),
+        Some(k) => k,
+        None => Kind::Traffic(ending),
+    };
+    // Sources that probe this backend: their failed SYNs are failed probes, not clients'.
+    let prober_sources: Vec<IpAddr> = b
+        .groups
+        .iter()
+        .zip(&rhythms)
+        .filter(|(g, r)| !g.overflow && !failed_shape(g) && kind_of(g, **r, g.main_ending()).is_probe())
+        .map(|(g, _)| g.src)
+        .collect();
+    for (g, &r) in b.groups.iter().zip(&rhythms) {
+        let kind = |ending: Ending| {
+            if failed_shape(g) {
+                let prober = !g.overflow && prober_sources.contains(&g.src);
+                classify::decide_failed(g.shape, r.filter(|_| !g.overflow), prober)
+            } else {
+                kind_of(g, r, ending)
+            }
         };
         for (i, ending) in Ending::ALL.iter().enumerate() {
             if g.endings[i] == 0 {
@@ -306,9 +323,7 @@ fn settle(b: &Backend) -> (BTreeMap<Kind, KindAgg>, Vec<Prober>) {
             let k = kind(*ending);
             let a = kinds.entry(k).or_default();
             a.count += g.endings[i];
-            if *ending == Ending::Rst && !matches!(g.shape, Shape::HalfOpenRst | Shape::Unanswered | Shape::Refused) {
-                a.resets_after_accept += g.endings[i];
-            }
+            a.resets_after_accept += g.resets_after_accept[i];
             g.events[i].add_into(&mut a.events);
             g.abandoned[i].add_into(&mut a.abandoned);
             a.close_wait_now += g.close_wait_now[i];

@@ -542,3 +542,120 @@ fn thousand_island_advice_only_for_the_erlang_vm() {
     assert!(!text.contains("Thousand Island"), "{text}");
     assert!(text.contains("ECONNRESET") && text.contains("option httpchk"), "{text}");
 }
+
+/// Recordings with real probers nobody on this project wrote (fixtures/record/record-all.sh
+/// `probers`): HAProxy tcp-check variants, the Prometheus blackbox exporter, monitoring-plugins,
+/// Varnish, against nginx, gunicorn, http.server and leaking servers. Truth from the probers' own
+/// counts and the servers' logs.
+const REAL_PROBERS: [&str; 9] = [
+    "tcpcheck-send",
+    "tcpcheck-connect",
+    "blackbox-http",
+    "blackbox-tcp",
+    "check-http",
+    "check-tcp",
+    "varnish-probe",
+    "never-accept",
+    "httpchk-gunicorn",
+];
+
+fn verdict_named(name: &str) -> Verdict {
+    match name {
+        "ok" => Verdict::Ok,
+        "suspicious" => Verdict::Suspicious,
+        "leak" => Verdict::Leak,
+        other => panic!("unknown truth verdict {other}"),
+    }
+}
+
+/// With host samples every backend gets its true verdict and driver, sockets per driver event
+/// within 10%, and a probe count within 2% of the prober's own count (issue 13, "Done when").
+#[test]
+fn real_probers_with_host_samples_match_the_truth() {
+    let mut checked = 0;
+    for scenario in REAL_PROBERS {
+        let r = report(scenario, true);
+        for (name, t) in truth(scenario) {
+            let b = backend(&r, &name);
+            let ctx = format!("{scenario} {name}: {:?} {:?} {:?}", b.kinds, b.driver, b.evidence);
+            assert_eq!(b.sockets_source, SocketsSource::Host, "{ctx}");
+            assert_eq!(b.verdict, verdict_named(t["expected_verdict"].as_str().unwrap()), "{ctx}");
+            let want = t["probe_count"].as_u64().unwrap() as f64;
+            assert!((b.probes as f64 - want).abs() <= 0.02 * want, "probes {} vs {want}, {ctx}", b.probes);
+            match t["expected_driver"].as_str() {
+                Some(d) => {
+                    let got = b.driver.unwrap_or_else(|| panic!("no driver, {ctx}"));
+                    assert_eq!(got.kind.name(), d, "{ctx}");
+                    let want = t["sockets_per_driver_by_packets"].as_f64().unwrap();
+                    assert!(
+                        (got.per_event - want).abs() <= 0.1 * want,
+                        "{} per driver vs {want}, {ctx}",
+                        got.per_event
+                    );
+                }
+                None => assert!(b.driver.is_none(), "{ctx}"),
+            }
+            let main = b.probers.iter().max_by_key(|p| p.count).unwrap_or_else(|| panic!("no prober, {ctx}"));
+            let want = t["probe_interval_s"].as_f64().unwrap();
+            let got = main.interval_s.unwrap();
+            assert!((got - want).abs() <= 0.05 * want, "interval {got} vs {want}, {ctx}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 18);
+}
+
+/// From the wire alone no healthy backend is called leak or suspicious; a leak the wire can see
+/// (CLOSE_WAIT) is a leak, and one hidden behind resets is `unknown` with the reason.
+#[test]
+fn real_probers_on_the_wire_alone_never_raise_a_false_alarm() {
+    for scenario in REAL_PROBERS {
+        let r = report(scenario, false);
+        for (name, t) in truth(scenario) {
+            let b = backend(&r, &name);
+            let ctx = format!("{scenario} {name}: {:?} {:?}", b.kinds, b.evidence);
+            let hidden = b.evidence.iter().any(|f| matches!(f, Finding::ResetsInvisible { .. }));
+            match (t["expected_verdict"].as_str().unwrap(), b.verdict) {
+                ("ok", Verdict::Ok) | ("leak", Verdict::Leak) | ("suspicious", Verdict::Suspicious) => {}
+                (_, Verdict::Unknown) if hidden => {}
+                (want, got) => panic!("want {want}, got {got:?}, {ctx}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_server_that_never_accepted_is_suspicious_with_its_accept_queue() {
+    let r = report("never-accept", true);
+    let b = backend(&r, "127.0.0.1:18261");
+    assert_eq!(b.verdict, Verdict::Suspicious);
+    assert_eq!(b.stopped, None);
+    let queue = b.evidence.iter().find_map(|f| match f {
+        Finding::NeverAccepted { queue, .. } => Some(*queue),
+        _ => None,
+    });
+    assert_eq!(queue, Some(Some(9)), "backlog 8: the queue holds 9, {:?}", b.evidence);
+    assert!(explain::evidence(b).iter().any(|e| e.starts_with("never accepted a connection; accept queue full")));
+    // The burst's clients retried their SYNs: those are not the prober's.
+    assert_eq!(b.probes, 60, "{:?}", b.kinds);
+}
+
+#[test]
+fn health_checker_user_agents_make_http_probers() {
+    for (scenario, name, agent) in
+        [("blackbox-http", "127.0.0.1:18212", "Blackbox Exporter"), ("check-http", "127.0.0.1:18232", "check_http")]
+    {
+        let r = report(scenario, false);
+        let b = backend(&r, name);
+        assert_eq!(
+            b.kinds.iter().map(|(k, _)| k.name()).collect::<Vec<_>>(),
+            vec!["http_check"],
+            "{agent}: {:?}",
+            b.kinds
+        );
+        assert!(b.probers[0].request.as_deref().is_some_and(|q| q.starts_with("GET /health")), "{agent}");
+    }
+    // Varnish sends no User-Agent: its rhythm alone makes it a prober.
+    let r = report("varnish-probe", false);
+    assert_eq!(backend(&r, "127.0.0.1:18252").probes, 119);
+}

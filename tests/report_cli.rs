@@ -127,3 +127,30 @@ fn fitting_samples_print_nothing_on_stderr() {
     assert_eq!(err(&o), "");
     assert!(out(&o).contains("2 backends judged with them"), "{}", out(&o));
 }
+
+/// Exit codes 0, 1, 2 and 3, each from a real recording with real probers, and the Nagios state
+/// word that goes with each.
+#[test]
+fn exit_codes_and_nagios_states_on_real_recordings() {
+    let cut = cut_capture();
+    let cases: [(&[&str], i32, &str); 4] = [
+        (&["fixtures/diag/tcpcheck-connect.pcap", "--sockets", "fixtures/diag/tcpcheck-connect.sockets.csv"], 0, "OK"),
+        (&["fixtures/diag/never-accept.pcap", "--sockets", "fixtures/diag/never-accept.sockets.csv"], 1, "WARNING"),
+        (&["fixtures/diag/blackbox-http.pcap"], 2, "LEAK"),
+        (&[cut.to_str().unwrap()], 3, "UNKNOWN"),
+    ];
+    for (args, code, state) in cases {
+        let mut a = vec!["analyze"];
+        a.extend_from_slice(args);
+        let o = hcleak(&a);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", out(&o));
+        a.extend_from_slice(&["--format", "nagios"]);
+        let o = hcleak(&a);
+        assert_eq!(o.status.code(), Some(code), "{args:?}");
+        assert!(out(&o).starts_with(&format!("HCLEAK {state} - ")), "{args:?}: {}", out(&o));
+    }
+    let o =
+        hcleak(&["analyze", "fixtures/diag/never-accept.pcap", "--sockets", "fixtures/diag/never-accept.sockets.csv"]);
+    let head = out(&o).lines().next().unwrap_or_default().to_string();
+    assert_eq!(head, "SUSPICIOUS — 127.0.0.1:18261: never accepted a connection; accept queue full");
+}
