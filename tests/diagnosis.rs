@@ -10,6 +10,7 @@ use hcleak::pipeline::read_flows;
 use hcleak::sockets::read_csv;
 use hcleak::verdict::{judge, BackendReport, Finding, Options, Remedy, Report, SocketsSource, Verdict};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn diag(name: &str) -> PathBuf {
@@ -658,4 +659,39 @@ fn health_checker_user_agents_make_http_probers() {
     // Varnish sends no User-Agent: its rhythm alone makes it a prober.
     let r = report("varnish-probe", false);
     assert_eq!(backend(&r, "127.0.0.1:18252").probes, 119);
+}
+
+/// Past the group cap (4096 sources per backend), further sources share an "other clients"
+/// bucket: their requests are never probes however steady, connections that send nothing stay
+/// probes of their kind, and the report says how many connections the bucket holds.
+#[test]
+fn sources_past_the_group_cap_are_other_clients_never_probers() {
+    use hcleak::decode::{ACK, FIN, SYN};
+    let mut w = Wire::new();
+    for i in 0..4100u32 {
+        let ip = [10, 1, (i >> 8) as u8, i as u8];
+        w.conn(i64::from(i), ip, 20000, b"GET /api HTTP/1.1", script::ANSWERED);
+    }
+    let connect_fin: &[(i64, bool, u8, u32)] = &[
+        (0, true, SYN, 0),
+        (1, false, SYN | ACK, 0),
+        (2, true, ACK, 0),
+        (3, true, FIN | ACK, 0),
+        (4, false, FIN | ACK, 0),
+        (5, true, ACK, 0),
+    ];
+    for i in 0..20 {
+        // A steady HTTP prober and a connect-then-FIN prober, both new after the cap.
+        w.conn(5000 + i * 200, PROBER, 30000 + i as u16, b"GET /health HTTP/1.1", script::ANSWERED);
+        w.conn(5100 + i * 200, [10, 0, 0, 4], 30000 + i as u16, b"", connect_fin);
+    }
+    let b = w.judge(None);
+    // 4096 groups made: 4 late clients, 20 HTTP checks and 20 connect-then-FIN in the buckets.
+    assert_eq!(b.other_clients, 44, "{:?}", b.kinds);
+    assert!(b.evidence.contains(&Finding::OtherClients { conns: 44 }));
+    let kinds: BTreeMap<&str, u64> = b.kinds.iter().map(|(k, n)| (k.name(), *n)).collect();
+    assert_eq!(kinds.get("http_check"), None, "{kinds:?}");
+    assert_eq!(kinds.get("connect_fin"), Some(&20), "{kinds:?}");
+    assert_eq!(kinds.get("traffic_fin"), Some(&4120), "{kinds:?}");
+    assert!(b.probers.is_empty(), "no prober is named from a bucket: {:?}", b.probers);
 }
