@@ -2,7 +2,7 @@
 //! (0 no leak, 1 suspicious, 2 leak, 3 could not decide or error) in one place.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use hcleak::backend::Backends;
 use hcleak::classify;
 use hcleak::cli::{AnalyzeConfig, CaptureArgs, Cli, Cmd, SampleArgs};
@@ -45,16 +45,27 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            // Help and version go to stdout with 0; usage errors are errors (3), not "leak" (clap's 2).
-            let code = if e.use_stderr() { Exit::Unknown } else { Exit::Ok };
-            let _ = e.print();
-            return ExitCode::from(code as u8);
+            use clap::error::ErrorKind;
+            // Help and version go to stdout with 0; usage errors are one line and exit 3, not
+            // "leak" (clap's 2).
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::from(Exit::Ok as u8);
+            }
+            eprintln!("{}", usage_line(&e));
+            return ExitCode::from(Exit::Unknown as u8);
         }
     };
     let result = match cli.cmd {
         Cmd::Analyze(a) => a.validate().map_err(Failure::Usage).and_then(|cfg| analyze(&cfg)),
         Cmd::Capture(c) => capture(&c),
         Cmd::Sample(s) => sample(&s),
+        Cmd::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "hcleak", &mut io::stdout());
+            Ok(Exit::Ok)
+        }
+        Cmd::Man => man(),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -64,6 +75,42 @@ fn main() -> ExitCode {
             ExitCode::from(Exit::Unknown as u8)
         }
     }
+}
+
+/// clap's error as one line: which subcommand, what is wrong, where to look.
+fn usage_line(e: &clap::Error) -> String {
+    let sub = std::env::args().skip(1).find(|a| Cli::command().get_subcommands().any(|s| s.get_name() == a));
+    let who = sub.as_deref().map_or("hcleak".to_string(), |s| format!("hcleak {s}"));
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("bad arguments").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return format!("{who}: a subcommand is required; `{who} --help` lists them");
+    }
+    format!("{who}: {first}; `{who} --help` lists the options")
+}
+
+/// The man page, from the same definitions as the parser: `hcleak man > hcleak.1`.
+fn man() -> Result<Exit, Failure> {
+    let cmd = Cli::command();
+    let mut out = io::stdout().lock();
+    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    // One section per subcommand with its synopsis and options (their own headings one level down),
+    // so every option is in the page.
+    for sub in cmd.get_subcommands().filter(|s| s.get_arguments().any(|a| !a.is_hide_set())) {
+        let name = sub.get_name().to_string();
+        let man = clap_mangen::Man::new(sub.clone().bin_name(format!("hcleak {name}")));
+        let mut part = Vec::new();
+        man.render_synopsis_section(&mut part)?;
+        man.render_options_section(&mut part)?;
+        let part = String::from_utf8_lossy(&part).replace(".SH ", ".SS ");
+        writeln!(out, ".SH \"HCLEAK {}\"", name.to_uppercase())?;
+        if let Some(about) = sub.get_about() {
+            writeln!(out, "{about}")?;
+        }
+        out.write_all(part.as_bytes())?;
+    }
+    Ok(Exit::Ok)
 }
 
 /// A run that could not produce a verdict. Rendered as one line on stderr.
@@ -102,6 +149,7 @@ struct AnalyzeSink<'a> {
     cfg: &'a AnalyzeConfig,
     out: &'a mut dyn Write,
     summary: render::FlowSummary,
+    zeek: render::ZeekLog,
     backends: Backends,
     write_err: Option<io::Error>,
     progress: Option<indicatif::ProgressBar>,
@@ -114,6 +162,7 @@ impl Consumer for AnalyzeSink<'_> {
         }
         let r = match (self.cfg.flows, self.cfg.format) {
             (true, Format::Tsv) => render::flow_tsv(self.out, &c, classify::flow_label(&c)),
+            (true, Format::Zeek) => self.zeek.row(self.out, &c, classify::flow_label(&c)),
             (true, Format::Json) => render::flow_json(self.out, &c, classify::flow_label(&c)),
             (true, Format::Jsonl) => render::conn_jsonl(self.out, &c, classify::flow_label(&c)),
             (true, Format::Table | Format::Nagios) => {
@@ -167,13 +216,20 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     let mut errors = Vec::new();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
+    // Zeek draws uids at random: seeded by the clock and the process, two runs' logs can be merged.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let zeek = render::ZeekLog::new(now ^ u64::from(std::process::id()) << 40);
     if cfg.flows && cfg.format == Format::Tsv {
         render::flow_tsv_header(&mut out)?;
+    }
+    if cfg.flows && cfg.format == Format::Zeek {
+        zeek.header(&mut out)?;
     }
     let mut sink = AnalyzeSink {
         cfg,
         out: &mut out,
         summary: render::FlowSummary::default(),
+        zeek,
         backends: Backends::new(),
         write_err: None,
         progress: progress_bar(src.progress().1),
@@ -189,6 +245,9 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     }
     if let Some(e) = sink.write_err.take() {
         return Err(e.into());
+    }
+    if cfg.flows && cfg.format == Format::Zeek {
+        sink.zeek.close(&mut *sink.out)?;
     }
     let (summary, backends) = (sink.summary, sink.backends);
     let mut code = Exit::Ok;
@@ -317,16 +376,16 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     }
     let local = source::local_addresses();
     let (sampler, csv): Sampling = if a.no_sample {
-        match drop_privileges(&a.user) {
+        let user = a.user.as_deref().unwrap_or("nobody");
+        match drop_privileges(user) {
             Ok(msg) => eprintln!("hcleak: {msg}"),
-            Err(e) => eprintln!("hcleak: could not drop privileges to '{}': {e}; continuing", a.user),
+            Err(e) => eprintln!("hcleak: could not drop privileges to '{user}': {e}; continuing"),
         }
         (None, None)
     } else {
         if nix::unistd::getuid().is_root() {
             eprintln!(
-                "hcleak: keeping root to read other processes' /proc/PID/fd for host sampling (--no-sample drops to '{}' after opening the capture)",
-                a.user
+                "hcleak: keeping root to read other processes' /proc/PID/fd for host sampling (--no-sample drops to 'nobody' after opening the capture)"
             );
         }
         let csv: Option<Box<dyn Write>> = match &csv_path {
@@ -361,7 +420,7 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
         vopts,
         Box::new(io::stdout()),
     );
-    live.sample_every = a.sample_interval.max(Duration::from_millis(50));
+    live.sample_every = a.sample_interval.unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(50));
     live.drops = Some(src.counters());
     if let Some(spec) = &a.metrics {
         let addr = hcleak::metrics::bind_addr(spec).map_err(Failure::Usage)?;
