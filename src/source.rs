@@ -204,14 +204,37 @@ impl OfflineCapture {
 pub fn open_offline(path: &Path, buffer: usize) -> Result<OfflineCapture, String> {
     use std::os::unix::ffi::OsStrExt;
     let cpath = CString::new(path.as_os_str().as_bytes()).map_err(|_| "the path holds a NUL byte".to_string())?;
+    // SAFETY: a plain C call; the FILE is handed on to `offline_from_stdio`, which owns it.
+    let fp = unsafe { libc::fopen(cpath.as_ptr(), c"rb".as_ptr()) };
+    if fp.is_null() {
+        return Err(io_msg(&std::io::Error::last_os_error()));
+    }
+    offline_from_stdio(fp, buffer)
+}
+
+/// The same, for a capture arriving on a file descriptor (the read end of a pipe).
+#[allow(unsafe_code)]
+pub fn open_offline_fd(fd: std::os::fd::OwnedFd, buffer: usize) -> Result<OfflineCapture, String> {
+    use std::os::fd::IntoRawFd;
+    let raw = fd.into_raw_fd();
+    // SAFETY: `raw` is an open descriptor we own; on success the FILE owns it, on failure we close it.
+    let fp = unsafe { libc::fdopen(raw, c"rb".as_ptr()) };
+    if fp.is_null() {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: still ours, closed once.
+        unsafe { libc::close(raw) };
+        return Err(io_msg(&e));
+    }
+    offline_from_stdio(fp, buffer)
+}
+
+/// libpcap on an open FILE, which it owns from here on (closed on failure too).
+#[allow(unsafe_code)]
+fn offline_from_stdio(fp: *mut libc::FILE, buffer: usize) -> Result<OfflineCapture, String> {
     // SAFETY: plain C calls on a FILE this function owns until libpcap takes it. On success the
     // handle owns the FILE and closes it when dropped, before the buffer (see OfflineCapture); on
     // failure libpcap leaves the FILE to us and we close it.
     unsafe {
-        let fp = libc::fopen(cpath.as_ptr(), c"rb".as_ptr());
-        if fp.is_null() {
-            return Err(io_msg(&std::io::Error::last_os_error()));
-        }
         __fsetlocking(fp, FSETLOCKING_BYCALLER);
         let mut stdio = (buffer > 0).then(|| vec![0u8; buffer].into_boxed_slice());
         if let Some(b) = stdio.as_mut() {
@@ -231,11 +254,114 @@ pub fn open_offline(path: &Path, buffer: usize) -> Result<OfflineCapture, String
     }
 }
 
+/// How a capture's bytes are packed, told by its first bytes (never by its name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packing {
+    Plain,
+    Gzip,
+    Zstd,
+}
+
+impl Packing {
+    pub fn of(head: &[u8]) -> Packing {
+        match head {
+            [0x1f, 0x8b, ..] => Packing::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Packing::Zstd,
+            _ => Packing::Plain,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Packing::Plain => "read",
+            Packing::Gzip => "gzip",
+            Packing::Zstd => "zstd",
+        }
+    }
+}
+
+/// Reads until `buf` is full or the input ends; how many bytes.
+fn read_head(r: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// A thread that unpacks a capture (or copies standard input) into a pipe that libpcap reads, so a
+/// compressed capture is read as it unpacks, never whole in memory or on disk. Its result says
+/// why the pipe ended early, if it did.
+struct Feeder(Option<std::thread::JoinHandle<Result<(), String>>>);
+
+impl Feeder {
+    /// Starts the thread on `input`; the read end of the pipe is for libpcap.
+    fn start(input: Box<dyn std::io::Read + Send>) -> Result<(Feeder, std::os::fd::OwnedFd), String> {
+        let (r, w) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
+        // A larger pipe means fewer wake-ups between the two threads; the default works too.
+        let _ = nix::fcntl::fcntl(std::os::fd::AsRawFd::as_raw_fd(&w), nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20));
+        let h = std::thread::Builder::new()
+            .name("hcleak-unpack".into())
+            .spawn(move || Feeder::run(input, std::fs::File::from(w)))
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        Ok((Feeder(Some(h)), r))
+    }
+
+    fn run(mut input: Box<dyn std::io::Read + Send>, mut out: std::fs::File) -> Result<(), String> {
+        use std::io::Read;
+        let mut head = [0u8; 4];
+        let n = read_head(&mut input, &mut head).map_err(|e| io_msg(&e))?;
+        if n == 0 {
+            return Err("empty input, not a capture".into());
+        }
+        let packing = Packing::of(&head[..n]);
+        let rest = std::io::Cursor::new(head[..n].to_vec()).chain(input);
+        let mut unpacked: Box<dyn std::io::Read> = match packing {
+            Packing::Plain => Box::new(rest),
+            Packing::Gzip => Box::new(flate2::read::MultiGzDecoder::new(rest)),
+            Packing::Zstd => Box::new(zstd::stream::read::Decoder::new(rest).map_err(|e| format!("zstd: {e}"))?),
+        };
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let k = match unpacked.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(k) => k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("{}: {e}", packing.name())),
+            };
+            match std::io::Write::write_all(&mut out, &buf[..k]) {
+                Ok(()) => {}
+                // libpcap stopped reading (the run ended early): not an error of the input.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+
+    /// Why the input ended early, once libpcap has stopped reading (so the thread has ended).
+    fn failure(&mut self) -> Option<String> {
+        self.0.take()?.join().unwrap_or_else(|_| Err("the unpacking thread failed".into())).err()
+    }
+}
+
 /// One capture file.
 pub struct FileSource {
     cap: OfflineCapture,
     link: Link,
     read: Tally,
+}
+
+/// What `FileSource::open` reads from.
+enum Input {
+    /// A plain capture file, read by libpcap itself.
+    Plain,
+    /// Unpacked or copied by a thread into a pipe.
+    Fed(Box<dyn std::io::Read + Send>),
 }
 
 /// How far a file has been read (kept apart from the handle, so frames borrowed from the handle
@@ -246,6 +372,8 @@ struct Tally {
     bytes: u64,
     total: u64,
     done: bool,
+    /// The thread unpacking a compressed file or copying standard input, if any.
+    feeder: Option<Feeder>,
 }
 
 impl Tally {
@@ -265,27 +393,65 @@ impl Tally {
                 self.bytes = self.total;
                 Ok(())
             }
-            e => Err(SourceError::Damaged { path: self.path.clone(), frames: self.frames, msg: pcap_msg(&e) }),
+            e => {
+                // A pipe that ended early looks truncated to libpcap; the unpacker knows why.
+                let msg = self.feeder.as_mut().and_then(Feeder::failure).unwrap_or_else(|| pcap_msg(&e));
+                Err(SourceError::Damaged { path: self.path.clone(), frames: self.frames, msg })
+            }
         }
     }
 }
 
 impl FileSource {
+    /// Opens a capture file — pcap or pcapng, plain, gzip or zstd (told by content) — or standard
+    /// input when `path` is `-`.
     pub fn open(path: &Path, filter: Option<&str>) -> Result<FileSource, SourceError> {
-        // libpcap's message for a missing file is fine, but a directory or unreadable file deserves
-        // the OS's own words.
-        let meta = std::fs::metadata(path).map_err(|e| SourceError::Open { path: path.into(), msg: io_msg(&e) })?;
-        if meta.is_dir() {
-            return Err(SourceError::Open { path: path.into(), msg: "is a directory".into() });
-        }
-        if meta.len() == 0 {
-            return Err(SourceError::Open { path: path.into(), msg: "empty file, not a capture".into() });
-        }
-        let mut cap = open_offline(path, READ_BUFFER)
-            .map_err(|e| SourceError::Open { path: path.into(), msg: open_msg(path, &e) })?;
+        let open_err = |path: &Path, msg: String| SourceError::Open { path: path.into(), msg };
+        let (name, input, total) = if path.as_os_str() == "-" {
+            use std::io::IsTerminal;
+            let name = PathBuf::from("standard input");
+            if std::io::stdin().is_terminal() {
+                return Err(open_err(
+                    &name,
+                    "is a terminal; pipe a capture into it (tcpdump -w - | hcleak analyze -r -)".into(),
+                ));
+            }
+            (name, Input::Fed(Box::new(std::io::stdin())), 0)
+        } else {
+            // libpcap's message for a missing file is fine, but a directory or unreadable file
+            // deserves the OS's own words.
+            let meta = std::fs::metadata(path).map_err(|e| open_err(path, io_msg(&e)))?;
+            if meta.is_dir() {
+                return Err(open_err(path, "is a directory".into()));
+            }
+            if meta.len() == 0 {
+                return Err(open_err(path, "empty file, not a capture".into()));
+            }
+            let mut f = std::fs::File::open(path).map_err(|e| open_err(path, io_msg(&e)))?;
+            let mut head = [0u8; 4];
+            let n = read_head(&mut f, &mut head).map_err(|e| open_err(path, io_msg(&e)))?;
+            match Packing::of(&head[..n]) {
+                Packing::Plain => (path.into(), Input::Plain, meta.len()),
+                _ => {
+                    use std::io::Seek;
+                    f.rewind().map_err(|e| open_err(path, io_msg(&e)))?;
+                    (path.into(), Input::Fed(Box::new(f)), 0)
+                }
+            }
+        };
+        let (opened, feeder) = match input {
+            Input::Plain => (open_offline(path, READ_BUFFER), None),
+            Input::Fed(r) => {
+                let (mut feeder, fd) = Feeder::start(r).map_err(|e| open_err(&name, e))?;
+                // When libpcap refuses the stream, the unpacker may know why (a corrupt archive).
+                let opened = open_offline_fd(fd, READ_BUFFER).map_err(|e| feeder.failure().unwrap_or(e));
+                (opened, Some(feeder))
+            }
+        };
+        let mut cap = opened.map_err(|e| open_err(&name, open_msg(&name, &e)))?;
         let dl = cap.get_datalink();
         let link = Link::from_dlt(dl.0).ok_or_else(|| SourceError::LinkType {
-            path: path.into(),
+            path: name.clone(),
             dlt: dl.0,
             name: dl.get_name().unwrap_or_else(|_| "unknown".into()),
         })?;
@@ -295,7 +461,7 @@ impl FileSource {
         Ok(FileSource {
             cap,
             link,
-            read: Tally { path: path.into(), frames: 0, bytes: 24, total: meta.len(), done: false },
+            read: Tally { path: name, frames: 0, bytes: if total > 0 { 24 } else { 0 }, total, done: false, feeder },
         })
     }
 

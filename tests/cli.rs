@@ -309,3 +309,109 @@ fn one_or_two_threads_give_the_same_report_and_flows() {
     assert_eq!(o.status.code(), Some(3));
     assert!(one_line_no_panic(&o).contains("--threads must be 1 or 2"));
 }
+
+fn hcleak_stdin(args: &[&str], input: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hcleak"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(std::fs::File::open(input).unwrap())
+        .output()
+        .expect("run hcleak")
+}
+
+#[test]
+fn r_file_stdin_gzip_and_zstd_give_the_plain_files_report() {
+    let plain = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/diag/close-wait.pcap");
+    let bytes = std::fs::read(&plain).unwrap();
+    let gz = tmp("close-wait.pcap.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut enc, &bytes).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let zst = tmp("close-wait.zst");
+    std::fs::write(&zst, zstd::encode_all(&bytes[..], 3).unwrap()).unwrap();
+    // Told by content, not by name: gzip bytes under a .pcap name.
+    let disguised = tmp("really-gzip.pcap");
+    std::fs::copy(&gz, &disguised).unwrap();
+    let sockets = "fixtures/diag/close-wait.sockets.csv";
+    let want = hcleak(&["analyze", plain.to_str().unwrap(), "--sockets", sockets, "--format", "json"]);
+    assert_eq!(want.status.code(), Some(2), "{}", stderr(&want));
+    assert!(stdout(&want).contains("\"verdict\": \"leak\""));
+    let mut runs = vec![];
+    for f in [&plain, &gz, &zst, &disguised] {
+        runs.push((
+            f.display().to_string(),
+            hcleak(&["analyze", "-r", f.to_str().unwrap(), "--sockets", sockets, "--format", "json"]),
+        ));
+    }
+    for f in [&plain, &gz, &zst] {
+        let o = hcleak_stdin(&["analyze", "-r", "-", "--sockets", sockets, "--format", "json"], f);
+        runs.push((format!("-r - < {}", f.display()), o));
+    }
+    for (what, o) in &runs {
+        assert_eq!(o.status.code(), Some(2), "{what}: {}", stderr(o));
+        assert_eq!(stdout(o), stdout(&want), "{what}");
+    }
+}
+
+#[test]
+fn a_damaged_archive_says_so_in_one_line() {
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/lo-basic.pcap")).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut enc, &bytes).unwrap();
+    let gz = enc.finish().unwrap();
+    let cut = tmp("cut.pcap.gz");
+    std::fs::write(&cut, &gz[..gz.len() / 2]).unwrap();
+    let o = hcleak(&["analyze", cut.to_str().unwrap(), "--flows", "--format", "tsv"]);
+    assert_eq!(o.status.code(), Some(3));
+    let e = one_line_no_panic(&o);
+    assert!(e.contains("cut.pcap.gz: capture damaged after") && e.contains("gzip"), "{e}");
+    assert!(stdout(&o).lines().count() > 3, "what came before the damage is still printed");
+    let empty = tmp("empty-input");
+    std::fs::write(&empty, b"").unwrap();
+    let o = hcleak_stdin(&["analyze", "-r", "-"], &empty);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line_no_panic(&o).contains("standard input: empty input, not a capture"));
+}
+
+#[test]
+fn after_r_or_dashes_every_word_is_the_filter() {
+    // A file named like a filter word must not be read as a capture after -r or --.
+    let dir = tmp("filter-words");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("port"), b"not a capture").unwrap();
+    std::fs::write(dir.join("18101"), b"not a capture").unwrap();
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/diag/reset-leak.pcap");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hcleak")).args(args).current_dir(&dir).stdin(Stdio::null()).output().unwrap()
+    };
+    let p = pcap.to_str().unwrap();
+    let want = run(&["analyze", p, "--flows", "--format", "tsv", "tcp", "port", "18102"]);
+    assert_eq!(want.status.code(), Some(0), "{}", stderr(&want));
+    let rows = stdout(&want).lines().count();
+    assert!(rows > 5 && !stdout(&want).contains("\t18101\t"), "{}", stdout(&want));
+    for args in [
+        &["analyze", "-r", p, "--flows", "--format", "tsv", "tcp", "port", "18102"][..],
+        &["analyze", "--flows", "--format", "tsv", p, "--", "tcp", "port", "18102"][..],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert_eq!(stdout(&o), stdout(&want), "{args:?}");
+    }
+    // Words after `--` are filter even when they name files; before it, all are files.
+    let o = run(&["analyze", "-r", p, "port", "18101"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stdout(&o).contains("127.0.0.1:18101") && !stdout(&o).contains("127.0.0.1:18102"), "{}", stdout(&o));
+}
+
+#[test]
+fn the_same_capture_twice_is_refused_not_double_counted() {
+    let o = hcleak(&["analyze", "fixtures/lo-basic.pcap", "./fixtures/lo-basic.pcap"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line_no_panic(&o).contains("are the same file"), "{}", stderr(&o));
+    let o = hcleak(&["analyze", "-r", "fixtures/lo-basic.pcap", "-r", "fixtures/lo-basic.pcap"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line_no_panic(&o).contains("fixtures/lo-basic.pcap is given twice"), "{}", stderr(&o));
+    let o = hcleak(&["analyze", "-r", "-", "-r", "-"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line_no_panic(&o).contains("standard input (-) is given twice"), "{}", stderr(&o));
+}
