@@ -294,6 +294,26 @@ fn read_head(r: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize
     Ok(n)
 }
 
+/// The input, unpacked when its first bytes say it is compressed.
+fn unpack(mut input: Box<dyn std::io::Read + Send>) -> Result<(Packing, Box<dyn std::io::Read + Send>), String> {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    let n = read_head(&mut input, &mut head).map_err(|e| io_msg(&e))?;
+    if n == 0 {
+        return Err("empty input, not a capture".into());
+    }
+    let packing = Packing::of(&head[..n]);
+    let rest = std::io::Cursor::new(head[..n].to_vec()).chain(input);
+    Ok((
+        packing,
+        match packing {
+            Packing::Plain => Box::new(rest),
+            Packing::Gzip => Box::new(flate2::read::MultiGzDecoder::new(rest)),
+            Packing::Zstd => Box::new(zstd::stream::read::Decoder::new(rest).map_err(|e| format!("zstd: {e}"))?),
+        },
+    ))
+}
+
 /// A thread that unpacks a capture (or copies standard input) into a pipe that libpcap reads, so a
 /// compressed capture is read as it unpacks, never whole in memory or on disk. Its result says
 /// why the pipe ended early, if it did.
@@ -312,20 +332,9 @@ impl Feeder {
         Ok((Feeder(Some(h)), r))
     }
 
-    fn run(mut input: Box<dyn std::io::Read + Send>, mut out: std::fs::File) -> Result<(), String> {
+    fn run(input: Box<dyn std::io::Read + Send>, mut out: std::fs::File) -> Result<(), String> {
         use std::io::Read;
-        let mut head = [0u8; 4];
-        let n = read_head(&mut input, &mut head).map_err(|e| io_msg(&e))?;
-        if n == 0 {
-            return Err("empty input, not a capture".into());
-        }
-        let packing = Packing::of(&head[..n]);
-        let rest = std::io::Cursor::new(head[..n].to_vec()).chain(input);
-        let mut unpacked: Box<dyn std::io::Read> = match packing {
-            Packing::Plain => Box::new(rest),
-            Packing::Gzip => Box::new(flate2::read::MultiGzDecoder::new(rest)),
-            Packing::Zstd => Box::new(zstd::stream::read::Decoder::new(rest).map_err(|e| format!("zstd: {e}"))?),
-        };
+        let (packing, mut unpacked) = unpack(input)?;
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let k = match unpacked.read(&mut buf) {
@@ -523,9 +532,215 @@ impl PacketSource for FileSource {
     }
 }
 
+/// A pcapng file read without libpcap, for the files libpcap refuses: interfaces with different
+/// snapshot lengths or link types (merged captures; tshark and Zeek read them). The pcap-file
+/// crate parses the blocks; a BPF filter is compiled per link type and run on each frame.
+pub struct NgSource {
+    reader: pcap_file::pcapng::PcapNgReader<std::io::BufReader<Box<dyn std::io::Read + Send>>>,
+    path: PathBuf,
+    filter: Option<String>,
+    /// Per interface: its link (None: not one hcleak reads), nanoseconds per tick as a ratio
+    /// (multiply, divide), and the compiled filter.
+    ifaces: Vec<(Option<Link>, u64, u64, Option<pcap::BpfProgram>)>,
+    frames: u64,
+    data: Vec<u8>,
+    done: bool,
+}
+
+impl NgSource {
+    /// Opens `path` (plain or compressed) with the pcapng reader.
+    pub fn open(path: &Path, filter: Option<&str>) -> Result<NgSource, SourceError> {
+        let err = |msg: String| SourceError::Open { path: path.into(), msg };
+        let f = std::fs::File::open(path).map_err(|e| err(io_msg(&e)))?;
+        let (_, input) = unpack(Box::new(f)).map_err(err)?;
+        let reader = pcap_file::pcapng::PcapNgReader::new(std::io::BufReader::with_capacity(READ_BUFFER, input))
+            .map_err(|e| err(format!("not a pcapng capture ({e})")))?;
+        Ok(NgSource {
+            reader,
+            path: path.into(),
+            filter: filter.map(String::from),
+            ifaces: Vec::new(),
+            frames: 0,
+            data: Vec::new(),
+            done: false,
+        })
+    }
+
+    /// Takes in interfaces described since the last look (a new section starts the list again).
+    fn learn_interfaces(&mut self) {
+        use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+        let known = self.reader.interfaces();
+        if known.len() < self.ifaces.len() {
+            self.ifaces.clear();
+        }
+        for idb in &known[self.ifaces.len()..] {
+            let dlt = u32::from(idb.linktype) as i32;
+            let link = Link::from_dlt(dlt);
+            // if_tsresol: 10^-n seconds per tick (2^-n with the top bit set); microseconds by default.
+            let resol = idb
+                .options
+                .iter()
+                .find_map(|o| match o {
+                    InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+                    _ => None,
+                })
+                .unwrap_or(6);
+            let (mul, div) = if resol & 0x80 != 0 {
+                (1_000_000_000, 1u64.checked_shl(u32::from(resol & 0x7f)).unwrap_or(u64::MAX))
+            } else if resol <= 9 {
+                (10u64.pow(9 - u32::from(resol)), 1)
+            } else {
+                (1, 10u64.checked_pow(u32::from(resol) - 9).unwrap_or(u64::MAX))
+            };
+            // libpcap already compiled the filter for the first interface, so it is valid; one that
+            // cannot apply to another interface's link type (`vlan` on Linux cooked) matches none of
+            // that interface's packets.
+            let (link, bpf) = match (&self.filter, link) {
+                (Some(expr), Some(l)) => {
+                    match pcap::Capture::dead(pcap::Linktype(dlt)).and_then(|c| c.compile(expr, true)) {
+                        Ok(b) => (Some(l), Some(b)),
+                        Err(_) => (None, None),
+                    }
+                }
+                _ => (link, None),
+            };
+            self.ifaces.push((link, mul, div, bpf));
+        }
+    }
+}
+
+impl PacketSource for NgSource {
+    fn next_frame(&mut self) -> Result<Next<'_>, SourceError> {
+        use pcap_file::pcapng::Block;
+        while !self.done {
+            let (iface, ticks, wire_len) = match self.reader.next_block() {
+                None => {
+                    self.done = true;
+                    break;
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Err(SourceError::Damaged {
+                        path: self.path.clone(),
+                        frames: self.frames,
+                        msg: e.to_string(),
+                    });
+                }
+                Some(Ok(Block::EnhancedPacket(p))) => {
+                    self.data.clear();
+                    self.data.extend_from_slice(&p.data);
+                    (p.interface_id as usize, p.timestamp.as_nanos() as u64, p.original_len)
+                }
+                // Interface descriptions are read below; statistics, names and the rest say nothing
+                // about connections. Simple packet blocks carry no time and are left out.
+                Some(Ok(_)) => continue,
+            };
+            if iface >= self.ifaces.len() {
+                self.learn_interfaces();
+            }
+            let Some((Some(link), mul, div, bpf)) = self.ifaces.get(iface) else { continue };
+            if bpf.as_ref().is_some_and(|b| !b.filter(&self.data)) {
+                continue;
+            }
+            self.frames += 1;
+            let ns = u128::from(ticks) * u128::from(*mul) / u128::from(*div);
+            let ts = Ts::try_from(ns).unwrap_or(Ts::MAX);
+            return Ok(Next::Frame(Frame { ts, link: *link, data: &self.data, wire_len }));
+        }
+        Ok(Next::End)
+    }
+}
+
+/// libpcap refused this pcapng file for a reason the pcapng reader does not share.
+fn libpcap_refuses_mixed_interfaces(msg: &str) -> bool {
+    msg.contains("different from the snapshot length of the first interface")
+        || msg.contains("different from the type of the first interface")
+}
+
+/// A capture file: through libpcap, or — when libpcap refuses a pcapng file with mixed
+/// interfaces at its first packet — through [`NgSource`], from the start.
+pub struct CaptureFile {
+    pcap: FileSource,
+    ng: Option<NgSource>,
+    filter: Option<String>,
+    /// A file can be read again from its start; standard input cannot.
+    rereadable: bool,
+}
+
+impl CaptureFile {
+    pub fn open(path: &Path, filter: Option<&str>) -> Result<CaptureFile, SourceError> {
+        Ok(CaptureFile {
+            pcap: FileSource::open(path, filter)?,
+            ng: None,
+            filter: filter.map(String::from),
+            rereadable: path.as_os_str() != "-",
+        })
+    }
+}
+
+/// After libpcap's error: the pcapng reader when it can take over, else the error (with a way out
+/// when the input cannot be read again). A free function over the fields it needs, so a frame
+/// borrowed from libpcap's handle can be returned beside it.
+fn fall_back<'a>(
+    ng: &'a mut Option<NgSource>,
+    filter: Option<&str>,
+    rereadable: bool,
+    e: SourceError,
+) -> Result<&'a mut NgSource, SourceError> {
+    let SourceError::Damaged { path, frames: 0, msg } = &e else { return Err(e) };
+    if !libpcap_refuses_mixed_interfaces(msg) {
+        return Err(e);
+    }
+    if !rereadable {
+        return Err(SourceError::Damaged {
+            path: path.clone(),
+            frames: 0,
+            msg: format!(
+                "{msg}; save it to a file for hcleak to read with its own pcapng reader, or convert it: editcap -F pcap IN OUT"
+            ),
+        });
+    }
+    Ok(ng.insert(NgSource::open(path, filter)?))
+}
+
+impl PacketSource for CaptureFile {
+    fn next_frame(&mut self) -> Result<Next<'_>, SourceError> {
+        if self.ng.is_none() {
+            match self.pcap.next_frame() {
+                Err(e) => {
+                    fall_back(&mut self.ng, self.filter.as_deref(), self.rereadable, e)?;
+                }
+                ok => return ok,
+            }
+        }
+        match &mut self.ng {
+            Some(ng) => ng.next_frame(),
+            None => Ok(Next::End),
+        }
+    }
+
+    fn next_frames(&mut self, max: usize, each: &mut dyn FnMut(Frame<'_>)) -> Result<After, SourceError> {
+        if let Some(ng) = &mut self.ng {
+            return ng.next_frames(max, each);
+        }
+        match self.pcap.next_frames(max, each) {
+            Err(e) => fall_back(&mut self.ng, self.filter.as_deref(), self.rereadable, e)?.next_frames(max, each),
+            ok => ok,
+        }
+    }
+
+    fn progress(&self) -> (u64, u64) {
+        if self.ng.is_some() {
+            (0, 0)
+        } else {
+            self.pcap.progress()
+        }
+    }
+}
+
 /// Several files merged by timestamp. Each file's head frame is copied into its own buffer.
 pub struct MergedSource {
-    files: Vec<FileSource>,
+    files: Vec<CaptureFile>,
     heads: Vec<Option<Head>>,
     refill: Option<usize>,
     primed: bool,
@@ -539,7 +754,7 @@ struct Head {
 }
 
 impl MergedSource {
-    pub fn new(files: Vec<FileSource>) -> Self {
+    pub fn new(files: Vec<CaptureFile>) -> Self {
         let n = files.len();
         MergedSource { files, heads: (0..n).map(|_| None).collect(), refill: None, primed: false }
     }
@@ -596,7 +811,7 @@ impl PacketSource for MergedSource {
 pub fn open_files(paths: &[PathBuf], filter: Option<&str>) -> Result<Box<dyn PacketSource + Send>, SourceError> {
     let mut files = Vec::with_capacity(paths.len());
     for p in paths {
-        files.push(FileSource::open(p, filter)?);
+        files.push(CaptureFile::open(p, filter)?);
     }
     if files.len() == 1 {
         Ok(Box::new(files.pop().expect("one file")))

@@ -415,3 +415,22 @@ fn the_same_capture_twice_is_refused_not_double_counted() {
     assert_eq!(o.status.code(), Some(3));
     assert!(one_line_no_panic(&o).contains("standard input (-) is given twice"), "{}", stderr(&o));
 }
+
+#[test]
+fn pcapng_with_mixed_snaplens_on_stdin_is_refused_with_a_way_out() {
+    // From a file hcleak reads it with its own pcapng reader (tests/conformance.rs); standard
+    // input cannot be read a second time, so the line says how to convert it.
+    let trace =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/pcapng-mixed-snaplen/modify-request.pcapng");
+    if !trace.exists() {
+        eprintln!("SKIPPED: {} not found", trace.display());
+        return;
+    }
+    let o = hcleak(&["analyze", trace.to_str().unwrap(), "--flows", "--format", "tsv"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\t389\tRSTR\t"), "{}", stdout(&o));
+    let o = hcleak_stdin(&["analyze", "-r", "-"], &trace);
+    assert_eq!(o.status.code(), Some(3));
+    let e = one_line_no_panic(&o);
+    assert!(e.contains("snapshot length") && e.contains("editcap -F pcap"), "{e}");
+}
