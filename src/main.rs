@@ -268,6 +268,16 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     for e in &errors {
         eprintln!("hcleak: {e}");
     }
+    // A filter that kept nothing: say why when tags or tunnels explain it (standard input is gone).
+    if let (Some(f), 0, true) = (&cfg.filter, stats.frames, errors.is_empty()) {
+        if cfg.files.iter().all(|p| p.as_os_str() != "-") {
+            if let Some(hint) =
+                source::encapsulation(&cfg.files, 10_000).ok().and_then(|e| source::empty_filter_hint(f, &e))
+            {
+                eprintln!("hcleak: {hint}");
+            }
+        }
+    }
     // A damaged input means the verdict may be missing what came after the damage.
     Ok(if errors.is_empty() { code } else { Exit::Unknown })
 }

@@ -820,6 +820,95 @@ pub fn open_files(paths: &[PathBuf], filter: Option<&str>) -> Result<Box<dyn Pac
     }
 }
 
+/// What lies between the link header and the TCP a BPF filter looks for, from a look at the
+/// first frames of captures: a filter like `tcp port 8080` matches neither tagged frames nor
+/// tunnelled ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Encapsulation {
+    /// Frames with an 802.1Q or 802.1ad tag.
+    pub vlan: u64,
+    /// The first tunnel seen: VXLAN, Geneve, GRE, IP-in-IP.
+    pub tunnel: Option<&'static str>,
+}
+
+impl Encapsulation {
+    /// Looks at one frame.
+    pub fn add(&mut self, link: Link, f: &[u8]) {
+        let be16 = |o: usize| f.get(o..o + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let (mut et, mut off) = match link {
+            Link::Ethernet => (be16(12), 14),
+            Link::Sll => (be16(14), 16),
+            Link::Sll2 => (be16(0), 20),
+            Link::Raw | Link::Null => {
+                let off = if link == Link::Null { 4 } else { 0 };
+                match f.get(off).map(|b| b >> 4) {
+                    Some(4) => (Some(0x0800), off),
+                    Some(6) => (Some(0x86dd), off),
+                    _ => return,
+                }
+            }
+        };
+        let mut tagged = false;
+        while let Some(0x8100 | 0x88a8 | 0x9100) = et {
+            tagged = true;
+            et = be16(off + 2);
+            off += 4;
+        }
+        self.vlan += u64::from(tagged);
+        let (proto, l4) = match et {
+            Some(0x0800) => match (f.get(off), f.get(off + 9)) {
+                (Some(v), Some(p)) => (*p, off + usize::from(v & 0x0f) * 4),
+                _ => return,
+            },
+            Some(0x86dd) => match f.get(off + 6) {
+                Some(p) => (*p, off + 40),
+                None => return,
+            },
+            _ => return,
+        };
+        let tunnel = match (proto, be16(l4 + 2)) {
+            (47, _) => "GRE",
+            (4 | 41, _) => "IP-in-IP",
+            (17, Some(4789)) => "VXLAN (UDP 4789)",
+            (17, Some(8472)) => "VXLAN (Flannel, UDP 8472)",
+            (17, Some(6081)) => "Geneve (UDP 6081)",
+            _ => return,
+        };
+        self.tunnel.get_or_insert(tunnel);
+    }
+}
+
+/// The encapsulation in the first `max` frames of each capture, read without a filter.
+pub fn encapsulation(paths: &[PathBuf], max: u64) -> Result<Encapsulation, SourceError> {
+    let mut e = Encapsulation::default();
+    for p in paths {
+        let mut src = CaptureFile::open(p, None)?;
+        let mut n = 0;
+        while n < max {
+            match src.next_frame() {
+                Ok(Next::Frame(f)) => e.add(f.link, f.data),
+                Ok(_) | Err(_) => break,
+            }
+            n += 1;
+        }
+    }
+    Ok(e)
+}
+
+/// A line for a filter that matched nothing in captures with this encapsulation, if it explains why.
+pub fn empty_filter_hint(filter: &str, e: &Encapsulation) -> Option<String> {
+    if e.vlan > 0 {
+        return Some(format!(
+            "the filter '{filter}' matched no packets, but the capture has 802.1Q VLAN tags, which it does not look past: use 'vlan and {filter}' (or '({filter}) or (vlan and {filter})' for tagged and untagged frames together)"
+        ));
+    }
+    e.tunnel.map(|t| {
+        format!(
+            "the filter '{filter}' matched no packets, but the capture carries {t} tunnels: a filter sees only their outer headers, and hcleak does not decode inside tunnels; capture on the bridge or pod interface (cni0, a veth) instead"
+        )
+    })
+}
+
 /// Options for a live capture, with tcpdump's habits.
 #[derive(Clone, Debug)]
 pub struct LiveOptions {
@@ -1107,6 +1196,52 @@ mod tests {
         let (frames, err, _) = one_by_one(&cut, None);
         assert!(matches!(err, Some(SourceError::Damaged { frames: n, .. }) if n == frames.len() as u64), "{err:?}");
         std::fs::remove_file(&cut).ok();
+    }
+
+    /// Ethernet with `tags` 802.1Q tags, IPv4 carrying `proto` to `dport`.
+    fn tagged_frame(tags: usize, proto: u8, dport: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        for _ in 0..tags {
+            f.extend_from_slice(&[0x81, 0x00, 0x00, 0x05]);
+        }
+        f.extend_from_slice(&[0x08, 0x00]);
+        let mut ip = [0u8; 20];
+        ip[0] = 0x45;
+        ip[9] = proto;
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&[0x30, 0x39]);
+        f.extend_from_slice(&dport.to_be_bytes());
+        f.extend_from_slice(&[0u8; 16]);
+        f
+    }
+
+    #[test]
+    fn encapsulation_names_tags_and_tunnels() {
+        let look = |frames: &[Vec<u8>]| {
+            let mut e = Encapsulation::default();
+            for f in frames {
+                e.add(Link::Ethernet, f);
+            }
+            e
+        };
+        assert_eq!(look(&[tagged_frame(0, 6, 8080)]), Encapsulation::default());
+        assert_eq!(look(&[tagged_frame(1, 6, 8080), tagged_frame(2, 6, 80)]).vlan, 2);
+        assert_eq!(look(&[tagged_frame(0, 17, 4789)]).tunnel, Some("VXLAN (UDP 4789)"));
+        assert_eq!(look(&[tagged_frame(1, 17, 6081)]).tunnel, Some("Geneve (UDP 6081)"));
+        assert_eq!(look(&[tagged_frame(0, 47, 0)]).tunnel, Some("GRE"));
+        assert_eq!(look(&[tagged_frame(0, 17, 53)]).tunnel, None);
+        // Cut anywhere, a frame is looked at without panicking.
+        let f = tagged_frame(2, 17, 4789);
+        for n in 0..f.len() {
+            look(&[f[..n].to_vec()]);
+        }
+        let hint = empty_filter_hint("tcp port 8080", &look(&[tagged_frame(1, 6, 8080)])).unwrap();
+        assert!(
+            hint.contains("'vlan and tcp port 8080'") && hint.contains("'(tcp port 8080) or (vlan and tcp port 8080)'")
+        );
+        let hint = empty_filter_hint("port 80", &look(&[tagged_frame(0, 17, 8472)])).unwrap();
+        assert!(hint.contains("Flannel") && hint.contains("does not decode inside tunnels"), "{hint}");
+        assert_eq!(empty_filter_hint("port 80", &Encapsulation::default()), None);
     }
 
     #[test]

@@ -434,3 +434,20 @@ fn pcapng_with_mixed_snaplens_on_stdin_is_refused_with_a_way_out() {
     let e = one_line_no_panic(&o);
     assert!(e.contains("snapshot length") && e.contains("editcap -F pcap"), "{e}");
 }
+
+#[test]
+fn a_filter_that_misses_tagged_frames_says_which_one_would_match() {
+    let o = hcleak(&["analyze", "fixtures/vlan.pcap", "tcp", "port", "18081"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stdout(&o).contains("no packets"), "{}", stdout(&o));
+    let e = one_line_no_panic(&o);
+    assert!(e.contains("802.1Q") && e.contains("'vlan and tcp port 18081'"), "{e}");
+    // The suggested filter does match, and then nothing more is said.
+    let o =
+        hcleak(&["analyze", "fixtures/vlan.pcap", "--flows", "--format", "tsv", "vlan", "and", "tcp", "port", "18081"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).lines().count() > 5 && stderr(&o).is_empty(), "{}", stderr(&o));
+    // Untagged captures that a filter misses get no such line.
+    let o = hcleak(&["analyze", "fixtures/lo-basic.pcap", "tcp", "port", "9"]);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
