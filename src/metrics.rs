@@ -184,7 +184,13 @@ mod tests {
 
     #[test]
     fn empty_report_is_valid_exposition() {
-        let r = Report { verdict: crate::verdict::Verdict::Unknown, backends: vec![], minor_backends: 0 };
+        let r = Report {
+            verdict: crate::verdict::Verdict::Unknown,
+            backends: vec![],
+            minor_backends: 0,
+            minor_conns: 0,
+            min_conns: 3,
+        };
         let t = exposition(&r, &CaptureCounters { packets: 5, drops: Some(DropStats::default()) });
         assert!(t.contains("hcleak_packets_total 5\n"));
         assert!(t.contains("hcleak_capture_dropped_total{by=\"kernel\"} 0\n"));

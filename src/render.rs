@@ -431,6 +431,15 @@ pub fn headline(r: &crate::verdict::Report) -> String {
     use crate::verdict::{human_duration, Verdict};
     let worst = r.backends.first();
     match (r.verdict, worst) {
+        (_, None) if r.minor_backends > 0 => {
+            let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+            format!(
+                "UNKNOWN — {} to {}, but none has the {} that --min-conns asks for to be judged; lower it (--min-conns 1) to judge them",
+                plural(r.minor_conns, "TCP connection", "TCP connections"),
+                plural(r.minor_backends as u64, "server", "servers"),
+                plural(r.min_conns, "connection", "connections"),
+            )
+        }
         (_, None) => "UNKNOWN — no TCP connections to judge".into(),
         (Verdict::Leak | Verdict::Suspicious, Some(b)) => {
             let tag = if r.verdict == Verdict::Leak { "LEAK" } else { "SUSPICIOUS" };

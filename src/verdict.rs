@@ -175,6 +175,10 @@ pub struct Report {
     pub backends: Vec<BackendReport>,
     /// Backends left out for having too few connections.
     pub minor_backends: usize,
+    /// Their connections, together.
+    pub minor_conns: u64,
+    /// The `--min-conns` they fell short of.
+    pub min_conns: u64,
 }
 
 /// Time to exhaustion in seconds: (limit − in use) / (kept per event × events per second).
@@ -407,14 +411,21 @@ fn clock(t: Ts) -> String {
 /// Judges every backend.
 pub fn judge(all: &Backends, host: Option<&HostSamples>, opts: &Options) -> Report {
     let Some(tl) = all.timeline else {
-        return Report { verdict: Verdict::Unknown, backends: Vec::new(), minor_backends: 0 };
+        return Report {
+            verdict: Verdict::Unknown,
+            backends: Vec::new(),
+            minor_backends: 0,
+            minor_conns: 0,
+            min_conns: opts.min_conns,
+        };
     };
     let mut reports = Vec::new();
-    let mut minor = 0;
+    let (mut minor, mut minor_conns) = (0, 0);
     for b in all.map.values() {
         let samples = host.and_then(|h| h.for_backend(b.ip, b.port));
         if b.conns < opts.min_conns.max(1) && samples.is_none() {
             minor += 1;
+            minor_conns += b.conns;
             continue;
         }
         let mut r = judge_backend(b, &tl, samples, opts);
@@ -435,7 +446,7 @@ pub fn judge(all: &Backends, host: Option<&HostSamples>, opts: &Options) -> Repo
     }
     reports.sort_by(|a, b| b.verdict.cmp(&a.verdict).then(b.probes.cmp(&a.probes)).then(a.name().cmp(&b.name())));
     let verdict = reports.iter().map(|r| r.verdict).max().unwrap_or(Verdict::Unknown);
-    Report { verdict, backends: reports, minor_backends: minor }
+    Report { verdict, backends: reports, minor_backends: minor, minor_conns, min_conns: opts.min_conns }
 }
 
 fn judge_backend(b: &Backend, tl: &Timeline, samples: Option<&[Sample]>, opts: &Options) -> BackendReport {

@@ -451,3 +451,17 @@ fn a_filter_that_misses_tagged_frames_says_which_one_would_match() {
     let o = hcleak(&["analyze", "fixtures/lo-basic.pcap", "tcp", "port", "9"]);
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
 }
+
+#[test]
+fn no_server_above_min_conns_says_how_many_connections_and_why() {
+    let o = hcleak(&["analyze", "fixtures/diag/plain-check.pcap", "--min-conns", "100000"]);
+    assert_eq!(o.status.code(), Some(3));
+    let first = stdout(&o).lines().next().unwrap_or_default().to_string();
+    assert!(
+        first.starts_with("UNKNOWN — 251 TCP connections to 2 servers") && first.contains("--min-conns"),
+        "{first}"
+    );
+    // With nothing at all, it says just that.
+    let o = hcleak(&["analyze", "fixtures/lo-basic.pcap", "tcp", "port", "9"]);
+    assert_eq!(stdout(&o).lines().next(), Some("UNKNOWN — no TCP connections to judge"));
+}
