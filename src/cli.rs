@@ -22,7 +22,10 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
-    /// Analyse capture files (pcap or pcapng), optionally filtered by a BPF expression.
+    /// Analyse capture files (pcap or pcapng, plain, gzip or zstd), optionally filtered by a BPF expression.
+    #[command(override_usage = "hcleak analyze [OPTIONS] FILE... [FILTER]\n       \
+                                hcleak analyze [OPTIONS] -r FILE [FILTER]\n       \
+                                hcleak analyze [OPTIONS] FILE... -- FILTER")]
     Analyze(AnalyzeArgs),
     /// Capture live from an interface, sample local backends, report when stopped (Ctrl-C).
     Capture(CaptureArgs),

@@ -81,9 +81,12 @@ fn main() -> ExitCode {
 fn usage_line(e: &clap::Error) -> String {
     let sub = std::env::args().skip(1).find(|a| Cli::command().get_subcommands().any(|s| s.get_name() == a));
     let who = sub.as_deref().map_or("hcleak".to_string(), |s| format!("hcleak {s}"));
+    // clap's first paragraph says what is wrong (a list of missing arguments continues it on
+    // further lines); usage and tips follow after a blank line.
     let text = e.render().to_string();
-    let first = text.lines().next().unwrap_or("bad arguments").trim();
-    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let what = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect::<Vec<_>>().join(" ");
+    let first = what.strip_prefix("error: ").unwrap_or(&what);
+    let first = if first.is_empty() { "bad arguments" } else { first };
     if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
         return format!("{who}: a subcommand is required; `{who} --help` lists them");
     }
