@@ -213,6 +213,11 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
         Some(p) => Some(sockets::read_csv(p).map_err(|e| Failure::Usage(e.to_string()))?),
         None => None,
     };
+    // `tcpdump -w - | hcleak analyze -r -`: Ctrl-C reaches both; tcpdump ends its file and hcleak
+    // reports on what came. A second Ctrl-C ends hcleak at once.
+    if cfg.files.iter().any(|p| p.as_os_str() == "-") {
+        stop_flag()?;
+    }
     let mut src = source::open_files(&cfg.files, cfg.filter.as_deref()).map_err(Failure::Source)?;
     let mut table = FlowTable::new(FlowConfig { max_flows: cfg.max_flows, ..FlowConfig::default() });
     let mut stats = DecodeStats::default();

@@ -465,3 +465,29 @@ fn no_server_above_min_conns_says_how_many_connections_and_why() {
     let o = hcleak(&["analyze", "fixtures/lo-basic.pcap", "tcp", "port", "9"]);
     assert_eq!(stdout(&o).lines().next(), Some("UNKNOWN — no TCP connections to judge"));
 }
+
+#[test]
+fn ctrl_c_on_a_tcpdump_pipe_still_gives_the_report() {
+    // `tcpdump -w - | hcleak analyze -r -`: Ctrl-C goes to both; hcleak reports what came.
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/diag/close-wait.pcap")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hcleak"))
+        .args(["analyze", "-r", "-", "--format", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, &bytes[..bytes.len() / 2]).unwrap();
+    // hcleak is reading (its header came through libpcap) before the signal.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    std::io::Write::write_all(&mut input, &bytes[bytes.len() / 2..]).unwrap();
+    drop(input);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.code().is_some(), "ended by the signal: {:?}", o.status);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
+    let plain = hcleak(&["analyze", "fixtures/diag/close-wait.pcap", "--format", "json"]);
+    assert_eq!(stdout(&o), stdout(&plain), "the whole input was read: {}", v["capture"]);
+}
