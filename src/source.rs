@@ -1,9 +1,11 @@
 //! Source: frames from capture files (pcap, pcapng) through libpcap, merged in time order.
 //!
 //! A source yields borrowed frames one at a time; a single file is read without copying, several
-//! files are merged by timestamp with one reusable buffer per file. Errors are typed so the CLI can
-//! say in one line what went wrong and where, and so a damaged file still yields what came before
-//! the damage.
+//! files are merged by timestamp with one reusable buffer per file. gzip and zstd captures (told by
+//! their first bytes) and standard input reach libpcap through a pipe fed by a thread; pcapng files
+//! libpcap refuses for their mixed interfaces are read by the pcap-file crate instead. Errors are
+//! typed so the CLI can say in one line what went wrong and where, and so a damaged file still
+//! yields what came before the damage.
 
 use crate::decode::{Link, Ts};
 use pcap::{Capture, Offline};
@@ -214,7 +216,7 @@ pub fn open_offline(path: &Path, buffer: usize) -> Result<OfflineCapture, String
 
 /// The same, for a capture arriving on a file descriptor (the read end of a pipe).
 #[allow(unsafe_code)]
-pub fn open_offline_fd(fd: std::os::fd::OwnedFd, buffer: usize) -> Result<OfflineCapture, String> {
+pub(crate) fn open_offline_fd(fd: std::os::fd::OwnedFd, buffer: usize) -> Result<OfflineCapture, String> {
     use std::os::fd::IntoRawFd;
     let raw = fd.into_raw_fd();
     // SAFETY: `raw` is an open descriptor we own; on success the FILE owns it, on failure we close it.
@@ -256,14 +258,14 @@ fn offline_from_stdio(fp: *mut libc::FILE, buffer: usize) -> Result<OfflineCaptu
 
 /// How a capture's bytes are packed, told by its first bytes (never by its name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Packing {
+pub(crate) enum Packing {
     Plain,
     Gzip,
     Zstd,
 }
 
 impl Packing {
-    pub fn of(head: &[u8]) -> Packing {
+    pub(crate) fn of(head: &[u8]) -> Packing {
         match head {
             [0x1f, 0x8b, ..] => Packing::Gzip,
             [0x28, 0xb5, 0x2f, 0xfd, ..] => Packing::Zstd,
@@ -352,8 +354,17 @@ impl Feeder {
         }
     }
 
-    /// Why the input ended early, once libpcap has stopped reading (so the thread has ended).
+    /// Why the input ended early, if the thread has ended with a reason. A thread that ended the
+    /// pipe has finished within moments; one still blocked — writing into a pipe libpcap no longer
+    /// reads, or waiting on a slow producer — is not waited for (it ends when the pipe closes).
     fn failure(&mut self) -> Option<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        while !self.0.as_ref()?.is_finished() {
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         self.0.take()?.join().unwrap_or_else(|_| Err("the unpacking thread failed".into())).err()
     }
 }
@@ -535,7 +546,7 @@ impl PacketSource for FileSource {
 /// A pcapng file read without libpcap, for the files libpcap refuses: interfaces with different
 /// snapshot lengths or link types (merged captures; tshark and Zeek read them). The pcap-file
 /// crate parses the blocks; a BPF filter is compiled per link type and run on each frame.
-pub struct NgSource {
+pub(crate) struct NgSource {
     reader: pcap_file::pcapng::PcapNgReader<std::io::BufReader<Box<dyn std::io::Read + Send>>>,
     path: PathBuf,
     filter: Option<String>,
@@ -549,7 +560,7 @@ pub struct NgSource {
 
 impl NgSource {
     /// Opens `path` (plain or compressed) with the pcapng reader.
-    pub fn open(path: &Path, filter: Option<&str>) -> Result<NgSource, SourceError> {
+    pub(crate) fn open(path: &Path, filter: Option<&str>) -> Result<NgSource, SourceError> {
         let err = |msg: String| SourceError::Open { path: path.into(), msg };
         let f = std::fs::File::open(path).map_err(|e| err(io_msg(&e)))?;
         let (_, input) = unpack(Box::new(f)).map_err(err)?;

@@ -491,3 +491,35 @@ fn ctrl_c_on_a_tcpdump_pipe_still_gives_the_report() {
     let plain = hcleak(&["analyze", "fixtures/diag/close-wait.pcap", "--format", "json"]);
     assert_eq!(stdout(&o), stdout(&plain), "the whole input was read: {}", v["capture"]);
 }
+
+#[test]
+fn damage_early_in_a_long_piped_capture_ends_the_run_instead_of_hanging() {
+    // A bad first record, then megabytes more: libpcap stops reading while the thread feeding its
+    // pipe still has data to write. The run must end with the damage line, not wait on that thread.
+    let mut bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/lo-basic.pcap")).unwrap();
+    bytes.truncate(24);
+    for v in [1u32, 0, 0x7fff_fff0, 0x7fff_fff0] {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes.resize(bytes.len() + 3_000_000, 0);
+    let input = tmp("bad-first-record.pcap");
+    std::fs::write(&input, &bytes).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hcleak"))
+        .args(["analyze", "-r", "-"])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > end {
+            child.kill().unwrap();
+            panic!("hcleak hung on a damaged capture from standard input");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line_no_panic(&o).contains("standard input: capture damaged at its first packet"));
+}
