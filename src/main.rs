@@ -61,9 +61,11 @@ fn main() -> ExitCode {
         Cmd::Capture(c) => capture(&c),
         Cmd::Sample(s) => sample(&s),
         Cmd::Completions { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "hcleak", &mut io::stdout());
-            Ok(Exit::Ok)
+            // clap_complete panics when its writer fails: write to memory, then to stdout, so a
+            // closed pipe (`| head`) ends quietly.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "hcleak", &mut script);
+            io::stdout().lock().write_all(&script).map(|()| Exit::Ok).map_err(Failure::from)
         }
         Cmd::Man => man(),
     };
