@@ -374,7 +374,13 @@ fn sample_options_do_what_help_says() {
 
 #[test]
 fn completions_and_man_come_from_the_same_definitions() {
-    for (shell, marker) in [("bash", "complete -F"), ("zsh", "#compdef hcleak"), ("fish", "complete -c hcleak")] {
+    for (shell, marker) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef hcleak"),
+        ("fish", "complete -c hcleak"),
+        ("elvish", "arg-completer[hcleak]"),
+        ("powershell", "Register-ArgumentCompleter"),
+    ] {
         let o = hcleak(&["completions", shell]);
         assert_eq!(o.status.code(), Some(0));
         let s = out(&o);
