@@ -22,15 +22,26 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Cmd {
-    /// Analyse capture files (pcap or pcapng), optionally filtered by a BPF expression.
+    /// Analyse capture files (pcap or pcapng, plain, gzip or zstd), optionally filtered by a BPF expression.
+    #[command(override_usage = "hcleak analyze [OPTIONS] FILE... [FILTER]\n       \
+                                hcleak analyze [OPTIONS] -r FILE [FILTER]\n       \
+                                hcleak analyze [OPTIONS] FILE... -- FILTER")]
     Analyze(AnalyzeArgs),
     /// Capture live from an interface, sample local backends, report when stopped (Ctrl-C).
     Capture(CaptureArgs),
     /// Only sample a local server's sockets to CSV (for `analyze --sockets`).
     Sample(SampleArgs),
+    /// Print a completion script for a shell: `hcleak completions bash > /etc/bash_completion.d/hcleak`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) built from these same definitions: `hcleak man > hcleak.1`.
+    Man,
 }
 
 #[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("outputs").args(["write", "plot"]).multiple(true)))]
 pub struct CaptureArgs {
     /// Interface to capture on (`any` for all).
     #[arg(short = 'i', long = "interface", value_name = "IFACE", required_unless_present = "list_interfaces")]
@@ -39,23 +50,23 @@ pub struct CaptureArgs {
     #[arg(short = 'D', long = "list-interfaces")]
     pub list_interfaces: bool,
     /// Stop after this many packets.
-    #[arg(short = 'c', value_name = "N")]
+    #[arg(short = 'c', value_name = "N", allow_negative_numbers = true, value_parser = positive::<u64>)]
     pub count: Option<u64>,
     /// Stop after this long (10s, 5m, 1h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<std::time::Duration>,
     /// Bytes captured per packet (headers are enough: 96 keeps TCP options and HTTP request lines short).
-    #[arg(short = 's', long = "snaplen", default_value_t = 262_144, value_name = "BYTES")]
+    #[arg(short = 's', long = "snaplen", default_value_t = 262_144, value_name = "BYTES", allow_negative_numbers = true, value_parser = positive::<i32>)]
     pub snaplen: i32,
     /// Also write the raw packets to this pcap file (and the host samples beside it as
     /// FILE.sockets.csv); `-` writes the pcap to standard output and the report to standard error.
     #[arg(short = 'w', value_name = "FILE")]
     pub write: Option<PathBuf>,
     /// Replace existing output files (-w, its .sockets.csv, --plot); never through a symlink.
-    #[arg(long)]
+    #[arg(long, requires = "outputs")]
     pub force: bool,
     /// Kernel capture buffer in MiB.
-    #[arg(short = 'B', long = "buffer-size", default_value_t = 32, value_name = "MiB")]
+    #[arg(short = 'B', long = "buffer-size", default_value_t = 32, value_name = "MiB", allow_negative_numbers = true, value_parser = positive::<i32>)]
     pub buffer_mib: i32,
     /// Do not sample local servers; lets hcleak drop root right after opening the capture.
     #[arg(long)]
@@ -67,19 +78,19 @@ pub struct CaptureArgs {
     /// Time between view refreshes.
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
     pub refresh: std::time::Duration,
-    /// Time between host samples of local backends.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
-    pub sample_interval: std::time::Duration,
+    /// Time between host samples of local backends (not with --no-sample).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", conflicts_with = "no_sample")]
+    pub sample_interval: Option<std::time::Duration>,
     /// The backends' socket (or open-file) limit, for the time to exhaustion.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = positive::<u64>)]
     pub limit: Option<u64>,
     /// Servers with fewer connections than this are left out of the report.
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = 3, value_name = "N", allow_negative_numbers = true, value_parser = whole::<u64>)]
     pub min_conns: u64,
     /// Output format of the final report (jsonl: every finished connection and periodic backend
     /// summaries as JSON lines while running).
-    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
-    pub format: FormatArg,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
     /// Draw the final report as SVG (see analyze --plot).
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
@@ -113,7 +124,7 @@ pub struct SampleArgs {
     #[arg(short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// Replace the -o file if it exists (never through a symlink).
-    #[arg(long)]
+    #[arg(long, requires = "output")]
     pub force: bool,
     /// User to sample as when root, once the server is found and the output open (default nobody);
     /// only the two capabilities that reading other processes' /proc/PID/fd needs are kept.
@@ -131,13 +142,64 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("bad duration '{s}': {e}"))
 }
 
+/// A whole number of at least `MIN`; `-1` gets a sentence, not clap's "unexpected argument".
+fn at_least<T: TryFrom<i128>, const MIN: i128>(s: &str) -> Result<T, String> {
+    let n: i128 = s.trim().parse().map_err(|_| format!("'{s}' is not a whole number"))?;
+    if n < MIN {
+        return Err(if MIN == 1 { "must be a positive number".into() } else { format!("must be at least {MIN}") });
+    }
+    T::try_from(n).map_err(|_| format!("{s} is too large"))
+}
+
+/// A whole number ≥ 1.
+pub fn positive<T: TryFrom<i128>>(s: &str) -> Result<T, String> {
+    at_least::<T, 1>(s)
+}
+
+/// A whole number ≥ 0.
+pub fn whole<T: TryFrom<i128>>(s: &str) -> Result<T, String> {
+    at_least::<T, 0>(s)
+}
+
+/// `analyze --format`: what each value writes, with or without `--flows`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum FormatArg {
+    /// Tables for people: the diagnosis, or with --flows connections counted by state.
     Table,
+    /// With --flows: one tab-separated row per connection under a header row.
     Tsv,
+    /// With --flows: a Zeek conn.log (#fields, uid, id.orig_h…), then hcleak's columns.
+    Zeek,
+    /// The diagnosis as one JSON document; with --flows one JSON object per connection per line.
     Json,
+    /// JSON lines: one per backend; with --flows one {"type":"conn",…} per connection.
     Jsonl,
+    /// The diagnosis as a Nagios/Icinga plugin line with perfdata (not with --flows).
     Nagios,
+}
+
+/// `capture --format`: the final report (capture has no per-connection output).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// A table, redrawn while running when stdout is a terminal.
+    Table,
+    /// The final report as one JSON document.
+    Json,
+    /// Finished connections and periodic backend summaries as JSON lines while running.
+    Jsonl,
+    /// A Nagios/Icinga plugin line with perfdata.
+    Nagios,
+}
+
+impl From<ReportFormat> for Format {
+    fn from(f: ReportFormat) -> Format {
+        match f {
+            ReportFormat::Table => Format::Table,
+            ReportFormat::Json => Format::Json,
+            ReportFormat::Jsonl => Format::Jsonl,
+            ReportFormat::Nagios => Format::Nagios,
+        }
+    }
 }
 
 impl From<FormatArg> for Format {
@@ -145,6 +207,7 @@ impl From<FormatArg> for Format {
         match f {
             FormatArg::Table => Format::Table,
             FormatArg::Tsv => Format::Tsv,
+            FormatArg::Zeek => Format::Zeek,
             FormatArg::Json => Format::Json,
             FormatArg::Jsonl => Format::Jsonl,
             FormatArg::Nagios => Format::Nagios,
@@ -154,44 +217,54 @@ impl From<FormatArg> for Format {
 
 #[derive(Args, Debug)]
 pub struct AnalyzeArgs {
-    /// Capture files, then an optional BPF filter as in tcpdump: `dump.pcap tcp port 8080`.
-    #[arg(required = true, value_name = "FILE... [FILTER]")]
+    /// Capture files (pcap or pcapng, plain, gzip or zstd; `-` is standard input), then an optional
+    /// BPF filter as in tcpdump: `dump.pcap tcp port 8080`. Words after `--` are all filter.
+    #[arg(value_name = "FILE... [FILTER]", required_unless_present = "read")]
     pub args: Vec<String>,
-    /// Print one row per TCP connection (Zeek conn.log columns first) instead of the diagnosis.
+    /// Read this capture (`-`: standard input, as `tcpdump -w - | hcleak analyze -r -`); then every
+    /// other word is the BPF filter, even one naming a file.
+    #[arg(short = 'r', value_name = "FILE")]
+    pub read: Vec<PathBuf>,
+    /// BPF filter words after `--`.
+    #[arg(last = true, value_name = "FILTER", hide = true)]
+    pub after_dashes: Vec<String>,
+    /// Per-connection output instead of the diagnosis: a summary by conn_state with the default
+    /// table, one row per TCP connection with --format tsv, zeek, json or jsonl.
     #[arg(long)]
     pub flows: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
-    pub format: FormatArg,
+    /// Output format [default: table].
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
     /// Host samples of the backends' socket counts (CSV: ts,backend,sockets[,hidden,…]), as written
     /// by `hcleak sample` on the backend host.
     #[arg(long, value_name = "FILE")]
     pub sockets: Option<PathBuf>,
     /// The backends' socket (or open-file) limit, for the time to exhaustion.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = positive::<u64>)]
     pub limit: Option<u64>,
-    /// Servers with fewer connections than this are left out of the report.
-    #[arg(long, default_value_t = 3, value_name = "N")]
-    pub min_conns: u64,
+    /// Servers with fewer connections than this are left out of the report [default: 3].
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = whole::<u64>)]
+    pub min_conns: Option<u64>,
     /// Draw each backend's sockets against probes and time, with the fit and the limit, as SVG.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
     /// Replace the --plot file if it exists (never through a symlink).
-    #[arg(long)]
+    #[arg(long, requires = "plot")]
     pub force: bool,
     /// Most connections tracked at once (about 500 bytes each); the least recently active are
     /// finished early beyond it, and the report says how many.
-    #[arg(long, default_value_t = crate::flow::DEFAULT_MAX_FLOWS, value_name = "N")]
+    #[arg(long, default_value_t = crate::flow::DEFAULT_MAX_FLOWS, value_name = "N", allow_negative_numbers = true, value_parser = positive::<usize>)]
     pub max_flows: usize,
     /// 2: one thread reads the capture while another decodes, tracks flows and judges (the default
     /// with two cores or more); 1: everything on one thread. Both give the same results.
-    #[arg(long, value_name = "1|2")]
+    #[arg(long, value_name = "1|2", allow_negative_numbers = true, value_parser = positive::<usize>)]
     pub threads: Option<usize>,
 }
 
 /// A validated `analyze` run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnalyzeConfig {
+    /// Capture files; `-` is standard input.
     pub files: Vec<PathBuf>,
     pub filter: Option<String>,
     pub flows: bool,
@@ -205,10 +278,54 @@ pub struct AnalyzeConfig {
     pub threads: usize,
 }
 
+/// `--min-conns` when not given.
+pub const DEFAULT_MIN_CONNS: u64 = 3;
+
+/// Words that start a BPF expression (pcap-filter(7)); such a word is the filter even when a file
+/// of that name happens to exist.
+const BPF_WORDS: [&str; 32] = [
+    "tcp",
+    "udp",
+    "icmp",
+    "icmp6",
+    "ip",
+    "ip6",
+    "arp",
+    "rarp",
+    "ether",
+    "host",
+    "net",
+    "port",
+    "portrange",
+    "src",
+    "dst",
+    "proto",
+    "vlan",
+    "mpls",
+    "not",
+    "and",
+    "or",
+    "less",
+    "greater",
+    "gateway",
+    "broadcast",
+    "multicast",
+    "inbound",
+    "outbound",
+    "ifname",
+    "sctp",
+    "pppoes",
+    "geneve",
+];
+
 fn looks_like_capture(arg: &str) -> bool {
     let lower = arg.to_ascii_lowercase();
-    Path::new(arg).exists()
-        || [".pcap", ".pcapng", ".cap", ".dump", ".pcap.gz"].iter().any(|e| lower.ends_with(e))
+    if BPF_WORDS.contains(&lower.as_str()) || arg.starts_with('(') || arg.starts_with('!') {
+        return false;
+    }
+    arg == "-"
+        || Path::new(arg).is_file()
+        || [".pcap", ".pcapng", ".cap", ".dump", ".gz", ".zst"].iter().any(|e| lower.ends_with(e))
         || arg.contains('/')
 }
 
@@ -231,37 +348,87 @@ pub fn split_files_filter(args: &[String]) -> (Vec<PathBuf>, Option<String>) {
     (files, None)
 }
 
+/// Words joined into a filter; none is no filter.
+fn join_filter<'a>(words: impl IntoIterator<Item = &'a String>) -> Option<String> {
+    let f = words.into_iter().map(String::as_str).collect::<Vec<_>>().join(" ");
+    (!f.trim().is_empty()).then_some(f)
+}
+
+/// The files named more than once (by path, or as the same file under two names): each is read once.
+fn same_file_twice(files: &[PathBuf]) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen: Vec<((u64, u64), &PathBuf)> = Vec::new();
+    let mut stdin = None;
+    for f in files {
+        if f.as_os_str() == "-" {
+            if stdin.is_some() {
+                return Some("standard input (-) is given twice; it can be read once".into());
+            }
+            stdin = Some(f);
+            continue;
+        }
+        // Unreadable files are reported when opened.
+        let Ok(m) = std::fs::metadata(f) else { continue };
+        let id = (m.dev(), m.ino());
+        if let Some((_, first)) = seen.iter().find(|(i, _)| *i == id) {
+            return Some(if *first == f {
+                format!("{} is given twice; each capture is read once", f.display())
+            } else {
+                format!("{} and {} are the same file; each capture is read once", first.display(), f.display())
+            });
+        }
+        seen.push((id, f));
+    }
+    None
+}
+
 impl AnalyzeArgs {
     pub fn validate(&self) -> Result<AnalyzeConfig, String> {
-        let (files, filter) = split_files_filter(&self.args);
-        if self.max_flows == 0 {
-            return Err("--max-flows must be at least 1".into());
+        let (files, filter) = if !self.read.is_empty() {
+            // tcpdump's -r: every positional word is the filter.
+            (self.read.clone(), join_filter(self.args.iter().chain(&self.after_dashes)))
+        } else if !self.after_dashes.is_empty() {
+            (self.args.iter().map(PathBuf::from).collect(), join_filter(&self.after_dashes))
+        } else {
+            split_files_filter(&self.args)
+        };
+        if files.is_empty() {
+            return Err("no capture file given (FILE, or -r FILE; `-` is standard input)".into());
+        }
+        if let Some(twice) = same_file_twice(&files) {
+            return Err(twice);
         }
         let threads = match self.threads {
             Some(n @ 1..=2) => n,
             Some(n) => return Err(format!("--threads must be 1 or 2, not {n} (the work splits in two stages)")),
             None => std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
         };
-        if self.limit == Some(0) {
-            return Err("--limit must be at least 1".into());
-        }
-        if self.flows && self.format == FormatArg::Nagios {
-            return Err("--format nagios is a verdict; it has no meaning with --flows".into());
-        }
-        if self.flows && self.plot.is_some() {
-            return Err("--plot draws the diagnosis; it has no effect with --flows".into());
-        }
-        if self.flows && self.sockets.is_some() {
-            return Err("--sockets feeds the diagnosis; it has no effect with --flows".into());
+        let format = self.format.unwrap_or(FormatArg::Table);
+        if self.flows {
+            let diagnosis_only = [
+                (self.format == Some(FormatArg::Nagios), "--format nagios is a verdict"),
+                (self.plot.is_some(), "--plot draws the diagnosis"),
+                (self.sockets.is_some(), "--sockets feeds the diagnosis"),
+                (self.limit.is_some(), "--limit is for the diagnosis's time to exhaustion"),
+                (self.min_conns.is_some(), "--min-conns chooses the servers the diagnosis lists"),
+            ];
+            if let Some((_, what)) = diagnosis_only.iter().find(|(given, _)| *given) {
+                return Err(format!("{what}; it has no meaning with --flows"));
+            }
+        } else if matches!(format, FormatArg::Tsv | FormatArg::Zeek) {
+            let name = if format == FormatArg::Tsv { "tsv" } else { "zeek" };
+            return Err(format!(
+                "--format {name} writes one row per connection: add --flows (the diagnosis comes as table, json, jsonl or nagios)"
+            ));
         }
         Ok(AnalyzeConfig {
             files,
             filter,
             flows: self.flows,
-            format: self.format.into(),
+            format: format.into(),
             sockets: self.sockets.clone(),
             limit: self.limit,
-            min_conns: self.min_conns,
+            min_conns: self.min_conns.unwrap_or(DEFAULT_MIN_CONNS),
             plot: self.plot.clone(),
             force: self.force,
             max_flows: self.max_flows,

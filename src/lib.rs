@@ -3,8 +3,8 @@
 //! Data flows one way: [`source`] → [`decode`] → [`flow`] → [`classify`] → [`backend`] →
 //! [`verdict`] → [`render`]. [`pipeline`] is the loop that drives the first stages; [`sockets`]
 //! reads host socket samples. The binary in `main.rs` only parses arguments and wires stages.
-// One function may use unsafe code: source::open_offline, the C calls that give libpcap a FILE with
-// a larger buffer. Everything else is safe Rust.
+// Only source's open_offline, open_offline_fd and offline_from_stdio use unsafe code: the C calls
+// that give libpcap a FILE (a file's or a pipe's) with a larger buffer. Everything else is safe Rust.
 #![deny(unsafe_code)]
 
 pub mod backend;

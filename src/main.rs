@@ -2,7 +2,7 @@
 //! (0 no leak, 1 suspicious, 2 leak, 3 could not decide or error) in one place.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use hcleak::backend::Backends;
 use hcleak::classify;
 use hcleak::cli::{AnalyzeConfig, CaptureArgs, Cli, Cmd, SampleArgs};
@@ -49,16 +49,29 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            // Help and version go to stdout with 0; usage errors are errors (3), not "leak" (clap's 2).
-            let code = if e.use_stderr() { Exit::Unknown } else { Exit::Ok };
-            let _ = e.print();
-            return ExitCode::from(code as u8);
+            use clap::error::ErrorKind;
+            // Help and version go to stdout with 0; usage errors are one line and exit 3, not
+            // "leak" (clap's 2).
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::from(Exit::Ok as u8);
+            }
+            eprintln!("{}", usage_line(&e));
+            return ExitCode::from(Exit::Unknown as u8);
         }
     };
     let result = match cli.cmd {
         Cmd::Analyze(a) => a.validate().map_err(Failure::Usage).and_then(|cfg| analyze(&cfg)),
         Cmd::Capture(c) => capture(&c),
         Cmd::Sample(s) => sample(&s),
+        Cmd::Completions { shell } => {
+            // clap_complete panics when its writer fails: write to memory, then to stdout, so a
+            // closed pipe (`| head`) ends quietly.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "hcleak", &mut script);
+            io::stdout().lock().write_all(&script).map(|()| Exit::Ok).map_err(Failure::from)
+        }
+        Cmd::Man => man(),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -68,6 +81,45 @@ fn main() -> ExitCode {
             ExitCode::from(Exit::Unknown as u8)
         }
     }
+}
+
+/// clap's error as one line: which subcommand, what is wrong, where to look.
+fn usage_line(e: &clap::Error) -> String {
+    let sub = std::env::args().skip(1).find(|a| Cli::command().get_subcommands().any(|s| s.get_name() == a));
+    let who = sub.as_deref().map_or("hcleak".to_string(), |s| format!("hcleak {s}"));
+    // clap's first paragraph says what is wrong (a list of missing arguments continues it on
+    // further lines); usage and tips follow after a blank line.
+    let text = e.render().to_string();
+    let what = text.lines().take_while(|l| !l.trim().is_empty()).map(str::trim).collect::<Vec<_>>().join(" ");
+    let first = what.strip_prefix("error: ").unwrap_or(&what);
+    let first = if first.is_empty() { "bad arguments" } else { first };
+    if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        return format!("{who}: a subcommand is required; `{who} --help` lists them");
+    }
+    format!("{who}: {first}; `{who} --help` lists the options")
+}
+
+/// The man page, from the same definitions as the parser: `hcleak man > hcleak.1`.
+fn man() -> Result<Exit, Failure> {
+    let cmd = Cli::command();
+    let mut out = io::stdout().lock();
+    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    // One section per subcommand with its synopsis and options (their own headings one level down),
+    // so every option is in the page.
+    for sub in cmd.get_subcommands().filter(|s| s.get_arguments().any(|a| !a.is_hide_set())) {
+        let name = sub.get_name().to_string();
+        let man = clap_mangen::Man::new(sub.clone().bin_name(format!("hcleak {name}")));
+        let mut part = Vec::new();
+        man.render_synopsis_section(&mut part)?;
+        man.render_options_section(&mut part)?;
+        let part = String::from_utf8_lossy(&part).replace(".SH ", ".SS ");
+        writeln!(out, ".SH \"HCLEAK {}\"", name.to_uppercase())?;
+        if let Some(about) = sub.get_about() {
+            writeln!(out, "{about}")?;
+        }
+        out.write_all(part.as_bytes())?;
+    }
+    Ok(Exit::Ok)
 }
 
 /// A run that could not produce a verdict. Rendered as one line on stderr.
@@ -106,6 +158,7 @@ struct AnalyzeSink<'a> {
     cfg: &'a AnalyzeConfig,
     out: &'a mut dyn Write,
     summary: render::FlowSummary,
+    zeek: render::ZeekLog,
     backends: Backends,
     write_err: Option<io::Error>,
     progress: Option<indicatif::ProgressBar>,
@@ -118,6 +171,7 @@ impl Consumer for AnalyzeSink<'_> {
         }
         let r = match (self.cfg.flows, self.cfg.format) {
             (true, Format::Tsv) => render::flow_tsv(self.out, &c, classify::flow_label(&c)),
+            (true, Format::Zeek) => self.zeek.row(self.out, &c, classify::flow_label(&c)),
             (true, Format::Json) => render::flow_json(self.out, &c, classify::flow_label(&c)),
             (true, Format::Jsonl) => render::conn_jsonl(self.out, &c, classify::flow_label(&c)),
             (true, Format::Table | Format::Nagios) => {
@@ -170,19 +224,31 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
         Some(p) => Some(Output::create(p, cfg.force).map_err(Failure::Usage)?),
         None => None,
     };
+    // `tcpdump -w - | hcleak analyze -r -`: Ctrl-C reaches both; tcpdump ends its file and hcleak
+    // reports on what came. A second Ctrl-C ends hcleak at once.
+    if cfg.files.iter().any(|p| p.as_os_str() == "-") {
+        stop_flag()?;
+    }
     let mut src = source::open_files(&cfg.files, cfg.filter.as_deref()).map_err(Failure::Source)?;
     let mut table = FlowTable::new(FlowConfig { max_flows: cfg.max_flows, ..FlowConfig::default() });
     let mut stats = DecodeStats::default();
     let mut errors = Vec::new();
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
+    // Zeek draws uids at random: seeded by the clock and the process, two runs' logs can be merged.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let zeek = render::ZeekLog::new(now ^ u64::from(std::process::id()) << 40);
     if cfg.flows && cfg.format == Format::Tsv {
         render::flow_tsv_header(&mut out)?;
+    }
+    if cfg.flows && cfg.format == Format::Zeek {
+        zeek.header(&mut out)?;
     }
     let mut sink = AnalyzeSink {
         cfg,
         out: &mut out,
         summary: render::FlowSummary::default(),
+        zeek,
         backends: Backends::new(),
         write_err: None,
         progress: progress_bar(src.progress().1),
@@ -198,6 +264,9 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     }
     if let Some(e) = sink.write_err.take() {
         return Err(e.into());
+    }
+    if cfg.flows && cfg.format == Format::Zeek {
+        sink.zeek.close(&mut *sink.out)?;
     }
     let (summary, backends) = (sink.summary, sink.backends);
     let mut code = Exit::Ok;
@@ -225,6 +294,16 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     out.flush()?;
     for e in &errors {
         eprintln!("hcleak: {e}");
+    }
+    // A filter that kept nothing: say why when tags or tunnels explain it (standard input is gone).
+    if let (Some(f), 0, true) = (&cfg.filter, stats.frames, errors.is_empty()) {
+        if cfg.files.iter().all(|p| p.as_os_str() != "-") {
+            if let Some(hint) =
+                source::encapsulation(&cfg.files, 10_000).ok().and_then(|e| source::empty_filter_hint(f, &e))
+            {
+                eprintln!("hcleak: {hint}");
+            }
+        }
     }
     // A damaged input means the verdict may be missing what came after the damage.
     Ok(if errors.is_empty() { code } else { Exit::Unknown })
@@ -358,7 +437,7 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     let vopts = verdict::Options { limit: a.limit, min_conns: a.min_conns };
     let mut live =
         Live::new(sampler, csv, local, Arc::clone(&stop), deadline, a.count, a.refresh, view, vopts, report_out());
-    live.sample_every = a.sample_interval.max(Duration::from_millis(50));
+    live.sample_every = a.sample_interval.unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(50));
     live.drops = Some(src.counters());
     if let Some(l) = listener {
         let m = l.start().map_err(Failure::Usage)?;

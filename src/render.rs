@@ -15,6 +15,8 @@ use std::net::IpAddr;
 pub enum Format {
     Table,
     Tsv,
+    /// A Zeek conn.log (`--flows`).
+    Zeek,
     Json,
     /// One JSON object per line: connections as they finish, backend summaries.
     Jsonl,
@@ -89,6 +91,129 @@ pub fn flow_tsv(w: &mut dyn Write, c: &Conn, kind: &str) -> io::Result<()> {
         end_name(c.end),
         kind
     )
+}
+
+/// Zeek's conn.log columns (Zeek 6), in Zeek's order, with their Zeek types.
+pub const ZEEK_FIELDS: [(&str, &str); 21] = [
+    ("ts", "time"),
+    ("uid", "string"),
+    ("id.orig_h", "addr"),
+    ("id.orig_p", "port"),
+    ("id.resp_h", "addr"),
+    ("id.resp_p", "port"),
+    ("proto", "enum"),
+    ("service", "string"),
+    ("duration", "interval"),
+    ("orig_bytes", "count"),
+    ("resp_bytes", "count"),
+    ("conn_state", "string"),
+    ("local_orig", "bool"),
+    ("local_resp", "bool"),
+    ("missed_bytes", "count"),
+    ("history", "string"),
+    ("orig_pkts", "count"),
+    ("orig_ip_bytes", "count"),
+    ("resp_pkts", "count"),
+    ("resp_ip_bytes", "count"),
+    ("tunnel_parents", "set[string]"),
+];
+
+/// hcleak's own columns, after Zeek's (extension columns, as Zeek's log extensions add them).
+pub const ZEEK_EXTRA: [(&str, &str); 2] = [("hcleak_end", "string"), ("hcleak_kind", "string")];
+
+/// A Zeek conn.log being written: the header, one row per connection with a unique `uid`, and
+/// `#close`. Fields hcleak does not know are Zeek's unset `-`.
+pub struct ZeekLog {
+    seed: u64,
+    next: u64,
+}
+
+/// splitmix64's finaliser: a bijection on u64, so distinct counters give distinct uids.
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Zeek's `#open`/`#close` stamp.
+fn zeek_stamp() -> String {
+    chrono::Utc::now().format("%Y-%m-%d-%H-%M-%S").to_string()
+}
+
+impl ZeekLog {
+    /// `seed` makes the uids of different runs differ (Zeek draws them at random); the same seed
+    /// gives the same uids.
+    pub fn new(seed: u64) -> ZeekLog {
+        ZeekLog { seed: mix64(seed), next: 0 }
+    }
+
+    pub fn header(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(w, "#separator \\x09")?;
+        writeln!(w, "#set_separator\t,")?;
+        writeln!(w, "#empty_field\t(empty)")?;
+        writeln!(w, "#unset_field\t-")?;
+        writeln!(w, "#path\tconn")?;
+        writeln!(w, "#open\t{}", zeek_stamp())?;
+        let all = || ZEEK_FIELDS.iter().chain(&ZEEK_EXTRA);
+        writeln!(w, "#fields\t{}", all().map(|f| f.0).collect::<Vec<_>>().join("\t"))?;
+        writeln!(w, "#types\t{}", all().map(|f| f.1).collect::<Vec<_>>().join("\t"))
+    }
+
+    /// The next uid: `C` and 17 base-62 digits (96 bits), like Zeek's.
+    pub fn uid(&mut self) -> [u8; 18] {
+        const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+        self.next += 1;
+        let hi = mix64(self.next.wrapping_add(self.seed));
+        let lo = mix64(hi ^ self.seed) >> 32;
+        let mut n = (u128::from(hi) << 32) | u128::from(lo);
+        let mut out = [b'0'; 18];
+        out[0] = b'C';
+        for d in out[1..].iter_mut().rev() {
+            *d = DIGITS[(n % 62) as usize];
+            n /= 62;
+        }
+        out
+    }
+
+    /// One conn.log row. As Zeek does, duration and byte counts are unset when no time passed.
+    pub fn row(&mut self, w: &mut dyn Write, c: &Conn, kind: &str) -> io::Result<()> {
+        let uid = self.uid();
+        let uid = std::str::from_utf8(&uid).unwrap_or("C");
+        let service =
+            if crate::http::request_line(c.request()).is_some() || crate::http::status_code(c.response()).is_some() {
+                "http"
+            } else {
+                "-"
+            };
+        write!(
+            w,
+            "{}\t{uid}\t{}\t{}\t{}\t{}\ttcp\t{service}\t",
+            ts_secs(c.first_ts),
+            c.orig_h,
+            c.orig_p,
+            c.resp_h,
+            c.resp_p
+        )?;
+        let duration = crate::decode::secs(c.first_ts, c.last_ts);
+        if duration > 0.0 {
+            write!(w, "{duration:.6}\t{}\t{}\t", c.orig_bytes(), c.resp_bytes())?;
+        } else {
+            write!(w, "-\t-\t-\t")?;
+        }
+        let history = if c.history.as_str().is_empty() { "-" } else { c.history.as_str() };
+        writeln!(
+            w,
+            "{}\t-\t-\t-\t{history}\t{}\t-\t{}\t-\t-\t{}\t{kind}",
+            c.conn_state().as_str(),
+            c.orig.pkts,
+            c.resp.pkts,
+            end_name(c.end)
+        )
+    }
+
+    pub fn close(&self, w: &mut dyn Write) -> io::Result<()> {
+        writeln!(w, "#close\t{}", zeek_stamp())
+    }
 }
 
 #[derive(Serialize)]
@@ -321,6 +446,15 @@ fn headline_for(r: &crate::verdict::Report, verdict: crate::verdict::Verdict) ->
     use crate::verdict::{human_duration, Verdict};
     let worst = r.backends.first();
     match (verdict, worst) {
+        (_, None) if r.minor_backends > 0 => {
+            let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+            format!(
+                "UNKNOWN — {} to {}, but none has the {} that --min-conns asks for to be judged; lower it (--min-conns 1) to judge them",
+                plural(r.minor_conns, "TCP connection", "TCP connections"),
+                plural(r.minor_backends as u64, "server", "servers"),
+                plural(r.min_conns, "connection", "connections"),
+            )
+        }
         (_, None) => "UNKNOWN — no TCP connections to judge".into(),
         (Verdict::Leak | Verdict::Suspicious, Some(b)) => {
             let tag = if verdict == Verdict::Leak { "LEAK" } else { "SUSPICIOUS" };
@@ -647,6 +781,6 @@ pub fn report(w: &mut dyn Write, f: Format, r: &crate::verdict::Report, d: &Deco
         Format::Json => report_json(w, r, d),
         Format::Nagios => report_nagios(w, r),
         Format::Jsonl => report_jsonl(w, r, "final", now),
-        Format::Table | Format::Tsv => report_table(w, r, d),
+        Format::Table | Format::Tsv | Format::Zeek => report_table(w, r, d),
     }
 }

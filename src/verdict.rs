@@ -178,6 +178,10 @@ pub struct Report {
     pub backends: Vec<BackendReport>,
     /// Backends left out for having too few connections.
     pub minor_backends: usize,
+    /// Their connections, together.
+    pub minor_conns: u64,
+    /// The `--min-conns` they fell short of.
+    pub min_conns: u64,
     /// What the host samples covered, when some were given.
     pub host_coverage: Option<Coverage>,
     /// The input was damaged: the verdict is `unknown` and this says what it was up to then.
@@ -187,7 +191,15 @@ pub struct Report {
 impl Report {
     /// A report with nothing in it.
     pub fn empty() -> Report {
-        Report { verdict: Verdict::Unknown, backends: Vec::new(), minor_backends: 0, host_coverage: None, damage: None }
+        Report {
+            verdict: Verdict::Unknown,
+            backends: Vec::new(),
+            minor_backends: 0,
+            minor_conns: 0,
+            min_conns: 0,
+            host_coverage: None,
+            damage: None,
+        }
     }
     /// Marks the report as cut short by damaged input (`at`: the last packet read before it). Every
     /// output then says `unknown`, as the exit code does, with what was found up to the damage.
@@ -519,14 +531,15 @@ fn spark(values: &[(Ts, f64)], from: Ts, to: Ts, n: usize) -> Vec<f64> {
 /// Judges every backend.
 pub fn judge(all: &Backends, host: Option<&HostSamples>, opts: &Options) -> Report {
     let Some(tl) = all.timeline else {
-        return Report::empty();
+        return Report { min_conns: opts.min_conns, ..Report::empty() };
     };
     let mut reports = Vec::new();
-    let mut minor = 0;
+    let (mut minor, mut minor_conns) = (0, 0);
     for b in all.map.values() {
         let samples = host.and_then(|h| h.for_backend(b.ip, b.port));
         if b.conns < opts.min_conns.max(1) && samples.is_none() {
             minor += 1;
+            minor_conns += b.conns;
             continue;
         }
         let mut r = judge_backend(b, &tl, samples, opts);
@@ -544,7 +557,15 @@ pub fn judge(all: &Backends, host: Option<&HostSamples>, opts: &Options) -> Repo
     reports.sort_by(|a, b| b.verdict.cmp(&a.verdict).then(b.probes.cmp(&a.probes)).then(a.name().cmp(&b.name())));
     let verdict = reports.iter().map(|r| r.verdict).max().unwrap_or(Verdict::Unknown);
     let host_coverage = host.and_then(|h| coverage(all, &tl, h, &reports));
-    Report { verdict, backends: reports, minor_backends: minor, host_coverage, damage: None }
+    Report {
+        verdict,
+        backends: reports,
+        minor_backends: minor,
+        minor_conns,
+        min_conns: opts.min_conns,
+        host_coverage,
+        damage: None,
+    }
 }
 
 /// What one backend's judgement found: the numbers behind each statement. Sentences are written

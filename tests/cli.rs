@@ -313,3 +313,217 @@ fn one_or_two_threads_give_the_same_report_and_flows() {
     assert_eq!(o.status.code(), Some(3));
     assert!(one_line_no_panic(&o).contains("--threads must be 1 or 2"));
 }
+
+fn hcleak_stdin(args: &[&str], input: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hcleak"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(std::fs::File::open(input).unwrap())
+        .output()
+        .expect("run hcleak")
+}
+
+#[test]
+fn r_file_stdin_gzip_and_zstd_give_the_plain_files_report() {
+    let plain = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/diag/close-wait.pcap");
+    let bytes = std::fs::read(&plain).unwrap();
+    let gz = tmp("close-wait.pcap.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut enc, &bytes).unwrap();
+    std::fs::write(&gz, enc.finish().unwrap()).unwrap();
+    let zst = tmp("close-wait.zst");
+    std::fs::write(&zst, zstd::encode_all(&bytes[..], 3).unwrap()).unwrap();
+    // Told by content, not by name: gzip bytes under a .pcap name.
+    let disguised = tmp("really-gzip.pcap");
+    std::fs::copy(&gz, &disguised).unwrap();
+    let sockets = "fixtures/diag/close-wait.sockets.csv";
+    let want = hcleak(&["analyze", plain.to_str().unwrap(), "--sockets", sockets, "--format", "json"]);
+    assert_eq!(want.status.code(), Some(2), "{}", stderr(&want));
+    assert!(stdout(&want).contains("\"verdict\": \"leak\""));
+    let mut runs = vec![];
+    for f in [&plain, &gz, &zst, &disguised] {
+        runs.push((
+            f.display().to_string(),
+            hcleak(&["analyze", "-r", f.to_str().unwrap(), "--sockets", sockets, "--format", "json"]),
+        ));
+    }
+    for f in [&plain, &gz, &zst] {
+        let o = hcleak_stdin(&["analyze", "-r", "-", "--sockets", sockets, "--format", "json"], f);
+        runs.push((format!("-r - < {}", f.display()), o));
+    }
+    for (what, o) in &runs {
+        assert_eq!(o.status.code(), Some(2), "{what}: {}", stderr(o));
+        assert_eq!(stdout(o), stdout(&want), "{what}");
+    }
+}
+
+#[test]
+fn a_damaged_archive_says_so_in_one_line() {
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/lo-basic.pcap")).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut enc, &bytes).unwrap();
+    let gz = enc.finish().unwrap();
+    let cut = tmp("cut.pcap.gz");
+    std::fs::write(&cut, &gz[..gz.len() / 2]).unwrap();
+    let o = hcleak(&["analyze", cut.to_str().unwrap(), "--flows", "--format", "tsv"]);
+    assert_eq!(o.status.code(), Some(3));
+    let e = one_line_no_panic(&o);
+    assert!(e.contains("cut.pcap.gz: capture damaged after") && e.contains("gzip"), "{e}");
+    assert!(stdout(&o).lines().count() > 3, "what came before the damage is still printed");
+    let empty = tmp("empty-input");
+    std::fs::write(&empty, b"").unwrap();
+    let o = hcleak_stdin(&["analyze", "-r", "-"], &empty);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line_no_panic(&o).contains("standard input: empty input, not a capture"));
+}
+
+#[test]
+fn after_r_or_dashes_every_word_is_the_filter() {
+    // A file named like a filter word must not be read as a capture after -r or --.
+    let dir = tmp("filter-words");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("port"), b"not a capture").unwrap();
+    std::fs::write(dir.join("18101"), b"not a capture").unwrap();
+    let pcap = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/diag/reset-leak.pcap");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hcleak")).args(args).current_dir(&dir).stdin(Stdio::null()).output().unwrap()
+    };
+    let p = pcap.to_str().unwrap();
+    let want = run(&["analyze", p, "--flows", "--format", "tsv", "tcp", "port", "18102"]);
+    assert_eq!(want.status.code(), Some(0), "{}", stderr(&want));
+    let rows = stdout(&want).lines().count();
+    assert!(rows > 5 && !stdout(&want).contains("\t18101\t"), "{}", stdout(&want));
+    for args in [
+        &["analyze", "-r", p, "--flows", "--format", "tsv", "tcp", "port", "18102"][..],
+        &["analyze", "--flows", "--format", "tsv", p, "--", "tcp", "port", "18102"][..],
+    ] {
+        let o = run(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert_eq!(stdout(&o), stdout(&want), "{args:?}");
+    }
+    // Words after `--` are filter even when they name files; before it, all are files.
+    let o = run(&["analyze", "-r", p, "port", "18101"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stdout(&o).contains("127.0.0.1:18101") && !stdout(&o).contains("127.0.0.1:18102"), "{}", stdout(&o));
+}
+
+#[test]
+fn the_same_capture_twice_is_refused_not_double_counted() {
+    let o = hcleak(&["analyze", "fixtures/lo-basic.pcap", "./fixtures/lo-basic.pcap"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line_no_panic(&o).contains("are the same file"), "{}", stderr(&o));
+    let o = hcleak(&["analyze", "-r", "fixtures/lo-basic.pcap", "-r", "fixtures/lo-basic.pcap"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line_no_panic(&o).contains("fixtures/lo-basic.pcap is given twice"), "{}", stderr(&o));
+    let o = hcleak(&["analyze", "-r", "-", "-r", "-"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line_no_panic(&o).contains("standard input (-) is given twice"), "{}", stderr(&o));
+}
+
+#[test]
+fn pcapng_with_mixed_snaplens_on_stdin_is_refused_with_a_way_out() {
+    // From a file hcleak reads it with its own pcapng reader (tests/conformance.rs); standard
+    // input cannot be read a second time, so the line says how to convert it.
+    let trace =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/pcapng-mixed-snaplen/modify-request.pcapng");
+    if !trace.exists() {
+        eprintln!("SKIPPED: {} not found", trace.display());
+        return;
+    }
+    let o = hcleak(&["analyze", trace.to_str().unwrap(), "--flows", "--format", "tsv"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("\t389\tRSTR\t"), "{}", stdout(&o));
+    let o = hcleak_stdin(&["analyze", "-r", "-"], &trace);
+    assert_eq!(o.status.code(), Some(3));
+    let e = one_line_no_panic(&o);
+    assert!(e.contains("snapshot length") && e.contains("editcap -F pcap"), "{e}");
+}
+
+#[test]
+fn a_filter_that_misses_tagged_frames_says_which_one_would_match() {
+    let o = hcleak(&["analyze", "fixtures/vlan.pcap", "tcp", "port", "18081"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stdout(&o).contains("no packets"), "{}", stdout(&o));
+    let e = one_line_no_panic(&o);
+    assert!(e.contains("802.1Q") && e.contains("'vlan and tcp port 18081'"), "{e}");
+    // The suggested filter does match, and then nothing more is said.
+    let o =
+        hcleak(&["analyze", "fixtures/vlan.pcap", "--flows", "--format", "tsv", "vlan", "and", "tcp", "port", "18081"]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).lines().count() > 5 && stderr(&o).is_empty(), "{}", stderr(&o));
+    // Untagged captures that a filter misses get no such line.
+    let o = hcleak(&["analyze", "fixtures/lo-basic.pcap", "tcp", "port", "9"]);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn no_server_above_min_conns_says_how_many_connections_and_why() {
+    let o = hcleak(&["analyze", "fixtures/diag/plain-check.pcap", "--min-conns", "100000"]);
+    assert_eq!(o.status.code(), Some(3));
+    let first = stdout(&o).lines().next().unwrap_or_default().to_string();
+    assert!(
+        first.starts_with("UNKNOWN — 251 TCP connections to 2 servers") && first.contains("--min-conns"),
+        "{first}"
+    );
+    // With nothing at all, it says just that.
+    let o = hcleak(&["analyze", "fixtures/lo-basic.pcap", "tcp", "port", "9"]);
+    assert_eq!(stdout(&o).lines().next(), Some("UNKNOWN — no TCP connections to judge"));
+}
+
+#[test]
+fn ctrl_c_on_a_tcpdump_pipe_still_gives_the_report() {
+    // `tcpdump -w - | hcleak analyze -r -`: Ctrl-C goes to both; hcleak reports what came.
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/diag/close-wait.pcap")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hcleak"))
+        .args(["analyze", "-r", "-", "--format", "json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, &bytes[..bytes.len() / 2]).unwrap();
+    // hcleak is reading (its header came through libpcap) before the signal.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    std::io::Write::write_all(&mut input, &bytes[bytes.len() / 2..]).unwrap();
+    drop(input);
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.code().is_some(), "ended by the signal: {:?}", o.status);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
+    let plain = hcleak(&["analyze", "fixtures/diag/close-wait.pcap", "--format", "json"]);
+    assert_eq!(stdout(&o), stdout(&plain), "the whole input was read: {}", v["capture"]);
+}
+
+#[test]
+fn damage_early_in_a_long_piped_capture_ends_the_run_instead_of_hanging() {
+    // A bad first record, then megabytes more: libpcap stops reading while the thread feeding its
+    // pipe still has data to write. The run must end with the damage line, not wait on that thread.
+    let mut bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/lo-basic.pcap")).unwrap();
+    bytes.truncate(24);
+    for v in [1u32, 0, 0x7fff_fff0, 0x7fff_fff0] {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    bytes.resize(bytes.len() + 3_000_000, 0);
+    let input = tmp("bad-first-record.pcap");
+    std::fs::write(&input, &bytes).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hcleak"))
+        .args(["analyze", "-r", "-"])
+        .stdin(std::fs::File::open(&input).unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > end {
+            child.kill().unwrap();
+            panic!("hcleak hung on a damaged capture from standard input");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line_no_panic(&o).contains("standard input: capture damaged at its first packet"));
+}
