@@ -3,8 +3,9 @@
 //! Data flows one way: [`source`] → [`decode`] → [`flow`] → [`classify`] → [`backend`] →
 //! [`verdict`] → [`render`]. [`pipeline`] is the loop that drives the first stages; [`sockets`]
 //! reads host socket samples. The binary in `main.rs` only parses arguments and wires stages.
-// One function may use unsafe code: source::open_offline, the C calls that give libpcap a FILE with
-// a larger buffer. Everything else is safe Rust.
+// Two functions may use unsafe code: source::open_offline, the C calls that give libpcap a FILE with
+// a larger buffer, and probe::set_quickack, one setsockopt nix has no wrapper for. Everything else
+// is safe Rust.
 #![deny(unsafe_code)]
 
 pub mod backend;
@@ -20,6 +21,7 @@ pub mod output;
 pub mod pipeline;
 pub mod plot;
 pub mod privs;
+pub mod probe;
 pub mod render;
 pub mod sampler;
 pub mod sockets;

@@ -5,7 +5,7 @@
 use clap::Parser;
 use hcleak::backend::Backends;
 use hcleak::classify;
-use hcleak::cli::{AnalyzeConfig, CaptureArgs, Cli, Cmd, SampleArgs};
+use hcleak::cli::{AnalyzeConfig, CaptureArgs, Cli, Cmd, ProbeArgs, ProbeFormat, SampleArgs};
 use hcleak::flow::{Conn, FlowConfig, FlowTable};
 use hcleak::live::{self, Live, View};
 use hcleak::metrics::MetricsListener;
@@ -59,6 +59,7 @@ fn main() -> ExitCode {
         Cmd::Analyze(a) => a.validate().map_err(Failure::Usage).and_then(|cfg| analyze(&cfg)),
         Cmd::Capture(c) => capture(&c),
         Cmd::Sample(s) => sample(&s),
+        Cmd::Probe(p) => probe(&p),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -465,4 +466,60 @@ fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
     let n: usize = samples.backends.iter().map(|(_, v)| v.len()).sum();
     eprintln!("hcleak: {n} samples of pid {} (port {})", server.pid, a.port);
     Ok(Exit::Ok)
+}
+
+fn probe(a: &ProbeArgs) -> Result<Exit, Failure> {
+    use hcleak::probe::{self, Counter};
+    let cfg = a.validate().map_err(Failure::Usage)?;
+    let target = privs::target(a.user.as_deref()).map_err(Failure::Usage)?;
+    let stop = stop_flag()?;
+    // The socket counts: a samples file from the server's host, or the server on this host.
+    let ip = cfg.addr.ip();
+    let local = ip.is_loopback() || source::local_addresses().contains(&ip);
+    let mut counter = if let Some(p) = &a.sockets {
+        // Opened now, read as it grows (after the privilege drop, through this handle).
+        let file = std::fs::File::open(p).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
+        Counter::File { file, path: p.clone(), port: cfg.addr.port(), ip, last: 0, error: None }
+    } else if local || a.pid.is_some() {
+        let proc = Procfs::default();
+        match proc.find_server(cfg.addr.port(), a.pid) {
+            Some(server) => Counter::Local { proc, server, gone: false },
+            None if a.pid.is_some() => {
+                return Err(Failure::Usage(format!(
+                    "process {} does not listen on port {} (or /proc/PID is not readable: run as root)",
+                    a.pid.unwrap_or(0),
+                    cfg.addr.port()
+                )))
+            }
+            None => {
+                eprintln!(
+                    "hcleak: no process on this host listens on TCP port {} that can be read (run as root, or --pid PID for a server in another network namespace): judging without socket counts",
+                    cfg.addr.port()
+                );
+                Counter::None
+            }
+        }
+    } else {
+        eprintln!(
+            "hcleak: {} is not on this host and no --sockets FILE was given: without socket counts only a server that stops answering can be seen",
+            cfg.target
+        );
+        Counter::None
+    };
+    let keep: &[caps::Capability] = if matches!(counter, Counter::Local { .. }) { &privs::SAMPLER_CAPS } else { &[] };
+    let dropped = match &target {
+        Some(t) => privs::drop_root(t, keep),
+        None => privs::drop_caps(keep),
+    };
+    eprintln!("hcleak: {}", dropped.map_err(Failure::Usage)?);
+    let report = probe::run(&cfg, &mut counter, &stop).map_err(Failure::Usage)?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match a.format {
+        ProbeFormat::Table => probe::render_table(&mut out, &report)?,
+        ProbeFormat::Json => probe::render_json(&mut out, &report)?,
+        ProbeFormat::Nagios => probe::render_nagios(&mut out, &report)?,
+    }
+    out.flush()?;
+    Ok(report.verdict.into())
 }
