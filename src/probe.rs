@@ -748,7 +748,12 @@ pub fn run(cfg: &Config, counter: &mut Counter, stop: &AtomicBool) -> Result<Pro
         }
         _ => None,
     };
-    let verdict = runs.iter().map(|r| r.verdict).max().unwrap_or(Verdict::Unknown);
+    let interrupted = stop.load(Ordering::Relaxed);
+    let mut verdict = runs.iter().map(|r| r.verdict).max().unwrap_or(Verdict::Unknown);
+    // A run cut short has not judged every shape asked for: it cannot say `ok`.
+    if interrupted && verdict == Verdict::Ok {
+        verdict = Verdict::Unknown;
+    }
     let erlang = runs.iter().filter_map(|r| r.after.and_then(|s| s.process)).any(|p| p.is_erlang_vm());
     Ok(ProbeReport {
         target: cfg.target.clone(),
@@ -762,7 +767,7 @@ pub fn run(cfg: &Config, counter: &mut Counter, stop: &AtomicBool) -> Result<Pro
         interval: cfg.interval,
         exhaustion_eta_s: eta,
         erlang,
-        interrupted: stop.load(Ordering::Relaxed),
+        interrupted,
         samples_error,
     })
 }
@@ -854,6 +859,13 @@ impl ProbeReport {
         }
         if parts.is_empty() {
             parts.push(match self.verdict {
+                Verdict::Unknown if self.interrupted && self.counted => format!(
+                    "{} kept no sockets after the {} shape{} that ran; {} not run",
+                    self.target,
+                    self.runs.len(),
+                    if self.runs.len() == 1 { "" } else { "s" },
+                    self.skipped.len()
+                ),
                 Verdict::Unknown if !self.counted => format!(
                     "no socket counts for {}: run hcleak probe on its host (as root), pass --pid, or --sockets FILE from `hcleak sample` running there",
                     self.target

@@ -383,3 +383,45 @@ fn bad_arguments_are_one_line_errors_with_exit_3() {
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(help.contains("staging") || help.contains("out of rotation"), "{help}");
 }
+
+#[test]
+fn ctrl_c_stops_the_probes_at_once_with_a_report_that_cannot_say_ok() {
+    if !python() {
+        return;
+    }
+    let dir = tmpdir("sigint");
+    let (_srv, port, _) = fixture_server("close", &dir, &[]);
+    let child = Command::new(BIN)
+        .args(["probe", &format!("127.0.0.1:{port}"), "--format", "json"])
+        // 600 connections at most: within the fd budget of a server with the usual limit of 1024.
+        .args(["--kinds", "connect_fin,http_close", "--count", "300"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut child = Proc(child);
+    std::thread::sleep(Duration::from_millis(1500));
+    let sent = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(10), "probe did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // The shape in progress settles briefly and checks the server once more (1 s at most).
+    assert!(sent.elapsed() < Duration::from_secs(3), "took {:?}", sent.elapsed());
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut child.0.stdout.take().unwrap(), &mut out).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["interrupted"], true, "{v:#}");
+    assert_eq!(v["verdict"], "unknown", "{v:#}");
+    assert_eq!(status.code(), Some(3));
+    let first = &v["shapes"][0];
+    assert_eq!(first["cut_short"], true, "{v:#}");
+    assert!(first["sent"].as_u64().unwrap() < 300, "{v:#}");
+    assert_eq!(v["skipped"][0]["shape"], "http_close", "{v:#}");
+    assert!(v["summary"].as_str().unwrap().contains("Ctrl-C"), "{v:#}");
+}
