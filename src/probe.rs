@@ -651,8 +651,9 @@ fn run_shape(cfg: &Config, shape: Shape, counter: &mut Counter, stop: &AtomicBoo
     let settle = if stop.load(Ordering::Relaxed) { cfg.settle.min(Duration::from_millis(300)) } else { cfg.settle };
     let never = AtomicBool::new(false);
     wait_sampling(Instant::now() + settle, &never, counter, &mut samples, &mut last_sample);
-    let answer = answers(cfg.addr, counter, cfg.spec.timeout);
+    // The last sample before the plain connection, which would otherwise be counted in it.
     counter.poll(now_ts(), &mut samples);
+    let answer = answers(cfg.addr, counter, cfg.spec.timeout);
     let ended = now_ts();
     let before = samples.iter().rev().find(|s| s.ts <= started).or(samples.first()).copied();
     let inside: Vec<Sample> =

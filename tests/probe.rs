@@ -131,8 +131,10 @@ fn a_server_that_keeps_reset_sockets_leaks_for_reset_shapes_only_within_30_s_at_
         assert!((per - 1.0).abs() < 0.1, "{leak}: {per} per probe");
         let ci = s["per_probe_ci95"].as_array().unwrap();
         assert!(ci[0].as_f64().unwrap() > 0.8, "{s:#}");
-        // Every probe's socket is still held after the settle wait, in no kernel table.
-        assert_eq!(s["kept"], s["sent"], "{s:#}");
+        // Every probe's socket is still held after the settle wait, in no kernel table (give or
+        // take the plain connection that checks the server between shapes).
+        let (kept, sent) = (s["kept"].as_i64().unwrap(), s["sent"].as_i64().unwrap());
+        assert!((kept - sent).abs() <= 2, "{s:#}");
         assert!(s["hidden_after"].as_u64().unwrap() >= 50, "{s:#}");
         assert_eq!(s["still_answers"], true);
     }
