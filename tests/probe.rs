@@ -427,3 +427,25 @@ fn ctrl_c_stops_the_probes_at_once_with_a_report_that_cannot_say_ok() {
     assert_eq!(v["skipped"][0]["shape"], "http_close", "{v:#}");
     assert!(v["summary"].as_str().unwrap().contains("Ctrl-C"), "{v:#}");
 }
+
+#[test]
+fn a_server_that_never_closes_after_fin_leaks_for_connect_fin_only() {
+    if !python() {
+        return;
+    }
+    let dir = tmpdir("close-wait");
+    let (_srv, port, _) = fixture_server("close-wait", &dir, &[]);
+    let (out, v, _) =
+        probe(port, &["--kinds", "handshake_rst,connect_fin,http_close", "--count", "30", "--rate", "50"]);
+    assert_eq!(out.status.code(), Some(2), "{v:#}");
+    let s = shape(&v, "connect_fin");
+    assert_eq!(s["verdict"], "leak", "{s:#}");
+    assert!((s["per_probe"].as_f64().unwrap() - 1.0).abs() < 0.1, "{s:#}");
+    // Visible to the kernel: every kept socket sits in CLOSE_WAIT.
+    assert!(s["close_wait_after"].as_u64().unwrap() >= 28, "{s:#}");
+    // It closes after a reset, and after answering a request that asked it to.
+    assert_eq!(shape(&v, "handshake_rst")["verdict"], "ok", "{v:#}");
+    assert_eq!(shape(&v, "http_close")["verdict"], "ok", "{v:#}");
+    assert_eq!(v["leaking"], serde_json::json!(["connect_fin"]));
+    assert!(v["remedies"][0].as_str().unwrap().contains("EOF"), "{v:#}");
+}
