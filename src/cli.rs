@@ -63,8 +63,8 @@ pub struct ProbeArgs {
     /// Connect and response timeout of one probe.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
     pub timeout: std::time::Duration,
-    /// The server's process on this host (found from its LISTEN socket when omitted; needed when it
-    /// listens in another network namespace).
+    /// The server's process on this host (found from its LISTEN socket when omitted, in this
+    /// network namespace or in the one that owns the target address).
     #[arg(long, value_name = "PID", conflicts_with = "sockets")]
     pub pid: Option<u32>,
     /// For a remote server: the CSV `hcleak sample --port PORT --interval 100ms -o FILE` writes on

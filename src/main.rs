@@ -480,9 +480,16 @@ fn probe(a: &ProbeArgs) -> Result<Exit, Failure> {
         // Opened now, read as it grows (after the privilege drop, through this handle).
         let file = std::fs::File::open(p).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
         Counter::File { file, path: p.clone(), port: cfg.addr.port(), ip, last: 0, error: None }
-    } else if local || a.pid.is_some() {
+    } else {
         let proc = Procfs::default();
-        match proc.find_server(cfg.addr.port(), a.pid) {
+        let port = cfg.addr.port();
+        let found = match a.pid {
+            Some(pid) => proc.find_server(port, Some(pid)),
+            None if local => proc.find_server(port, None),
+            // Not one of this namespace's addresses: perhaps a container's on this host.
+            None => proc.find_server_in_netns(ip, port),
+        };
+        match found {
             Some(server) => Counter::Local { proc, server, gone: false },
             None if a.pid.is_some() => {
                 return Err(Failure::Usage(format!(
@@ -491,20 +498,20 @@ fn probe(a: &ProbeArgs) -> Result<Exit, Failure> {
                     cfg.addr.port()
                 )))
             }
+            None if local => {
+                eprintln!(
+                    "hcleak: no process on this host listens on TCP port {port} that can be read (run as root, or --pid PID for a server in another network namespace): judging without socket counts"
+                );
+                Counter::None
+            }
             None => {
                 eprintln!(
-                    "hcleak: no process on this host listens on TCP port {} that can be read (run as root, or --pid PID for a server in another network namespace): judging without socket counts",
-                    cfg.addr.port()
+                    "hcleak: {} is not on this host (nor in a network namespace here that can be read) and no --sockets FILE was given: without socket counts only a server that stops answering can be seen",
+                    cfg.target
                 );
                 Counter::None
             }
         }
-    } else {
-        eprintln!(
-            "hcleak: {} is not on this host and no --sockets FILE was given: without socket counts only a server that stops answering can be seen",
-            cfg.target
-        );
-        Counter::None
     };
     let keep: &[caps::Capability] = if matches!(counter, Counter::Local { .. }) { &privs::SAMPLER_CAPS } else { &[] };
     let dropped = match &target {

@@ -449,3 +449,70 @@ fn a_server_that_never_closes_after_fin_leaks_for_connect_fin_only() {
     assert_eq!(v["leaking"], serde_json::json!(["connect_fin"]));
     assert!(v["remedies"][0].as_str().unwrap().contains("EOF"), "{v:#}");
 }
+
+/// A network namespace and a veth pair into it, removed when dropped.
+struct Netns {
+    name: String,
+    veth: String,
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the pair, and with it ours.
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip").args(["link", "del", &self.veth]).stderr(Stdio::null()).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let o = Command::new("ip").args(args).output().unwrap();
+    assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn a_server_in_another_network_namespace_is_found_and_sampled_without_pid() {
+    if !python() || !root() || !have(runs("ip", "-V"), "the namespace test needs ip (iproute2)") {
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let ns = Netns { name: format!("hcleak-probe-{id}"), veth: format!("hcp{id}a") };
+    let peer = format!("hcp{id}b");
+    let net = format!("10.231.{}", id % 250);
+    ip(&["netns", "add", &ns.name]);
+    ip(&["link", "add", &ns.veth, "type", "veth", "peer", "name", &peer]);
+    ip(&["link", "set", &peer, "netns", &ns.name]);
+    ip(&["addr", "add", &format!("{net}.1/30"), "dev", &ns.veth]);
+    ip(&["link", "set", &ns.veth, "up"]);
+    ip(&["-n", &ns.name, "addr", "add", &format!("{net}.2/30"), "dev", &peer]);
+    ip(&["-n", &ns.name, "link", "set", &peer, "up"]);
+    ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+    let dir = tmpdir("netns");
+    let log = dir.join("server.log");
+    let port = 18_000 + (id % 1000) as u16;
+    // `ip netns exec` execs the server: the child's PID is the server's.
+    let _srv = Proc(
+        Command::new("ip")
+            .args(["netns", "exec", &ns.name, "python3"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/record/servers.py"))
+            .args(["--mode", "hold-rst", "--host", "0.0.0.0", "--port", &port.to_string(), "--max-seconds", "60"])
+            .arg("--log")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("server in the namespace", || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("\"start\"")));
+    let target = format!("{net}.2:{port}");
+    let o = Command::new(BIN)
+        .args(["probe", &target, "--kinds", "handshake_rst,connect_fin", "--count", "20", "--rate", "50"])
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value =
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(o.status.code(), Some(2), "{v:#}");
+    assert_eq!(shape(&v, "handshake_rst")["verdict"], "leak", "{v:#}");
+    assert!(shape(&v, "handshake_rst")["samples"].as_u64().unwrap() >= 10, "{v:#}");
+    assert_eq!(shape(&v, "connect_fin")["verdict"], "ok", "{v:#}");
+}
