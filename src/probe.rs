@@ -616,19 +616,23 @@ fn wait_sampling(
 fn run_shape(cfg: &Config, shape: Shape, counter: &mut Counter, stop: &AtomicBool) -> ShapeRun {
     let per = shape.connections();
     let probes = cfg.count.div_ceil(per).max(1);
-    let gap = Duration::from_secs_f64(per as f64 / cfg.rate);
+    let gap = Duration::try_from_secs_f64(per as f64 / cfg.rate).unwrap_or(Duration::from_secs(1));
     let mut samples = Vec::new();
     let started = now_ts();
     counter.poll(started, &mut samples);
     let t0 = Instant::now();
-    let cap = (gap * probes as u32 + cfg.spec.timeout * 2 + Duration::from_secs(5)).min(MAX_SHAPE_TIME);
+    let n = u32::try_from(probes).unwrap_or(u32::MAX);
+    let cap =
+        gap.saturating_mul(n).saturating_add(cfg.spec.timeout.saturating_mul(2)).saturating_add(Duration::from_secs(5));
+    let cap = cap.min(MAX_SHAPE_TIME);
     let mut sent = Sent::default();
     let mut statuses: Vec<(u16, u64)> = Vec::new();
     let mut events: Vec<(Ts, u64)> = Vec::with_capacity(probes as usize);
     let mut last_sample = Instant::now();
     let mut cut_short = false;
     for i in 0..probes {
-        if t0.elapsed() > cap || !wait_sampling(t0 + gap * i as u32, stop, counter, &mut samples, &mut last_sample) {
+        let due = t0 + gap.saturating_mul(u32::try_from(i).unwrap_or(u32::MAX)).min(cap);
+        if t0.elapsed() > cap || !wait_sampling(due, stop, counter, &mut samples, &mut last_sample) {
             cut_short = true;
             break;
         }
@@ -1135,6 +1139,85 @@ mod tests {
             interval: Duration::from_secs(5),
             limit: None,
         }
+    }
+
+    fn run(shape: Shape, growth: Verdict, per: f64, answer: Answer, before: u64, after: u64) -> ShapeRun {
+        ShapeRun {
+            shape,
+            sent: Sent { connections: 50, connected: 50, ..Sent::default() },
+            statuses: vec![],
+            started: 0,
+            last_probe: 0,
+            ended: 0,
+            before: Some(sample(before, Some(1024))),
+            after: Some(sample(after, Some(1024))),
+            samples: 50,
+            growth,
+            verdict: if answer.ok() { growth } else { Verdict::Leak },
+            per_probe: Some((per, (per - 0.01, per + 0.01), 0.99)),
+            answer,
+            cut_short: false,
+        }
+    }
+
+    fn report(runs: Vec<ShapeRun>, verdict: Verdict) -> ProbeReport {
+        ProbeReport {
+            target: "10.0.0.12:8080".into(),
+            addr: "10.0.0.12:8080".parse().unwrap(),
+            verdict,
+            runs,
+            skipped: vec![(Shape::ResetInQueue, "stopped (Ctrl-C)".into())],
+            counted: true,
+            in_use: Some(0),
+            limit: Some(4096),
+            interval: Duration::from_secs(5),
+            exhaustion_eta_s: Some(4096.0 * 5.0),
+            erlang: false,
+            interrupted: false,
+            samples_error: None,
+        }
+    }
+
+    #[test]
+    fn every_format_names_the_leaking_shapes_the_time_to_exhaustion_and_the_stop() {
+        let r = report(
+            vec![
+                run(Shape::HalfOpenRst, Verdict::Ok, 0.0, Answer::Accepted, 1, 1),
+                run(Shape::DataRst, Verdict::Leak, 1.0, Answer::Accepted, 1, 51),
+                run(Shape::HandshakeRst, Verdict::Ok, 0.0, Answer::NotAccepted { queue: 9 }, 51, 51),
+            ],
+            Verdict::Leak,
+        );
+        let h = r.headline();
+        assert!(h.starts_with("LEAK — 10.0.0.12:8080 keeps sockets after data_rst probes (1.00 per probe"), "{h}");
+        assert!(
+            h.contains("at one check every 5 s this server runs out of sockets in 5h41m (limit 4096, 0 in use)"),
+            "{h}"
+        );
+        assert!(h.contains("stopped answering after 50 handshake_rst probes"), "{h}");
+        let mut t = Vec::new();
+        render_table(&mut t, &r).unwrap();
+        let t = String::from_utf8(t).unwrap();
+        assert!(t.contains("1 → 51") && t.contains("never accepted, accept queue 9"), "{t}");
+        assert!(t.contains("reset_in_queue not run: stopped (Ctrl-C)"), "{t}");
+        assert_eq!(t.matches("  → ").count(), 2, "one remedy for the reset leak, one for the stop: {t}");
+        let mut j = Vec::new();
+        render_json(&mut j, &r).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&j).unwrap();
+        assert_eq!(v["leaking"], serde_json::json!(["data_rst"]));
+        assert_eq!(v["stopped_answering_after"], "handshake_rst");
+        assert_eq!(v["shapes"][1]["kept"], 50);
+        let mut n = Vec::new();
+        render_nagios(&mut n, &r).unwrap();
+        let n = String::from_utf8(n).unwrap();
+        assert!(n.starts_with("HCLEAK LEAK - 10.0.0.12:8080 keeps sockets"), "{n}");
+        assert!(n.contains("| ") && n.contains("'data_rst per_probe'=1.000") && n.contains("'eta'=20480s"), "{n}");
+        assert_eq!(n.lines().count(), 1);
+
+        let ok = report(vec![run(Shape::ConnectFin, Verdict::Ok, 0.0, Answer::Accepted, 3, 3)], Verdict::Ok);
+        let ok = ProbeReport { exhaustion_eta_s: None, skipped: vec![], ..ok };
+        assert_eq!(ok.headline(), "OK — 10.0.0.12:8080 kept no sockets after any of 1 probe shape");
+        assert!(ok.remedies().is_empty());
     }
 
     #[test]
