@@ -490,7 +490,22 @@ fn probe(a: &ProbeArgs) -> Result<Exit, Failure> {
             None => proc.find_server_in_netns(ip, port),
         };
         match found {
-            Some(server) => Counter::Local { proc, server, gone: false },
+            Some(server) => {
+                // --pid names the one process to count; otherwise every process on the listener.
+                let workers: Vec<u32> = match a.pid {
+                    Some(_) => Vec::new(),
+                    None => proc.pids_of_inode(server.listen_inode).into_iter().filter(|p| *p != server.pid).collect(),
+                };
+                if !workers.is_empty() {
+                    eprintln!(
+                        "hcleak: {} processes share the listener on port {port} (pids {}, {}): their sockets are counted together",
+                        workers.len() + 1,
+                        server.pid,
+                        workers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                    );
+                }
+                Counter::Local { proc, server, workers, gone: false }
+            }
             None if a.pid.is_some() => {
                 return Err(Failure::Usage(format!(
                     "process {} does not listen on port {} (or /proc/PID is not readable: run as root)",

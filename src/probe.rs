@@ -414,8 +414,9 @@ impl Answer {
 
 /// Where the server's socket counts come from.
 pub enum Counter {
-    /// A server on this host, read through procfs.
-    Local { proc: Procfs, server: Server, gone: bool },
+    /// A server on this host, read through procfs; `workers` are the other processes sharing its
+    /// listener (a pre-forking server's), whose sockets are added to its own.
+    Local { proc: Procfs, server: Server, workers: Vec<u32>, gone: bool },
     /// A CSV that `hcleak sample` on the server's host keeps writing, read again as it grows.
     File { file: std::fs::File, path: PathBuf, port: u16, ip: std::net::IpAddr, last: Ts, error: Option<String> },
     /// Nothing: verdicts need a count, so they say `unknown` (a stop still shows).
@@ -426,8 +427,17 @@ impl Counter {
     /// New samples since the last call.
     fn poll(&mut self, now: Ts, out: &mut Vec<Sample>) {
         match self {
-            Counter::Local { proc, server, gone } => match proc.sample(server, now) {
-                Ok(s) => out.push(s),
+            Counter::Local { proc, server, workers, gone } => match proc.sample(server, now) {
+                Ok(mut s) => {
+                    for &pid in workers.iter() {
+                        if let Ok(w) = proc.sample(&Server { pid, ..server.clone() }, now) {
+                            s.sockets += w.sockets;
+                            s.hidden = Some(s.hidden.unwrap_or(0) + w.hidden.unwrap_or(0));
+                            s.fd_limit = s.fd_limit.min(w.fd_limit).or(s.fd_limit).or(w.fd_limit);
+                        }
+                    }
+                    out.push(s)
+                }
                 Err(_) => *gone = true,
             },
             Counter::File { file, path, port, ip, last, error } => {
@@ -456,7 +466,7 @@ impl Counter {
 
     fn local(&self) -> Option<(&Procfs, &Server)> {
         match self {
-            Counter::Local { proc, server, gone: false } => Some((proc, server)),
+            Counter::Local { proc, server, gone: false, .. } => Some((proc, server)),
             _ => None,
         }
     }

@@ -172,6 +172,23 @@ impl Procfs {
         None
     }
 
+    /// Every process holding `inode` open: a pre-forking server's master and workers share one
+    /// listener.
+    pub fn pids_of_inode(&self, inode: u64) -> Vec<u32> {
+        let want = format!("socket:[{inode}]");
+        let mut out = Vec::new();
+        let Ok(dir) = fs::read_dir(&self.root) else { return out };
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Ok(fds) = fs::read_dir(e.path().join("fd")) else { continue };
+            if fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == want.as_str())) {
+                out.push(pid);
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
     /// The local server listening on `port`, if any.
     pub fn find_server(&self, port: u16, pid: Option<u32>) -> Option<Server> {
         let listeners: Vec<TcpEntry> =

@@ -25,6 +25,23 @@ impl Drop for Proc {
     }
 }
 
+/// A server that starts processes of its own (gunicorn's workers): SIGTERM to its PID lets it stop
+/// them; SIGKILL after 5 s.
+struct Master(Child);
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let t0 = Instant::now();
+        while self.0.try_wait().ok().flatten().is_none() && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Whether a prerequisite is there; when it is not, fails under CI=true, else says why.
 fn have(ok: bool, why: &str) -> bool {
     if !ok {
@@ -197,6 +214,28 @@ fn every_shape_is_ok_against_healthy_servers() {
     );
     wait_for("http.server", || listening(port));
     check("python http.server", port);
+
+    // gunicorn: a master and two pre-forked workers on one listener, all counted.
+    if have(runs("gunicorn", "--version"), "the gunicorn case needs gunicorn; .ci/run installs it") {
+        let port = free_port();
+        std::fs::write(
+            dir.join("app.py"),
+            "def app(env, start):\n    start('200 OK', [('Content-Length', '3')])\n    return [b'ok\\n']\n",
+        )
+        .unwrap();
+        let _g = Master(
+            Command::new("gunicorn")
+                .args(["-w", "2", "-b", &format!("127.0.0.1:{port}"), "--chdir"])
+                .arg(&dir)
+                .arg("app:app")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        wait_for("gunicorn", || listening(port));
+        check("gunicorn (2 workers)", port);
+    }
 
     if !have(runs("nginx", "-v"), "the nginx case needs nginx (nginx-light); .ci/run installs it") {
         return;
