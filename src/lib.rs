@@ -2,7 +2,9 @@
 //!
 //! Data flows one way: [`source`] → [`decode`] → [`flow`] → [`classify`] → [`backend`] →
 //! [`verdict`] → [`render`]. [`pipeline`] is the loop that drives the first stages; [`sockets`]
-//! reads host socket samples. The binary in `main.rs` only parses arguments and wires stages.
+//! reads host socket samples; [`probe`] sends probes of each shape to one server and judges the
+//! sockets it keeps with the same rules. The binary in `main.rs` only parses arguments and wires
+//! stages.
 // Two functions may use unsafe code: source::open_offline, the C calls that give libpcap a FILE with
 // a larger buffer, and probe::set_quickack, one setsockopt nix has no wrapper for. Everything else
 // is safe Rust.

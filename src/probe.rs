@@ -520,6 +520,8 @@ pub struct ShapeRun {
     pub ended: Ts,
     pub before: Option<Sample>,
     pub after: Option<Sample>,
+    /// The most sockets seen during the shape and its settle wait.
+    pub peak: Option<u64>,
     pub samples: usize,
     /// The growth rules' verdict on the socket curve alone (`unknown` without counts).
     pub growth: Verdict,
@@ -537,6 +539,13 @@ impl ShapeRun {
     pub fn kept(&self) -> Option<i64> {
         Some(self.after?.sockets as i64 - self.before?.sockets as i64)
     }
+    /// Sockets rose by three or more during the probes and were all released by the end of the
+    /// settle wait (`None` when they never rose that much, or without counts).
+    pub fn came_back(&self) -> Option<bool> {
+        let (b, p) = (self.before?.sockets, self.peak?);
+        (p >= b + 3).then(|| self.kept().is_some_and(|k| k <= 0))
+    }
+
     /// The server stopped answering during this shape.
     pub fn stopped(&self) -> bool {
         !self.answer.ok()
@@ -695,6 +704,7 @@ fn run_shape(cfg: &Config, shape: Shape, counter: &mut Counter, stop: &AtomicBoo
         ended,
         before,
         after,
+        peak: inside.iter().map(|s| s.sockets).max(),
         samples: inside.len(),
         growth,
         verdict,
@@ -973,6 +983,14 @@ pub fn render_table(w: &mut dyn Write, r: &ProbeReport) -> io::Result<()> {
                 cw(s.after)
             )?;
         }
+        if let (Some(true), Some(p), Some(a)) = (s.came_back(), s.peak, s.after) {
+            writeln!(
+                w,
+                "  • during {} the server's sockets rose to {p} and came back to {} after the settle wait",
+                s.shape.name(),
+                a.sockets
+            )?;
+        }
         if s.stopped() {
             writeln!(
                 w,
@@ -1018,6 +1036,8 @@ pub fn render_json(w: &mut dyn Write, r: &ProbeReport) -> io::Result<()> {
                 "sockets_before": s.before.map(|x| x.sockets),
                 "sockets_after": s.after.map(|x| x.sockets),
                 "kept": s.kept(),
+                "sockets_peak": s.peak,
+                "came_back": s.came_back(),
                 "hidden_after": s.after.and_then(|x| x.hidden),
                 "close_wait_after": s.after.and_then(|x| x.close_wait),
                 "accept_queue_after": s.after.and_then(|x| x.accept_queue),
@@ -1161,6 +1181,7 @@ mod tests {
             ended: 0,
             before: Some(sample(before, Some(1024))),
             after: Some(sample(after, Some(1024))),
+            peak: Some(after.max(before)),
             samples: 50,
             growth,
             verdict: if answer.ok() { growth } else { Verdict::Leak },
@@ -1223,6 +1244,17 @@ mod tests {
         assert!(n.starts_with("HCLEAK LEAK - 10.0.0.12:8080 keeps sockets"), "{n}");
         assert!(n.contains("| ") && n.contains("'data_rst per_probe'=1.000") && n.contains("'eta'=20480s"), "{n}");
         assert_eq!(n.lines().count(), 1);
+
+        // Sockets that rose during the probes and were released in the settle wait came back.
+        let mut slow = run(Shape::ConnectFin, Verdict::Ok, 0.0, Answer::Accepted, 3, 3);
+        assert_eq!(slow.came_back(), None, "never rose");
+        slow.peak = Some(20);
+        assert_eq!(slow.came_back(), Some(true));
+        let mut t = Vec::new();
+        render_table(&mut t, &report(vec![slow.clone()], Verdict::Ok)).unwrap();
+        assert!(String::from_utf8(t).unwrap().contains("rose to 20 and came back to 3"));
+        slow.after = Some(sample(12, None));
+        assert_eq!(slow.came_back(), Some(false));
 
         let ok = report(vec![run(Shape::ConnectFin, Verdict::Ok, 0.0, Answer::Accepted, 3, 3)], Verdict::Ok);
         let ok = ProbeReport { exhaustion_eta_s: None, skipped: vec![], ..ok };

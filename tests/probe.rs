@@ -153,6 +153,7 @@ fn a_server_that_keeps_reset_sockets_leaks_for_reset_shapes_only_within_30_s_at_
         let (kept, sent) = (s["kept"].as_i64().unwrap(), s["sent"].as_i64().unwrap());
         assert!((kept - sent).abs() <= 2, "{s:#}");
         assert!(s["hidden_after"].as_u64().unwrap() >= 50, "{s:#}");
+        assert_eq!(s["came_back"], false, "{s:#}");
         assert_eq!(s["still_answers"], true);
     }
     for ok in ["halfopen_rst", "connect_fin"] {
