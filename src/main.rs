@@ -479,6 +479,10 @@ fn probe(a: &ProbeArgs) -> Result<Exit, Failure> {
     let mut counter = if let Some(p) = &a.sockets {
         // Opened now, read as it grows (after the privilege drop, through this handle).
         let file = std::fs::File::open(p).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
+        // A FIFO or a device would block or never end: only a file that `hcleak sample` writes.
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(Failure::Usage(format!("{}: not a regular file", p.display())));
+        }
         Counter::File { file, path: p.clone(), port: cfg.addr.port(), ip, last: 0, error: None }
     } else {
         let proc = Procfs::default();

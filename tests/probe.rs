@@ -413,6 +413,8 @@ fn bad_arguments_are_one_line_errors_with_exit_3() {
         (vec!["127.0.0.1:80", "--path", "/a b"], "--path"),
         (vec!["0.0.0.0:80"], "not a single server"),
         (vec!["127.0.0.1:80", "--settle", "2h"], "--settle"),
+        (vec!["127.0.0.1:80", "--sockets", "/dev/zero"], "not a regular file"),
+        (vec!["127.0.0.1:80", "--sockets", "/no/such/samples.csv"], "/no/such/samples.csv"),
     ] {
         let o = Command::new(BIN).arg("probe").args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
