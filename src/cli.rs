@@ -71,6 +71,10 @@ pub struct ProbeArgs {
     /// its host (read again as it grows; shared storage or a mount).
     #[arg(long, value_name = "FILE")]
     pub sockets: Option<PathBuf>,
+    /// Do not count the server's sockets (no root needed): only a server that stops answering —
+    /// a plain connection, or HTTP when it speaks HTTP — can be seen; other verdicts are unknown.
+    #[arg(long, conflicts_with_all = ["pid", "sockets"])]
+    pub no_sample: bool,
     /// The production check interval, for the time to exhaustion.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
     pub interval: std::time::Duration,

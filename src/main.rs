@@ -476,7 +476,9 @@ fn probe(a: &ProbeArgs) -> Result<Exit, Failure> {
     // The socket counts: a samples file from the server's host, or the server on this host.
     let ip = cfg.addr.ip();
     let local = ip.is_loopback() || source::local_addresses().contains(&ip);
-    let mut counter = if let Some(p) = &a.sockets {
+    let mut counter = if a.no_sample {
+        Counter::None
+    } else if let Some(p) = &a.sockets {
         // Opened now, read as it grows (after the privilege drop, through this handle).
         let file = std::fs::File::open(p).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
         // A FIFO or a device would block or never end: only a file that `hcleak sample` writes.

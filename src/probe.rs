@@ -385,6 +385,12 @@ pub enum Answer {
     Accepted,
     /// The handshake completed; whether the server accepted it is not known (no host samples).
     Connects,
+    /// No host samples, but it answered an HTTP request.
+    Http {
+        status: u16,
+    },
+    /// No host samples; it answered HTTP before and now sends no response.
+    NoResponse,
     /// The kernel completed the handshake but nothing accepted it: the accept queue stays full.
     NotAccepted {
         queue: u64,
@@ -398,12 +404,14 @@ pub enum Answer {
 
 impl Answer {
     pub fn ok(self) -> bool {
-        matches!(self, Answer::Accepted | Answer::Connects)
+        matches!(self, Answer::Accepted | Answer::Connects | Answer::Http { .. })
     }
     pub fn describe(self) -> String {
         match self {
             Answer::Accepted => "yes".into(),
             Answer::Connects => "connects".into(),
+            Answer::Http { status } => format!("yes: HTTP {status}"),
+            Answer::NoResponse => "no: it connects but sends no HTTP response".into(),
             Answer::NotAccepted { queue } => format!("no: it connects but is never accepted, accept queue {queue}"),
             Answer::NoHandshake => "no: no answer to its SYN".into(),
             Answer::Refused => "no: refused".into(),
@@ -577,10 +585,14 @@ fn now_ts() -> Ts {
 }
 
 /// Whether the server takes a plain connection now; held open until accepted (at most `wait`).
-pub fn answers(addr: SocketAddr, counter: &Counter, timeout: Duration) -> Answer {
+///
+/// Without the server's own counts the client side cannot see an accept(); a server that answered
+/// HTTP at the start (`http`) is asked `GET --path` instead, and its response is the proof.
+pub fn answers(addr: SocketAddr, counter: &Counter, spec: &Spec, http: bool) -> Answer {
     if let Counter::Local { gone: true, .. } = counter {
         return Answer::ProcessGone;
     }
+    let timeout = spec.timeout;
     let (r, fd) = connect(addr, true, timeout);
     let Some(fd) = fd else {
         return match r {
@@ -589,7 +601,13 @@ pub fn answers(addr: SocketAddr, counter: &Counter, timeout: Duration) -> Answer
         };
     };
     let Some((proc, server)) = counter.local() else {
-        return Answer::Connects;
+        if !http {
+            return Answer::Connects;
+        }
+        return match http_exchange(fd, spec, true).0 {
+            Some(status) => Answer::Http { status },
+            None => Answer::NoResponse,
+        };
     };
     let end = Instant::now() + timeout;
     loop {
@@ -633,7 +651,7 @@ fn wait_sampling(
 }
 
 /// Runs one shape: baseline, probes at the rate, settle, answer check, judgement.
-fn run_shape(cfg: &Config, shape: Shape, counter: &mut Counter, stop: &AtomicBool) -> ShapeRun {
+fn run_shape(cfg: &Config, shape: Shape, counter: &mut Counter, stop: &AtomicBool, http: bool) -> ShapeRun {
     let per = shape.connections();
     let probes = cfg.count.div_ceil(per).max(1);
     let gap = Duration::try_from_secs_f64(per as f64 / cfg.rate).unwrap_or(Duration::from_secs(1));
@@ -677,7 +695,7 @@ fn run_shape(cfg: &Config, shape: Shape, counter: &mut Counter, stop: &AtomicBoo
     wait_sampling(Instant::now() + settle, &never, counter, &mut samples, &mut last_sample);
     // The last sample before the plain connection, which would otherwise be counted in it.
     counter.poll(now_ts(), &mut samples);
-    let answer = answers(cfg.addr, counter, cfg.spec.timeout);
+    let answer = answers(cfg.addr, counter, &cfg.spec, http);
     let ended = now_ts();
     let before = samples.iter().rev().find(|s| s.ts <= started).or(samples.first()).copied();
     let inside: Vec<Sample> =
@@ -739,7 +757,10 @@ pub fn run(cfg: &Config, counter: &mut Counter, stop: &AtomicBool) -> Result<Pro
     let mut first = Vec::new();
     counter.poll(now_ts(), &mut first);
     check_budget(cfg, first.first())?;
-    let a = answers(cfg.addr, counter, cfg.spec.timeout);
+    let a = answers(cfg.addr, counter, &cfg.spec, counter.local().is_none());
+    // Without counts, whether it still answers is judged by HTTP only if it speaks HTTP now.
+    let http = matches!(a, Answer::Http { .. });
+    let a = if a == Answer::NoResponse { Answer::Connects } else { a };
     if !a.ok() {
         return Err(format!("{} does not take a plain connection ({}): nothing to probe", cfg.target, a.describe()));
     }
@@ -754,7 +775,7 @@ pub fn run(cfg: &Config, counter: &mut Counter, stop: &AtomicBool) -> Result<Pro
             skipped.push((shape, format!("the server stopped answering after {}", r.shape.name())));
             continue;
         }
-        runs.push(run_shape(cfg, shape, counter, stop));
+        runs.push(run_shape(cfg, shape, counter, stop, http));
     }
     let samples_error = match counter {
         Counter::File { error, .. } => error.clone(),

@@ -558,3 +558,23 @@ fn a_server_in_another_network_namespace_is_found_and_sampled_without_pid() {
     assert!(shape(&v, "handshake_rst")["samples"].as_u64().unwrap() >= 10, "{v:#}");
     assert_eq!(shape(&v, "connect_fin")["verdict"], "ok", "{v:#}");
 }
+
+#[test]
+fn without_socket_counts_a_server_that_stops_answering_http_is_still_caught() {
+    if !python() {
+        return;
+    }
+    let dir = tmpdir("no-sample");
+    let (_srv, port, _) = fixture_server("die-on-dead", &dir, &[]);
+    let (out, v, _) =
+        probe(port, &["--no-sample", "--kinds", "connect_fin,reset_in_queue", "--count", "40", "--settle", "300ms"]);
+    assert_eq!(out.status.code(), Some(2), "{v:#}");
+    // Nothing counted: connect_fin cannot be judged, but it still answered HTTP after it.
+    let fin = shape(&v, "connect_fin");
+    assert_eq!(fin["verdict"], "unknown", "{fin:#}");
+    assert_eq!(fin["answer"], "yes: HTTP 200", "{fin:#}");
+    let s = shape(&v, "reset_in_queue");
+    assert_eq!(s["verdict"], "leak", "{s:#}");
+    assert_eq!(s["answer"], "no: it connects but sends no HTTP response", "{s:#}");
+    assert_eq!(v["stopped_answering_after"], "reset_in_queue");
+}
