@@ -756,7 +756,8 @@ pub fn check_budget(cfg: &Config, first: Option<&Sample>) -> Result<(), String> 
 pub fn run(cfg: &Config, counter: &mut Counter, stop: &AtomicBool) -> Result<ProbeReport, String> {
     let mut first = Vec::new();
     counter.poll(now_ts(), &mut first);
-    check_budget(cfg, first.first())?;
+    // A samples file gives its whole history at once: the newest row is the server now.
+    check_budget(cfg, first.last())?;
     let a = answers(cfg.addr, counter, &cfg.spec, counter.local().is_none());
     // Without counts, whether it still answers is judged by HTTP only if it speaks HTTP now.
     let http = matches!(a, Answer::Http { .. });
@@ -782,8 +783,8 @@ pub fn run(cfg: &Config, counter: &mut Counter, stop: &AtomicBool) -> Result<Pro
         _ => None,
     };
     let counted = runs.iter().any(|r| r.samples >= 5);
-    let in_use = first.first().map(|s| s.sockets).or(runs.first().and_then(|r| r.before).map(|s| s.sockets));
-    let limit = cfg.limit.or(first.first().and_then(|s| s.fd_limit));
+    let in_use = first.last().map(|s| s.sockets).or(runs.first().and_then(|r| r.before).map(|s| s.sockets));
+    let limit = cfg.limit.or(first.last().and_then(|s| s.fd_limit));
     let worst = runs
         .iter()
         .filter(|r| r.growth == Verdict::Leak)
