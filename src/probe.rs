@@ -406,17 +406,9 @@ impl Answer {
     pub fn ok(self) -> bool {
         matches!(self, Answer::Accepted | Answer::Connects | Answer::Http { .. })
     }
+    /// In words ([`crate::explain::answer`]).
     pub fn describe(self) -> String {
-        match self {
-            Answer::Accepted => "yes".into(),
-            Answer::Connects => "connects".into(),
-            Answer::Http { status } => format!("yes: HTTP {status}"),
-            Answer::NoResponse => "no: it connects but sends no HTTP response".into(),
-            Answer::NotAccepted { queue } => format!("no: it connects but is never accepted, accept queue {queue}"),
-            Answer::NoHandshake => "no: no answer to its SYN".into(),
-            Answer::Refused => "no: refused".into(),
-            Answer::ProcessGone => "no: the process exited".into(),
-        }
+        crate::explain::answer(self)
     }
 }
 
@@ -820,7 +812,7 @@ pub fn run(cfg: &Config, counter: &mut Counter, stop: &AtomicBool) -> Result<Pro
     })
 }
 
-fn fmt_interval(d: Duration) -> String {
+pub(crate) fn fmt_interval(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s < 1.0 {
         format!("{:.0} ms", s * 1000.0)
@@ -863,75 +855,9 @@ impl ProbeReport {
         out
     }
 
-    /// The one line on-call reads first.
+    /// The one line on-call reads first (worded in [`crate::explain::probe_headline`]).
     pub fn headline(&self) -> String {
-        let tag = match self.verdict {
-            Verdict::Ok => "OK",
-            Verdict::Suspicious => "SUSPICIOUS",
-            Verdict::Leak => "LEAK",
-            Verdict::Unknown => "UNKNOWN",
-        };
-        let mut parts = Vec::new();
-        let leaking: Vec<&ShapeRun> = self.leaking().collect();
-        if !leaking.is_empty() {
-            let names = leaking.iter().map(|r| r.shape.name()).collect::<Vec<_>>().join(", ");
-            let mut s = format!("{} keeps sockets after {names} probes", self.target);
-            if let Some((p, ci, _)) = leaking.iter().filter_map(|r| r.per_probe).max_by(|a, b| a.0.total_cmp(&b.0)) {
-                s.push_str(&format!(" ({p:.2} per probe, 95% CI {:.2}–{:.2})", ci.0, ci.1));
-            }
-            parts.push(s);
-        }
-        if let Some(r) = self.runs.iter().find(|r| r.stopped()) {
-            parts.push(format!(
-                "{} stopped answering after {} {} probes ({})",
-                self.target,
-                r.sent.connections,
-                r.shape.name(),
-                r.answer.describe()
-            ));
-        }
-        let suspicious: Vec<&str> =
-            self.runs.iter().filter(|r| r.growth == Verdict::Suspicious).map(|r| r.shape.name()).collect();
-        if !suspicious.is_empty() {
-            parts.push(format!("sockets rose unsteadily after {}", suspicious.join(", ")));
-        }
-        match (self.exhaustion_eta_s, self.limit) {
-            (Some(eta), Some(l)) => parts.push(format!(
-                "at one check every {} this server runs out of sockets in {} (limit {l}, {} in use)",
-                fmt_interval(self.interval),
-                verdict::human_duration(eta),
-                self.in_use.unwrap_or(0)
-            )),
-            (None, None) if !leaking.is_empty() => parts.push("no limit known (--limit N)".into()),
-            _ => {}
-        }
-        if parts.is_empty() {
-            parts.push(match self.verdict {
-                Verdict::Unknown if self.interrupted && self.counted => format!(
-                    "{} kept no sockets after the {} shape{} that ran; {} not run",
-                    self.target,
-                    self.runs.len(),
-                    if self.runs.len() == 1 { "" } else { "s" },
-                    self.skipped.len()
-                ),
-                Verdict::Unknown if !self.counted => format!(
-                    "no socket counts for {}: run hcleak probe on its host (as root), pass --pid, or --sockets FILE from `hcleak sample` running there",
-                    self.target
-                ),
-                Verdict::Unknown => "too few socket samples to judge".into(),
-                _ => format!(
-                    "{} kept no sockets after any of {} probe shape{}",
-                    self.target,
-                    self.runs.len(),
-                    if self.runs.len() == 1 { "" } else { "s" }
-                ),
-            });
-        }
-        let mut s = format!("{tag} — {}", parts.join("; "));
-        if self.interrupted {
-            s.push_str(" (stopped early by Ctrl-C)");
-        }
-        s
+        crate::explain::probe_headline(self)
     }
 }
 
@@ -988,46 +914,8 @@ pub fn render_table(w: &mut dyn Write, r: &ProbeReport) -> io::Result<()> {
         ]);
     }
     writeln!(w, "{t}")?;
-    for s in &r.runs {
-        if let Some(n) = s.after.and_then(|a| a.hidden).filter(|_| s.verdict == Verdict::Leak && s.kept() > Some(0)) {
-            writeln!(
-                w,
-                "  • after {}: {n} of the server's socket fds are in no kernel TCP table: accepted, reset by the peer, never closed",
-                s.shape.name()
-            )?;
-        }
-        // A connection or two in CLOSE_WAIT is the server catching up; more is what it keeps.
-        let cw = |x: Option<Sample>| x.and_then(|a| a.close_wait).unwrap_or(0);
-        if cw(s.after) >= cw(s.before) + 3 {
-            writeln!(
-                w,
-                "  • after {}: {} sockets in CLOSE_WAIT: the peer closed, the server never did",
-                s.shape.name(),
-                cw(s.after)
-            )?;
-        }
-        if let (Some(true), Some(p), Some(a)) = (s.came_back(), s.peak, s.after) {
-            writeln!(
-                w,
-                "  • during {} the server's sockets rose to {p} and came back to {} after the settle wait",
-                s.shape.name(),
-                a.sockets
-            )?;
-        }
-        if s.stopped() {
-            writeln!(
-                w,
-                "  • after {} the server no longer takes a plain connection: {}",
-                s.shape.name(),
-                s.answer.describe()
-            )?;
-        }
-    }
-    for (k, why) in &r.skipped {
-        writeln!(w, "  • {} not run: {why}", k.name())?;
-    }
-    if let Some(e) = &r.samples_error {
-        writeln!(w, "  • the samples file could not be read at the end: {}", crate::text::escape(e))?;
+    for n in crate::explain::probe_notes(r) {
+        writeln!(w, "  • {}", crate::text::escape(&n))?;
     }
     for m in r.remedy_sentences() {
         writeln!(w, "  → {m}")?;
@@ -1088,6 +976,7 @@ pub fn render_json(w: &mut dyn Write, r: &ProbeReport) -> io::Result<()> {
         "limit": r.limit,
         "interval_s": r.interval.as_secs_f64(),
         "exhaustion_eta_s": r.exhaustion_eta_s,
+        "notes": crate::explain::probe_notes(r),
         "remedies": r.remedy_sentences(),
         "interrupted": r.interrupted,
         "samples_error": r.samples_error,
