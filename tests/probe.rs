@@ -163,6 +163,7 @@ fn a_server_that_keeps_reset_sockets_leaks_for_reset_shapes_only_within_30_s_at_
     }
     assert_eq!(shape(&v, "http_keepalive_rst")["http_statuses"]["200"], 50);
     assert_eq!(v["leaking"], serde_json::json!(["handshake_rst", "data_rst", "http_keepalive_rst"]));
+    assert_eq!((v["rate_per_s"].as_f64(), v["count_per_shape"].as_u64()), (Some(20.0), Some(50)), "the defaults");
     // (4096 − in use) × 5 s at one socket per probe: about 5h41m.
     let summary = v["summary"].as_str().unwrap();
     assert!(summary.starts_with("LEAK — "), "{summary}");
