@@ -174,37 +174,43 @@ fn a_server_that_keeps_reset_sockets_leaks_for_reset_shapes_only_within_30_s_at_
     eprintln!("hold-rst: verdicts for 5 shapes in {took:?}");
 }
 
+/// Every shape against a healthy server: `ok`, still answering, every connection made.
+fn all_ok(name: &str, port: u16) {
+    let (out, v, _) = probe(port, &["--count", "20", "--rate", "50", "--settle", "500ms"]);
+    assert_eq!(out.status.code(), Some(0), "{name}: {v:#}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(v["shapes"].as_array().unwrap().len(), 7, "{name}: every shape ran");
+    for s in v["shapes"].as_array().unwrap() {
+        assert_eq!(s["verdict"], "ok", "{name}: {s:#}");
+        assert_eq!(s["still_answers"], true, "{name}: {s:#}");
+        if s["shape"] == "reset_in_queue" {
+            // A burst of 8 overflows a small backlog (http.server listens with 5): the kernel
+            // drops the extra SYNs, which is no fault of the server.
+            assert!(s["connected"].as_u64() >= Some(s["sent"].as_u64().unwrap() / 2), "{name}: {s:#}");
+        } else {
+            assert_eq!(s["connected"], s["sent"], "{name}: {s:#}");
+        }
+    }
+    assert!(v["summary"].as_str().unwrap().starts_with("OK — "), "{name}: {v:#}");
+}
+
 #[test]
-fn every_shape_is_ok_against_healthy_servers() {
+fn every_shape_is_ok_against_the_fixture_server_that_closes_correctly() {
     if !python() {
         return;
     }
-    let dir = tmpdir("healthy");
-    let quick = ["--count", "20", "--rate", "50", "--settle", "500ms"];
-    let check = |name: &str, port: u16| {
-        let (out, v, _) = probe(port, &quick);
-        assert_eq!(out.status.code(), Some(0), "{name}: {v:#}\n{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(v["shapes"].as_array().unwrap().len(), 7, "{name}: every shape ran");
-        for s in v["shapes"].as_array().unwrap() {
-            assert_eq!(s["verdict"], "ok", "{name}: {s:#}");
-            assert_eq!(s["still_answers"], true, "{name}: {s:#}");
-            if s["shape"] == "reset_in_queue" {
-                // A burst of 8 overflows a small backlog (http.server listens with 5): the kernel
-                // drops the extra SYNs, which is no fault of the server.
-                assert!(s["connected"].as_u64() >= Some(s["sent"].as_u64().unwrap() / 2), "{name}: {s:#}");
-            } else {
-                assert_eq!(s["connected"], s["sent"], "{name}: {s:#}");
-            }
-        }
-        assert!(v["summary"].as_str().unwrap().starts_with("OK — "), "{name}: {v:#}");
-    };
+    let dir = tmpdir("healthy-close");
     let (_close, port, _) = fixture_server("close", &dir, &[]);
-    check("servers.py close", port);
+    all_ok("servers.py close", port);
+}
 
+#[test]
+fn every_shape_is_ok_against_python_http_server() {
+    if !python() {
+        return;
+    }
     // Python's own http.server (threads, one process), serving an empty directory.
+    let www = tmpdir("healthy-http-server");
     let port = free_port();
-    let www = dir.join("www");
-    std::fs::create_dir_all(&www).unwrap();
     let _http = Proc(
         Command::new("python3")
             .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string()])
@@ -215,34 +221,43 @@ fn every_shape_is_ok_against_healthy_servers() {
             .unwrap(),
     );
     wait_for("http.server", || listening(port));
-    check("python http.server", port);
+    all_ok("python http.server", port);
+}
 
-    // gunicorn: a master and two pre-forked workers on one listener, all counted.
-    if have(runs("gunicorn", "--version"), "the gunicorn case needs gunicorn; .ci/run installs it") {
-        let port = free_port();
-        std::fs::write(
-            dir.join("app.py"),
-            "def app(env, start):\n    start('200 OK', [('Content-Length', '3')])\n    return [b'ok\\n']\n",
-        )
-        .unwrap();
-        let _g = Master(
-            Command::new("gunicorn")
-                .args(["-w", "2", "-b", &format!("127.0.0.1:{port}"), "--chdir"])
-                .arg(&dir)
-                .arg("app:app")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        wait_for("gunicorn", || listening(port));
-        check("gunicorn (2 workers)", port);
+#[test]
+fn every_shape_is_ok_against_gunicorn_with_two_workers() {
+    if !have(runs("gunicorn", "--version"), "the gunicorn case needs gunicorn; .ci/run installs it") {
+        return;
     }
+    // A master and two pre-forked workers on one listener, all counted.
+    let dir = tmpdir("healthy-gunicorn");
+    let port = free_port();
+    std::fs::write(
+        dir.join("app.py"),
+        "def app(env, start):\n    start('200 OK', [('Content-Length', '3')])\n    return [b'ok\\n']\n",
+    )
+    .unwrap();
+    let _g = Master(
+        Command::new("gunicorn")
+            .args(["-w", "2", "-b", &format!("127.0.0.1:{port}"), "--chdir"])
+            .arg(&dir)
+            .arg("app:app")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("gunicorn", || listening(port));
+    all_ok("gunicorn (2 workers)", port);
+}
 
+#[test]
+fn every_shape_is_ok_against_nginx() {
     if !have(runs("nginx", "-v"), "the nginx case needs nginx (nginx-light); .ci/run installs it") {
         return;
     }
     // One process (no master), so the sampled process is the one holding the connections.
+    let dir = tmpdir("healthy-nginx");
     let port = free_port();
     let conf = dir.join("nginx.conf");
     let d = dir.display();
@@ -269,7 +284,7 @@ fn every_shape_is_ok_against_healthy_servers() {
             .unwrap(),
     );
     wait_for("nginx", || listening(port));
-    check("nginx", port);
+    all_ok("nginx", port);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
