@@ -38,6 +38,175 @@ pub enum Cmd {
     },
     /// Print the man page (roff) built from these same definitions: `hcleak man > hcleak.1`.
     Man,
+    /// Reproduce the leak on purpose: send each probe shape to one server and count the sockets it
+    /// keeps. A load generator: point it at staging or a backend out of rotation.
+    Probe(ProbeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    /// The one server to probe (never anything else: no scanning).
+    #[arg(value_name = "HOST:PORT")]
+    pub target: String,
+    /// Shapes to send, in this order (default: all, reset_in_queue last): halfopen_rst,
+    /// handshake_rst, data_rst, connect_fin, http_close, http_keepalive_rst, reset_in_queue.
+    #[arg(long, value_delimiter = ',', value_name = "SHAPE,...")]
+    pub kinds: Vec<String>,
+    /// Connections per second.
+    #[arg(long, default_value_t = 20.0, value_name = "PER_SECOND")]
+    pub rate: f64,
+    /// Connections per shape (default 50; reset_in_queue sends them in bursts of 8).
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    pub count: Option<u64>,
+    /// Time per shape instead of --count (count = rate × duration).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub duration: Option<std::time::Duration>,
+    /// Wait after each shape for the server to close what it will close.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub settle: std::time::Duration,
+    /// data_rst's bytes (escapes: \r \n \t \\ \xHH).
+    #[arg(long, default_value = "PING\\r\\n", value_name = "TEXT")]
+    pub payload: String,
+    /// The HTTP shapes' path.
+    #[arg(long, default_value = "/", value_name = "PATH")]
+    pub path: String,
+    /// Connect and response timeout of one probe.
+    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    pub timeout: std::time::Duration,
+    /// The server's process on this host (found from its LISTEN socket when omitted, in this
+    /// network namespace or in the one that owns the target address).
+    #[arg(long, value_name = "PID", conflicts_with = "sockets")]
+    pub pid: Option<u32>,
+    /// For a remote server: the CSV `hcleak sample --port PORT --interval 100ms -o FILE` writes on
+    /// its host (read again as it grows; shared storage or a mount).
+    #[arg(long, value_name = "FILE")]
+    pub sockets: Option<PathBuf>,
+    /// Do not count the server's sockets (no root needed): only a server that stops answering —
+    /// a plain connection, or HTTP when it speaks HTTP — can be seen; other verdicts are unknown.
+    #[arg(long, conflicts_with_all = ["pid", "sockets"])]
+    pub no_sample: bool,
+    /// The production check interval, for the time to exhaustion.
+    #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: std::time::Duration,
+    /// The server's socket (or open-file) limit, for the time to exhaustion (default: its fd limit
+    /// when sampled).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ProbeFormat::Table)]
+    pub format: ProbeFormat,
+    /// User to switch to when root, once the server is found (default nobody); only the two
+    /// capabilities that reading its /proc/PID/fd needs are kept.
+    #[arg(short = 'Z', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProbeFormat {
+    Table,
+    Json,
+    Nagios,
+}
+
+/// Default connections per shape: enough for the growth rules at one socket per probe, short
+/// enough that all shapes at 20/s answer in about half a minute.
+pub const PROBE_COUNT: u64 = 50;
+
+impl ProbeArgs {
+    pub fn validate(&self) -> Result<crate::probe::Config, String> {
+        use crate::probe::{self, Shape};
+        use std::net::ToSocketAddrs;
+        let addr = match self.target.parse::<std::net::SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                if !self.target.contains(':') {
+                    return Err(format!("'{}': give HOST:PORT ([v6]:PORT for IPv6)", self.target));
+                }
+                // One name, one address: the first the resolver gives. Never a range or a list.
+                self.target
+                    .to_socket_addrs()
+                    .map_err(|e| format!("'{}': {e}", self.target))?
+                    .next()
+                    .ok_or_else(|| format!("'{}' resolves to no address", self.target))?
+            }
+        };
+        if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
+            return Err(format!("'{}' is not a single server's address", self.target));
+        }
+        let mut shapes = Vec::new();
+        for k in &self.kinds {
+            let s = Shape::parse(k).ok_or_else(|| {
+                let all = Shape::ALL.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ");
+                format!("--kinds: unknown shape '{k}' (one of {all})")
+            })?;
+            if !shapes.contains(&s) {
+                shapes.push(s);
+            }
+        }
+        if shapes.is_empty() {
+            shapes = Shape::ALL.to_vec();
+        }
+        if !(self.rate.is_finite() && self.rate > 0.0 && self.rate <= probe::MAX_RATE) {
+            return Err(format!("--rate must be above 0 and at most {} per second", probe::MAX_RATE));
+        }
+        let count = match (self.count, self.duration) {
+            (Some(n), _) => n,
+            (None, Some(d)) => {
+                if d > probe::MAX_SHAPE_TIME {
+                    return Err(format!("--duration at most {} s per shape", probe::MAX_SHAPE_TIME.as_secs()));
+                }
+                (self.rate * d.as_secs_f64()).round() as u64
+            }
+            (None, None) => PROBE_COUNT,
+        };
+        if !(5..=probe::MAX_COUNT).contains(&count) {
+            return Err(format!(
+                "at least 5 and at most {} probes per shape (--count, or --rate × --duration gave {count})",
+                probe::MAX_COUNT
+            ));
+        }
+        if count as f64 / self.rate > probe::MAX_SHAPE_TIME.as_secs_f64() {
+            return Err(format!(
+                "{count} probes at {}/s take longer than {} s per shape",
+                self.rate,
+                probe::MAX_SHAPE_TIME.as_secs()
+            ));
+        }
+        if self.settle > probe::MAX_SETTLE {
+            return Err(format!("--settle at most {} s", probe::MAX_SETTLE.as_secs()));
+        }
+        if self.timeout.is_zero() || self.timeout > std::time::Duration::from_secs(30) {
+            return Err("--timeout must be above 0 and at most 30 s".into());
+        }
+        if !self.path.starts_with('/')
+            || self.path.len() > 2048
+            || self.path.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err("--path must start with / and hold no spaces or control characters".into());
+        }
+        if self.interval.is_zero() {
+            return Err("--interval must be above 0".into());
+        }
+        if self.limit == Some(0) {
+            return Err("--limit must be at least 1".into());
+        }
+        Ok(probe::Config {
+            addr,
+            target: self.target.clone(),
+            shapes,
+            rate: self.rate,
+            count,
+            settle: self.settle,
+            spec: probe::Spec {
+                payload: probe::parse_payload(&self.payload)?,
+                path: self.path.clone(),
+                host: self.target.clone(),
+                timeout: self.timeout,
+            },
+            interval: self.interval,
+            limit: self.limit,
+        })
+    }
 }
 
 #[derive(Args, Debug)]

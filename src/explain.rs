@@ -1,10 +1,12 @@
-//! Explain: the sentences of a report. The verdict step returns findings and remedies as data
+//! Explain: the sentences of a report (and of `probe`'s). The verdict step returns findings and remedies as data
 //! ([`Finding`], [`Remedy`]); this module alone words them, for every output format.
 
 use crate::classify::{Ending, Kind};
 use crate::decode::Ts;
+use crate::probe::{Answer, ProbeReport, ShapeRun};
 use crate::render::endpoint;
-use crate::verdict::{human_duration, BackendReport, Coverage, Finding, Remedy};
+use crate::sockets::Sample;
+use crate::verdict::{human_duration, BackendReport, Coverage, Finding, Remedy, Verdict};
 
 /// `12:03:44.120 UTC`.
 pub fn clock(t: Ts) -> String {
@@ -189,4 +191,133 @@ pub fn coverage(c: &Coverage) -> String {
         s.push_str("; none of the samples fall inside the capture (Unix seconds, same clock?)");
     }
     s
+}
+
+/// `hcleak probe`'s headline: which shapes leak, whether it stopped answering, the time to
+/// exhaustion at the production interval.
+pub fn probe_headline(r: &ProbeReport) -> String {
+    let tag = match r.verdict {
+        Verdict::Ok => "OK",
+        Verdict::Suspicious => "SUSPICIOUS",
+        Verdict::Leak => "LEAK",
+        Verdict::Unknown => "UNKNOWN",
+    };
+    let mut parts = Vec::new();
+    let leaking: Vec<&ShapeRun> = r.leaking().collect();
+    if !leaking.is_empty() {
+        let names = leaking.iter().map(|s| s.shape.name()).collect::<Vec<_>>().join(", ");
+        let mut s = format!("{} keeps sockets after {names} probes", r.target);
+        if let Some((p, ci, _)) = leaking.iter().filter_map(|s| s.per_probe).max_by(|a, b| a.0.total_cmp(&b.0)) {
+            s.push_str(&format!(" ({p:.2} per probe, 95% CI {:.2}–{:.2})", ci.0, ci.1));
+        }
+        parts.push(s);
+    }
+    if let Some(st) = r.runs.iter().find(|s| s.stopped()) {
+        parts.push(format!(
+            "{} stopped answering after {} {} probes ({})",
+            r.target,
+            st.sent.connections,
+            st.shape.name(),
+            st.answer.describe()
+        ));
+    }
+    let suspicious: Vec<&str> =
+        r.runs.iter().filter(|s| s.growth == Verdict::Suspicious).map(|s| s.shape.name()).collect();
+    if !suspicious.is_empty() {
+        parts.push(format!("sockets rose unsteadily after {}", suspicious.join(", ")));
+    }
+    match (r.exhaustion_eta_s, r.limit) {
+        (Some(eta), Some(l)) => parts.push(format!(
+            "at one check every {} this server runs out of sockets in {} (limit {l}, {} in use)",
+            crate::probe::fmt_interval(r.interval),
+            human_duration(eta),
+            r.in_use.unwrap_or(0)
+        )),
+        (None, None) if !leaking.is_empty() => parts.push("no limit known (--limit N)".into()),
+        _ => {}
+    }
+    if parts.is_empty() {
+        parts.push(match r.verdict {
+            Verdict::Unknown if r.interrupted && r.counted => format!(
+                "{} kept no sockets after the {} shape{} that ran; {} not run",
+                r.target,
+                r.runs.len(),
+                if r.runs.len() == 1 { "" } else { "s" },
+                r.skipped.len()
+            ),
+            Verdict::Unknown if !r.counted => format!(
+                "no socket counts for {}: run hcleak probe on its host (as root), pass --pid, or --sockets FILE from `hcleak sample` running there",
+                r.target
+            ),
+            Verdict::Unknown => "too few socket samples to judge".into(),
+            _ => format!(
+                "{} kept no sockets after any of {} probe shape{}",
+                r.target,
+                r.runs.len(),
+                if r.runs.len() == 1 { "" } else { "s" }
+            ),
+        });
+    }
+    let mut s = format!("{tag} — {}", parts.join("; "));
+    if r.interrupted {
+        s.push_str(" (stopped early by Ctrl-C)");
+    }
+    s
+}
+
+/// `hcleak probe`'s notes under the table: what the host shows after each shape, shapes not run.
+pub fn probe_notes(r: &ProbeReport) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in &r.runs {
+        if let Some(n) = s.after.and_then(|a| a.hidden).filter(|_| s.verdict == Verdict::Leak && s.kept() > Some(0)) {
+            out.push(format!(
+                "after {}: {n} of the server's socket fds are in no kernel TCP table: accepted, reset by the peer, never closed",
+                s.shape.name()
+            ));
+        }
+        // A connection or two in CLOSE_WAIT is the server catching up; more is what it keeps.
+        let cw = |x: Option<Sample>| x.and_then(|a| a.close_wait).unwrap_or(0);
+        if cw(s.after) >= cw(s.before) + 3 {
+            out.push(format!(
+                "after {}: {} sockets in CLOSE_WAIT: the peer closed, the server never did",
+                s.shape.name(),
+                cw(s.after)
+            ));
+        }
+        if let (Some(true), Some(p), Some(a)) = (s.came_back(), s.peak, s.after) {
+            out.push(format!(
+                "during {} the server's sockets rose to {p} and came back to {} after the settle wait",
+                s.shape.name(),
+                a.sockets
+            ));
+        }
+        if s.stopped() {
+            out.push(format!(
+                "after {} the server no longer takes a plain connection: {}",
+                s.shape.name(),
+                s.answer.describe()
+            ));
+        }
+    }
+    for (k, why) in &r.skipped {
+        out.push(format!("{} not run: {why}", k.name()));
+    }
+    if let Some(e) = &r.samples_error {
+        out.push(format!("the samples file could not be read at the end: {e}"));
+    }
+    out
+}
+
+/// Whether the server still takes a plain connection, in words.
+pub fn answer(a: Answer) -> String {
+    match a {
+        Answer::Accepted => "yes".into(),
+        Answer::Connects => "connects".into(),
+        Answer::Http { status } => format!("yes: HTTP {status}"),
+        Answer::NoResponse => "no: it connects but sends no HTTP response".into(),
+        Answer::NotAccepted { queue } => format!("no: it connects but is never accepted, accept queue {queue}"),
+        Answer::NoHandshake => "no: no answer to its SYN".into(),
+        Answer::Refused => "no: refused".into(),
+        Answer::ProcessGone => "no: the process exited".into(),
+    }
 }

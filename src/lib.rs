@@ -2,9 +2,12 @@
 //!
 //! Data flows one way: [`source`] → [`decode`] → [`flow`] → [`classify`] → [`backend`] →
 //! [`verdict`] → [`render`]. [`pipeline`] is the loop that drives the first stages; [`sockets`]
-//! reads host socket samples. The binary in `main.rs` only parses arguments and wires stages.
-// Only source's open_offline, open_offline_fd and offline_from_stdio use unsafe code: the C calls
-// that give libpcap a FILE (a file's or a pipe's) with a larger buffer. Everything else is safe Rust.
+//! reads host socket samples; [`probe`] sends probes of each shape to one server and judges the
+//! sockets it keeps with the same rules. The binary in `main.rs` only parses arguments and wires
+//! stages.
+// Only source's open_offline, open_offline_fd and offline_from_stdio (the C calls that give libpcap
+// a FILE, a file's or a pipe's, with a larger buffer) and probe::set_quickack (one setsockopt nix
+// has no wrapper for) use unsafe code. Everything else is safe Rust.
 #![deny(unsafe_code)]
 
 pub mod backend;
@@ -20,6 +23,7 @@ pub mod output;
 pub mod pipeline;
 pub mod plot;
 pub mod privs;
+pub mod probe;
 pub mod render;
 pub mod sampler;
 pub mod sockets;

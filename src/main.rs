@@ -5,7 +5,7 @@
 use clap::{CommandFactory, Parser};
 use hcleak::backend::Backends;
 use hcleak::classify;
-use hcleak::cli::{AnalyzeConfig, CaptureArgs, Cli, Cmd, SampleArgs};
+use hcleak::cli::{AnalyzeConfig, CaptureArgs, Cli, Cmd, ProbeArgs, ProbeFormat, SampleArgs};
 use hcleak::flow::{Conn, FlowConfig, FlowTable};
 use hcleak::live::{self, Live, View};
 use hcleak::metrics::MetricsListener;
@@ -72,6 +72,7 @@ fn main() -> ExitCode {
             io::stdout().lock().write_all(&script).map(|()| Exit::Ok).map_err(Failure::from)
         }
         Cmd::Man => man(),
+        Cmd::Probe(p) => probe(&p),
     };
     match result {
         Ok(code) => ExitCode::from(code as u8),
@@ -544,4 +545,88 @@ fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
     let n: usize = samples.backends.iter().map(|(_, v)| v.len()).sum();
     eprintln!("hcleak: {n} samples of pid {} (port {})", server.pid, a.port);
     Ok(Exit::Ok)
+}
+
+fn probe(a: &ProbeArgs) -> Result<Exit, Failure> {
+    use hcleak::probe::{self, Counter};
+    let cfg = a.validate().map_err(Failure::Usage)?;
+    let target = privs::target(a.user.as_deref()).map_err(Failure::Usage)?;
+    let stop = stop_flag()?;
+    // The socket counts: a samples file from the server's host, or the server on this host.
+    let ip = cfg.addr.ip();
+    let local = ip.is_loopback() || source::local_addresses().contains(&ip);
+    let mut counter = if a.no_sample {
+        Counter::None
+    } else if let Some(p) = &a.sockets {
+        // Opened now, read as it grows (after the privilege drop, through this handle).
+        let file = std::fs::File::open(p).map_err(|e| Failure::Usage(format!("{}: {e}", p.display())))?;
+        // A FIFO or a device would block or never end: only a file that `hcleak sample` writes.
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(Failure::Usage(format!("{}: not a regular file", p.display())));
+        }
+        Counter::File { file, path: p.clone(), port: cfg.addr.port(), ip, last: 0, error: None }
+    } else {
+        let proc = Procfs::default();
+        let port = cfg.addr.port();
+        let found = match a.pid {
+            Some(pid) => proc.find_server(port, Some(pid)),
+            None if local => proc.find_server(port, None),
+            // Not one of this namespace's addresses: perhaps a container's on this host.
+            None => proc.find_server_in_netns(ip, port),
+        };
+        match found {
+            Some(server) => {
+                // --pid names the one process to count; otherwise every process on the listener.
+                let workers: Vec<u32> = match a.pid {
+                    Some(_) => Vec::new(),
+                    None => proc.pids_of_inode(server.listen_inode).into_iter().filter(|p| *p != server.pid).collect(),
+                };
+                if !workers.is_empty() {
+                    eprintln!(
+                        "hcleak: {} processes share the listener on port {port} (pids {}, {}): their sockets are counted together",
+                        workers.len() + 1,
+                        server.pid,
+                        workers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                    );
+                }
+                Counter::Local { proc, server, workers, gone: false }
+            }
+            None if a.pid.is_some() => {
+                return Err(Failure::Usage(format!(
+                    "process {} does not listen on port {} (or /proc/PID is not readable: run as root)",
+                    a.pid.unwrap_or(0),
+                    cfg.addr.port()
+                )))
+            }
+            None if local => {
+                eprintln!(
+                    "hcleak: no process on this host listens on TCP port {port} that can be read (run as root, or --pid PID for a server in another network namespace): judging without socket counts"
+                );
+                Counter::None
+            }
+            None => {
+                eprintln!(
+                    "hcleak: {} is not on this host (nor in a network namespace here that can be read) and no --sockets FILE was given: without socket counts only a server that stops answering can be seen",
+                    cfg.target
+                );
+                Counter::None
+            }
+        }
+    };
+    let keep: &[caps::Capability] = if matches!(counter, Counter::Local { .. }) { &privs::SAMPLER_CAPS } else { &[] };
+    let dropped = match &target {
+        Some(t) => privs::drop_root(t, keep),
+        None => privs::drop_caps(keep),
+    };
+    eprintln!("hcleak: {}", dropped.map_err(Failure::Usage)?);
+    let report = probe::run(&cfg, &mut counter, &stop).map_err(Failure::Usage)?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match a.format {
+        ProbeFormat::Table => probe::render_table(&mut out, &report)?,
+        ProbeFormat::Json => probe::render_json(&mut out, &report)?,
+        ProbeFormat::Nagios => probe::render_nagios(&mut out, &report)?,
+    }
+    out.flush()?;
+    Ok(report.verdict.into())
 }

@@ -172,6 +172,23 @@ impl Procfs {
         None
     }
 
+    /// Every process holding `inode` open: a pre-forking server's master and workers share one
+    /// listener.
+    pub fn pids_of_inode(&self, inode: u64) -> Vec<u32> {
+        let want = format!("socket:[{inode}]");
+        let mut out = Vec::new();
+        let Ok(dir) = fs::read_dir(&self.root) else { return out };
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Ok(fds) = fs::read_dir(e.path().join("fd")) else { continue };
+            if fds.flatten().any(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.as_os_str() == want.as_str())) {
+                out.push(pid);
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
     /// The local server listening on `port`, if any.
     pub fn find_server(&self, port: u16, pid: Option<u32>) -> Option<Server> {
         let listeners: Vec<TcpEntry> =
@@ -192,6 +209,48 @@ impl Procfs {
             }
         }
         None
+    }
+
+    /// The server behind `ip:port` in another network namespace on this host (a container's): the
+    /// namespace with a listener on that address — or on all addresses, when the namespace owns
+    /// `ip` — then the process holding it. One representative process per namespace is read.
+    pub fn find_server_in_netns(&self, ip: IpAddr, port: u16) -> Option<Server> {
+        let own = fs::read_link(self.root.join("self/ns/net")).ok();
+        let mut seen = HashSet::new();
+        for e in fs::read_dir(&self.root).ok()?.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Ok(ns) = fs::read_link(e.path().join("ns/net")) else { continue };
+            if own.as_ref() == Some(&ns) || !seen.insert(ns) {
+                continue;
+            }
+            for l in self.tcp(Some(pid)).into_iter().filter(|t| t.state == LISTEN && t.local_port == port) {
+                if l.local != ip && !(l.local.is_unspecified() && self.netns_has_addr(pid, ip)) {
+                    continue;
+                }
+                if let Some(owner) = self.pid_of_inode(l.inode) {
+                    let addr = (!l.local.is_unspecified()).then_some(l.local);
+                    return Some(Server { pid: owner, port, addr, listen_inode: l.inode });
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether the network namespace of `pid` has `ip` on one of its interfaces (IPv4: a `/32 host
+    /// LOCAL` route in fib_trie; IPv6: a row of if_inet6).
+    fn netns_has_addr(&self, pid: u32, ip: IpAddr) -> bool {
+        let dir = PathBuf::from(pid.to_string());
+        match ip {
+            IpAddr::V4(a) => self.read(dir.join("net/fib_trie")).is_some_and(|t| {
+                let want = format!("|-- {a}");
+                let lines: Vec<&str> = t.lines().collect();
+                lines.windows(2).any(|w| w[0].trim() == want && w[1].contains("/32 host LOCAL"))
+            }),
+            IpAddr::V6(a) => {
+                let hex: String = a.octets().iter().map(|b| format!("{b:02x}")).collect();
+                self.read(dir.join("net/if_inet6")).is_some_and(|t| t.lines().any(|l| l.starts_with(&hex)))
+            }
+        }
     }
 
     /// One sample of a server. `Err` when the process is gone or unreadable.
@@ -314,6 +373,26 @@ mod tests {
         let netstat =
             "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 0 75 75\nIpExt: InNoRoutes\nIpExt: 0\n";
         assert_eq!(parse_listen_overflows(netstat), Some(75));
+    }
+
+    #[test]
+    fn a_namespace_owns_an_address_by_its_local_routes() {
+        let root = std::env::temp_dir().join(format!("hcleak-fakens-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        fs::create_dir_all(root.join("7/net")).unwrap();
+        fs::write(
+            root.join("7/net/fib_trie"),
+            "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 10.231.1.0\n        /30 link UNICAST\n     |-- 10.231.1.2\n        /32 host LOCAL\n",
+        )
+        .unwrap();
+        fs::write(root.join("7/net/if_inet6"), "fd000000000000000000000000000002 02 40 00 80 eth0\n").unwrap();
+        let p = Procfs { root: root.clone() };
+        assert!(p.netns_has_addr(7, "10.231.1.2".parse().unwrap()));
+        assert!(!p.netns_has_addr(7, "10.231.1.0".parse().unwrap()), "a network, not an address");
+        assert!(!p.netns_has_addr(7, "10.231.1.1".parse().unwrap()));
+        assert!(p.netns_has_addr(7, "fd00::2".parse().unwrap()));
+        assert!(!p.netns_has_addr(8, "10.231.1.2".parse().unwrap()), "no such process");
+        fs::remove_dir_all(&root).unwrap();
     }
 
     /// A fake /proc with one server holding a listener, a CLOSE_WAIT socket and a hidden socket.

@@ -190,12 +190,19 @@ pub fn csv_row(spec: &BackendSpec, s: &Sample) -> String {
 }
 
 pub fn read_csv(path: &Path) -> Result<HostSamples, SamplesError> {
+    let f = std::fs::File::open(path).map_err(|e| SamplesError {
+        path: path.into(),
+        line: None,
+        msg: csv_msg(&csv::Error::from(e)),
+    })?;
+    read_csv_from(f, path)
+}
+
+/// [`read_csv`] from an open file (or any reader); `path` names it in errors. `probe` keeps a
+/// samples file open across a privilege drop and reads it again as it grows.
+pub fn read_csv_from(r: impl std::io::Read, path: &Path) -> Result<HostSamples, SamplesError> {
     let err = |line: Option<u64>, msg: String| SamplesError { path: path.into(), line, msg };
-    let mut rdr = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(true)
-        .from_path(path)
-        .map_err(|e| err(None, csv_msg(&e)))?;
+    let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(r);
     let headers = rdr.headers().map_err(|e| err(Some(1), csv_msg(&e)))?.clone();
     let col = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
     let (Some(ts_i), Some(be_i), Some(so_i)) = (col("ts"), col("backend"), col("sockets")) else {
