@@ -100,7 +100,8 @@ pub struct SampleArgs {
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
     /// Label the rows with this address (`IP:PORT`) instead of the listening one — the address the
-    /// load balancer uses for this backend, when the server listens on all addresses.
+    /// load balancer uses for this backend, when the server listens on all addresses. When several
+    /// network namespaces (containers) listen on the port, it also picks the one that owns IP.
     #[arg(long, value_name = "IP")]
     pub addr: Option<std::net::IpAddr>,
     /// Time between samples.

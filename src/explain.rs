@@ -110,6 +110,12 @@ pub fn finding(f: &Finding, name: &str) -> String {
                 let vm = if p.is_erlang_vm() { " (the Erlang VM: Bandit, Thousand Island, Cowboy)" } else { "" };
                 parts.push(format!("the server process is {p}{vm}"));
             }
+            if let Some(c) = s.container {
+                parts.push(match c.runtime {
+                    crate::container::Runtime::Systemd => format!("it runs in the systemd unit {}", c.id()),
+                    _ => format!("it runs in the container {c}"),
+                });
+            }
             if let Some(h) = s.header {
                 parts.push(format!("its responses name {h} in their Server header"));
             }

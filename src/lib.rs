@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod classify;
 pub mod cli;
+pub mod container;
 pub mod decode;
 pub mod explain;
 pub mod flow;

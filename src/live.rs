@@ -53,7 +53,7 @@ pub struct Live<'a> {
     pub out: Box<dyn Write + 'a>,
     next_refresh: Instant,
     next_sample: Instant,
-    watched: HashSet<u16>,
+    watched: HashSet<(IpAddr, u16)>,
     /// Problems met while running (sampling, writing), reported once at the end.
     pub warnings: Vec<String>,
     /// Where the latest metrics are published, and the kernel counters they include.
@@ -101,27 +101,26 @@ impl<'a> Live<'a> {
         }
     }
 
-    /// Starts sampling servers on this host that the traffic shows as backends.
+    /// Starts sampling servers on this host that the traffic shows as backends: in hcleak's own
+    /// network namespace or any other (containers), which the sampler finds by address and port.
     fn watch_new_backends(&mut self, table: &FlowTable) {
         let Some(s) = self.sampler.as_mut() else { return };
-        let mut ports: Vec<u16> = Vec::new();
-        let local = &self.local;
-        let is_local = |ip: &IpAddr| local.is_empty() || local.contains(ip) || ip.is_loopback();
-        for (ip, port) in self.backends.map.keys() {
-            if is_local(ip) && !self.watched.contains(port) {
-                ports.push(*port);
+        let mut new: Vec<(IpAddr, u16)> = Vec::new();
+        for &(ip, port) in self.backends.map.keys() {
+            if !self.watched.contains(&(ip, port)) {
+                new.push((ip, port));
             }
         }
         for c in table.live() {
-            if is_local(&c.resp_h) && !self.watched.contains(&c.resp_p) {
-                ports.push(c.resp_p);
+            if !self.watched.contains(&(c.resp_h, c.resp_p)) {
+                new.push((c.resp_h, c.resp_p));
             }
         }
-        ports.sort_unstable();
-        ports.dedup();
-        for p in ports {
-            self.watched.insert(p);
-            s.watch(p);
+        new.sort_unstable();
+        new.dedup();
+        for (ip, port) in new {
+            self.watched.insert((ip, port));
+            s.watch(ip, port);
         }
     }
 

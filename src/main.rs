@@ -405,19 +405,50 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     Ok(report.verdict.into())
 }
 
+/// The one server a `sample --port` means; several (pods in different namespaces on the same
+/// port) need `--addr` or `--pid` to choose.
+fn one_server(mut found: Vec<hcleak::sampler::Server>, port: u16) -> Result<Option<hcleak::sampler::Server>, Failure> {
+    if found.len() > 1 {
+        let list: Vec<String> = found
+            .iter()
+            .map(|s| match s.addr {
+                Some(ip) => format!("pid {} at {}", s.pid, sockets::BackendSpec::Exact(ip, port)),
+                None => format!("pid {}", s.pid),
+            })
+            .collect();
+        return Err(Failure::Usage(format!(
+            "{} processes listen on TCP port {port} ({}): choose one with --addr IP or --pid PID",
+            found.len(),
+            list.join(", ")
+        )));
+    }
+    Ok(found.pop())
+}
+
 fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
     // -Z and the output are checked first; the output is put in place once the server is found.
     let target = privs::target(a.user.as_deref()).map_err(Failure::Usage)?;
     let output = a.output.as_ref().map(|p| Output::create(p, a.force)).transpose().map_err(Failure::Usage)?;
     let stop = stop_flag()?;
     let proc = Procfs::default();
-    let server = proc.find_server(a.port, a.pid).ok_or_else(|| {
+    let server = match a.pid {
+        Some(_) => proc.find_server(a.port, a.pid),
+        None => {
+            // --addr may be a load balancer's name for the backend, held by no namespace here.
+            let mut found = proc.find_servers(a.addr, a.port);
+            if found.is_empty() && a.addr.is_some() {
+                found = proc.find_servers(None, a.port);
+            }
+            one_server(found, a.port)?
+        }
+    };
+    let server = server.ok_or_else(|| {
         Failure::Usage(match a.pid {
             Some(p) => {
                 format!("process {p} does not listen on port {} (or /proc/{p} is not readable: run as root)", a.port)
             }
             None => format!(
-                "no process on this host listens on TCP port {} (or its /proc/PID/fd is not readable: run as root)",
+                "no process on this host listens on TCP port {} in any network namespace (or its /proc/PID/fd is not readable: run as root)",
                 a.port
             ),
         })
@@ -450,7 +481,7 @@ fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
             }
             // Restarted: follow the new process on the same port.
             Err(_) => {
-                if let Some(s) = proc.find_server(a.port, None) {
+                if let Some(s) = proc.find_servers(server.seen_as.or(server.addr), a.port).into_iter().next() {
                     server = s;
                     continue;
                 }

@@ -502,6 +502,12 @@ pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStat
                 "server": json!({
                     "process": b.software.process.map(|p| p.to_string()),
                     "server_header": b.software.header,
+                    "container": b.software.container.map(|c| json!({
+                        "runtime": c.runtime.name(),
+                        "id": c.id(),
+                        "pod_uid": c.pod(),
+                        "name": c.short(),
+                    })),
                     "erlang_vm": b.software.is_erlang(),
                 }),
                 "evidence": crate::explain::evidence(b),

@@ -641,6 +641,8 @@ pub enum Finding {
 pub struct Software {
     /// The sampled process (`/proc/PID/comm`): `beam.smp` is the Erlang VM.
     pub process: Option<Comm>,
+    /// The container (or systemd unit) the sampled process runs in.
+    pub container: Option<crate::container::Container>,
     /// The `Server:` header of its responses, as one of [`crate::http::SERVER_TOKENS`].
     pub header: Option<&'static str>,
 }
@@ -649,6 +651,7 @@ impl Software {
     fn of(b: &Backend, samples: &[Sample]) -> Software {
         Software {
             process: samples.iter().rev().find_map(|s| s.process),
+            container: samples.iter().rev().find_map(|s| s.container),
             header: usize::from(b.server).checked_sub(1).and_then(|i| crate::http::SERVER_TOKENS.get(i).copied()),
         }
     }
