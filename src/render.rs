@@ -227,6 +227,13 @@ pub fn skipped_table(w: &mut dyn Write, d: &DecodeStats) -> io::Result<()> {
             d.evicted, d.peak_flows
         )?;
     }
+    if d.duplicates > 0 {
+        writeln!(
+            w,
+            "{} packets were captured twice (on two interfaces of -i any, such as a veth and its bridge) and counted once",
+            d.duplicates
+        )?;
+    }
     if d.skipped_total() == 0 && d.cut == 0 {
         return Ok(());
     }
@@ -537,6 +544,7 @@ pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStat
         "capture": {
             "packets": d.frames,
             "tcp_packets": d.tcp,
+            "duplicates": d.duplicates,
             "flows_evicted": d.evicted,
             "peak_flows": d.peak_flows,
             "first_ts": d.first_ts.map(|t| t as f64 / 1e9),
