@@ -1,0 +1,354 @@
+//! Containers end to end, with real kernel parts: network namespaces, veth pairs and a Linux bridge
+//! built by the test (as Docker or a CNI bridge would), a leaking and a healthy server
+//! (`fixtures/record/servers.py`) in two namespaces, both on port 8080 at different addresses,
+//! each in a cgroup named like a container's, and a prober on the host. `hcleak capture -i any`
+//! must judge them exactly as on bare metal: `leak` from its own host samples (≈ 1 socket per
+//! probe) and `ok`, name each container, and count each packet once although `-i any` sees it on
+//! the veth and on the bridge.
+//!
+//! Everything the test makes has a name with its PID in it and addresses in 10.213.X.0/24 on its
+//! own bridge; a guard removes all of it when the test ends, passes or fails. Needs root, `ip`
+//! and `python3`; `.ci/run` provides them. Without them the test fails under `CI=true` and says
+//! `ignored: …` otherwise.
+
+use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hcleak");
+
+/// Says why a prerequisite is missing: a failure under CI, a visible skip otherwise.
+fn missing(why: &str) {
+    assert!(std::env::var("CI").map_or(true, |v| v != "true"), "{why}");
+    eprintln!("ignored: {why}");
+}
+
+fn have(prog: &str, arg: &str) -> bool {
+    Command::new(prog).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn ready() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let ip = have("ip", "-V");
+    let py = have("python3", "--version");
+    if !(root && ip && py) {
+        missing(&format!(
+            "container tests need root, iproute2 and python3 (root={root}, ip={ip}, python3={py}); .ci/run provides them"
+        ));
+    }
+    root && ip && py
+}
+
+/// Runs a command; its stderr on failure.
+fn run(cmd: &str, args: &[&str]) -> Result<(), String> {
+    let o = Command::new(cmd).args(args).output().map_err(|e| format!("{cmd}: {e}"))?;
+    if o.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd} {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim()))
+    }
+}
+
+fn ip(args: &[&str]) {
+    run("ip", args).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Everything one test made, removed on drop (pass or fail), processes first, by their own PID.
+#[derive(Default)]
+struct Lab {
+    procs: Vec<Child>,
+    netns: Vec<String>,
+    links: Vec<String>,
+    nft_tables: Vec<String>,
+    /// Cgroup directories, removed deepest first once their processes are gone.
+    cgroups: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            let _ = p.kill();
+            let _ = p.wait();
+        }
+        for t in &self.nft_tables {
+            let _ = run("nft", &["delete", "table", "ip", t]);
+        }
+        for n in &self.netns {
+            let _ = run("ip", &["netns", "del", n]);
+        }
+        for l in &self.links {
+            let _ = run("ip", &["link", "del", l]);
+        }
+        for c in self.cgroups.iter().rev() {
+            // A cgroup is empty a moment after its last process is reaped: a bounded retry.
+            for _ in 0..50 {
+                if std::fs::remove_dir(c).is_ok() || !c.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+/// A short unique tag for names (interface names have at most 15 bytes).
+fn tag() -> String {
+    format!("{}", std::process::id() % 100_000)
+}
+
+/// The third octet of this run's 10.213.X.0/24: from the PID, so parallel runs do not collide.
+fn subnet(salt: u32) -> u8 {
+    (20 + (std::process::id() * 3 + salt) % 200) as u8
+}
+
+impl Lab {
+    fn tmpdir(&mut self, name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("hcleak-ctr-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        self.dirs.push(d.clone());
+        d
+    }
+
+    fn bridge(&mut self, name: &str, addr: &str) {
+        self.links.push(name.into());
+        ip(&["link", "add", name, "type", "bridge"]);
+        ip(&["addr", "add", addr, "dev", name]);
+        ip(&["link", "set", name, "up"]);
+    }
+
+    /// A namespace on the bridge, like a container: `eth0` at `addr`, default route via `gw`.
+    fn pod(&mut self, ns: &str, host_end: &str, bridge: &str, addr: &str, gw: &str) {
+        self.netns.push(ns.into());
+        ip(&["netns", "add", ns]);
+        self.links.push(host_end.into());
+        ip(&["link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns]);
+        ip(&["link", "set", host_end, "master", bridge]);
+        ip(&["link", "set", host_end, "up"]);
+        ip(&["-n", ns, "addr", "add", addr, "dev", "eth0"]);
+        ip(&["-n", ns, "link", "set", "eth0", "up"]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+        ip(&["-n", ns, "route", "add", "default", "via", gw]);
+    }
+
+    /// A cgroup at `rel` under the hierarchy mounted at `root` (made level by level, removed on drop).
+    fn cgroup(&mut self, root: &Path, rel: &str) -> Option<PathBuf> {
+        let mut p = root.to_path_buf();
+        for comp in rel.split('/') {
+            p.push(comp);
+            if !p.exists() {
+                std::fs::create_dir(&p).ok()?;
+                self.cgroups.push(p.clone());
+            }
+        }
+        Some(p)
+    }
+
+    /// `servers.py` in namespace `ns` on 0.0.0.0:8080, in cgroup `cg`.
+    /// Returns its PID once it listens.
+    fn server(&mut self, ns: &str, mode: &str, cg: Option<&Path>, log: &Path) -> u32 {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/record/servers.py");
+        // `ip netns exec` execs: the child's PID is the server's.
+        let c = Command::new("ip")
+            .args(["netns", "exec", ns, "python3"])
+            .arg(&script)
+            .args(["--mode", mode, "--host", "0.0.0.0", "--port", "8080", "--max-seconds", "90", "--log"])
+            .arg(log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = c.id();
+        self.procs.push(c);
+        // From here: `ip netns exec` mounts its own /sys, without the cgroup hierarchies. The
+        // membership holds across exec.
+        if let Some(cg) = cg {
+            std::fs::write(cg.join("cgroup.procs"), pid.to_string()).unwrap();
+        }
+        let t0 = Instant::now();
+        while !std::fs::read_to_string(log).is_ok_and(|t| t.contains("\"start\"")) {
+            assert!(t0.elapsed() < Duration::from_secs(10), "server in {ns} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        pid
+    }
+}
+
+/// One probe as a TCP health check that gives up: connect, let the server accept, reset (SO_LINGER 0).
+fn probe(to: SocketAddrV4) -> bool {
+    use std::os::fd::AsFd;
+    let Ok(s) = TcpStream::connect_timeout(&to.into(), Duration::from_secs(1)) else { return false };
+    std::thread::sleep(Duration::from_millis(20));
+    let linger = nix::libc::linger { l_onoff: 1, l_linger: 0 };
+    let _ = nix::sys::socket::setsockopt(&s.as_fd(), nix::sys::socket::sockopt::Linger, &linger);
+    true
+}
+
+/// Probes each address every `every` for `n` rounds (bounded); how many connected, per address.
+fn probe_loop(to: &[SocketAddrV4], n: usize, every: Duration) -> Vec<u64> {
+    let mut sent = vec![0u64; to.len()];
+    for _ in 0..n {
+        for (i, a) in to.iter().enumerate() {
+            sent[i] += u64::from(probe(*a));
+        }
+        std::thread::sleep(every);
+    }
+    sent
+}
+
+fn json(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
+}
+
+fn backend<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backend"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {v:#}"))
+}
+
+const LEAKY_ID: &str = "1eaf";
+const POD_UID: &str = "5b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0";
+
+/// A 64-hex container id unique to this run.
+fn container_id(prefix: &str) -> String {
+    format!("{prefix}{:0>60x}", std::process::id())
+}
+
+#[test]
+fn two_pods_on_port_8080_behind_a_bridge_are_judged_from_any_as_on_bare_metal() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::default();
+    let (t, x) = (tag(), subnet(0));
+    let br = format!("hcbr{t}");
+    let (nsa, nsb) = (format!("hcleak-{t}-leaky"), format!("hcleak-{t}-healthy"));
+    let (a, b) = (Ipv4Addr::new(10, 213, x, 2), Ipv4Addr::new(10, 213, x, 3));
+    let gw = format!("10.213.{x}.1");
+    lab.bridge(&br, &format!("{gw}/24"));
+    lab.pod(&nsa, &format!("hcva{t}"), &br, &format!("{a}/24"), &gw);
+    lab.pod(&nsb, &format!("hcvb{t}"), &br, &format!("{b}/24"), &gw);
+    let dir = lab.tmpdir("pods");
+
+    // The leaking server in a cgroup v2 scope named as Docker names one; the healthy one in a
+    // cgroup v1 path as the kubelet's cgroupfs driver makes it (a besteffort pod).
+    let docker_id = container_id(LEAKY_ID);
+    let kube_id = container_id("cafe");
+    let v2 = lab.cgroup(Path::new("/sys/fs/cgroup/unified"), &format!("hcleak-{t}.slice/docker-{docker_id}.scope"));
+    let v1 = lab
+        .cgroup(Path::new("/sys/fs/cgroup/systemd"), &format!("hcleak-{t}/kubepods/besteffort/pod{POD_UID}/{kube_id}"));
+    if v2.is_none() || v1.is_none() {
+        eprintln!("note: no writable cgroup v2 at /sys/fs/cgroup/unified or v1 name=systemd hierarchy: container names not checked");
+    }
+    let leaky = lab.server(&nsa, "hold-reset", v2.as_deref(), &dir.join("leaky.log"));
+    let healthy = lab.server(&nsb, "close", v1.as_deref(), &dir.join("healthy.log"));
+
+    // hcleak's own namespace has nothing on 8080: `sample --port` finds both pods and asks which.
+    let o = Command::new(BIN).args(["sample", "--port", "8080", "--duration", "1s"]).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("2 processes listen on TCP port 8080"), "{err}");
+    assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+
+    let dump = dir.join("any.pcap");
+    let filter = format!("tcp port 8080 and net 10.213.{x}.0/24");
+    let cap = Command::new(BIN)
+        .args(["capture", "-i", "any", "--duration", "10s", "--sample-interval", "250ms", "--format", "json", "-w"])
+        .arg(&dump)
+        .args(filter.split(' '))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    lab.procs.push(cap);
+    std::thread::sleep(Duration::from_millis(1000));
+    let sent = probe_loop(&[SocketAddrV4::new(a, 8080), SocketAddrV4::new(b, 8080)], 36, Duration::from_millis(150));
+    // `sample` with the address picks the pod, while the capture runs.
+    let o = Command::new(BIN)
+        .args(["sample", "--port", "8080", "--addr", &a.to_string(), "--duration", "600ms", "--interval", "200ms"])
+        .output()
+        .unwrap();
+    let csv = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    // Bounded by --duration: the capture ends by itself.
+    let out = lab.procs.pop().unwrap().wait_with_output().unwrap();
+    let v = json(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{v:#}\n{stderr}");
+    assert!(sent[0] >= 30 && sent[1] >= 30, "probes that connected: {sent:?}");
+
+    // Judged as on bare metal: the host samples come from each pod's own namespace.
+    let l = backend(&v, &format!("{a}:8080"));
+    assert_eq!(l["verdict"], "leak", "{l:#}");
+    assert_eq!(l["sockets_source"], "host", "{l:#}");
+    let per = l["sockets_per_driver"].as_f64().unwrap_or_else(|| panic!("{l:#}"));
+    assert!((per - 1.0).abs() < 0.15, "sockets per probe {per}");
+    let h = backend(&v, &format!("{b}:8080"));
+    assert_eq!(h["verdict"], "ok", "{h:#}");
+    assert_eq!(h["sockets_source"], "host", "{h:#}");
+    // The leaky pod's samples are its own: one listener plus one socket per probe, not the
+    // healthy pod's handful.
+    assert!(l["sockets_now"].as_f64().unwrap() >= (sent[0] - 2) as f64, "{l:#}");
+    assert!(h["sockets_now"].as_f64().unwrap() < 5.0, "{h:#}");
+
+    // Each packet once: 4 per probe (SYN, SYN-ACK, ACK, RST), although each was captured on the
+    // veth and on the bridge; every probe counted, none twice.
+    assert_eq!(l["probes"].as_u64(), Some(sent[0]), "{l:#}");
+    assert_eq!(h["probes"].as_u64(), Some(sent[1]), "{h:#}");
+    let c = &v["capture"];
+    assert_eq!(c["tcp_packets"].as_u64(), Some(4 * (sent[0] + sent[1])), "{c:#}");
+    assert_eq!(c["duplicates"].as_u64(), Some(4 * (sent[0] + sent[1])), "{c:#}");
+    eprintln!(
+        "measured: {sent:?} probes, {} TCP packets analysed, {} copies counted once, leaky {per:.3} sockets per probe",
+        c["tcp_packets"], c["duplicates"]
+    );
+
+    // Which container.
+    assert_eq!(l["server"]["process"], "python3");
+    if v2.is_some() {
+        assert_eq!(l["server"]["container"]["runtime"], "docker", "{l:#}");
+        assert_eq!(l["server"]["container"]["id"], docker_id.as_str());
+        assert!(csv.contains(&format!("docker://{docker_id}")), "{csv}");
+    }
+    if v1.is_some() {
+        assert_eq!(h["server"]["container"]["runtime"], "kubernetes", "{h:#}");
+        assert_eq!(h["server"]["container"]["pod_uid"], POD_UID);
+        assert_eq!(h["server"]["container"]["id"], kube_id.as_str());
+    }
+    // The sample rows are the leaky pod's (named by its address), growing with the probes.
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r.split(',').nth(1) == Some(&format!("{a}:8080")[..])), "{csv}");
+    let sockets: u64 = rows.last().unwrap().split(',').nth(2).unwrap().parse().unwrap();
+    assert!(sockets > sent[0] / 2, "{csv}");
+
+    // The pcap (Linux cooked v2) and the samples written beside it, analysed later: the same.
+    let samples = dir.join("any.pcap.sockets.csv");
+    let text = std::fs::read_to_string(&samples).unwrap();
+    assert!(text.lines().next().unwrap().ends_with(",container"), "{text}");
+    let again = Command::new(BIN)
+        .arg("analyze")
+        .arg(&dump)
+        .arg("--sockets")
+        .arg(&samples)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
+    let w = json(&again.stdout);
+    assert_eq!(backend(&w, &format!("{a}:8080"))["verdict"], "leak");
+    assert_eq!(backend(&w, &format!("{a}:8080"))["probes"].as_u64(), Some(sent[0]));
+    assert_eq!(backend(&w, &format!("{b}:8080"))["verdict"], "ok");
+    assert_eq!(w["capture"]["duplicates"], c["duplicates"]);
+    if v2.is_some() {
+        assert_eq!(backend(&w, &format!("{a}:8080"))["server"]["container"]["id"], docker_id.as_str());
+    }
+    let _ = (leaky, healthy);
+}
