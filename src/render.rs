@@ -234,6 +234,19 @@ pub fn skipped_table(w: &mut dyn Write, d: &DecodeStats) -> io::Result<()> {
             d.duplicates
         )?;
     }
+    let tunnelled: u64 = d.encapsulated.iter().sum();
+    if tunnelled > 0 {
+        let kinds: Vec<String> = crate::decode::Encap::ALL
+            .iter()
+            .filter(|e| d.encapsulated[**e as usize] > 0)
+            .map(|e| format!("{} {}", e.name(), d.encapsulated[*e as usize]))
+            .collect();
+        writeln!(
+            w,
+            "{tunnelled} TCP packets were inside tunnels ({}): analysed by their inner headers",
+            kinds.join(", ")
+        )?;
+    }
     if d.skipped_total() == 0 && d.cut == 0 {
         return Ok(());
     }
@@ -545,6 +558,11 @@ pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStat
             "packets": d.frames,
             "tcp_packets": d.tcp,
             "duplicates": d.duplicates,
+            "encapsulated": crate::decode::Encap::ALL
+                .iter()
+                .filter(|e| d.encapsulated[**e as usize] > 0)
+                .map(|e| (e.name().to_string(), json!(d.encapsulated[*e as usize])))
+                .collect::<Map<String, serde_json::Value>>(),
             "flows_evicted": d.evicted,
             "peak_flows": d.peak_flows,
             "first_ts": d.first_ts.map(|t| t as f64 / 1e9),
