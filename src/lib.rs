@@ -27,4 +27,5 @@ pub mod sockets;
 pub mod source;
 pub mod stats;
 pub mod text;
+pub mod tunnel;
 pub mod verdict;

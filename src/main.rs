@@ -223,6 +223,11 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
         code = report.verdict.into();
     }
     out.flush()?;
+    if let Some(f) = cfg.filter.as_deref().filter(|_| stats.tcp == 0) {
+        if hcleak::tunnel::overlay_in_files(&cfg.files) {
+            eprintln!("hcleak: {}", hcleak::tunnel::hint(f));
+        }
+    }
     for e in &errors {
         eprintln!("hcleak: {e}");
     }
@@ -299,6 +304,8 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     let opts =
         LiveOptions { iface: iface.clone(), filter, snaplen: a.snaplen, buffer: a.buffer_mib.saturating_mul(1 << 20) };
     let mut src = LiveSource::open(&opts).map_err(Failure::Source)?;
+    // With a filter, a watch for overlay packets it would hide (opened while we may still).
+    let mut overlay_watch = opts.filter.as_ref().and_then(|_| hcleak::tunnel::LiveWatch::open(&iface));
     // 5. Everything is open and checked: put the outputs in place while the directory is still
     // writable to us, then give up root, keeping only what sampling needs.
     let pcap_file = match pcap_out {
@@ -394,6 +401,11 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
             "hcleak: {} packets captured, {} received by filter, {} dropped by kernel, {} dropped by interface",
             stats.frames, d.received, d.dropped_kernel, d.dropped_iface
         );
+    }
+    if let Some(f) = opts.filter.as_deref().filter(|_| stats.tcp == 0) {
+        if overlay_watch.as_mut().is_some_and(|w| w.seen()) {
+            eprintln!("hcleak: {}", hcleak::tunnel::hint(f));
+        }
     }
     for w in &live.warnings {
         eprintln!("hcleak: {w}");
