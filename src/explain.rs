@@ -121,6 +121,14 @@ pub fn finding(f: &Finding, name: &str) -> String {
             }
             parts.join("; ")
         }
+        Finding::Published { ip, port } => format!(
+            "it is also reached as {} (a published port: the same connections before DNAT, joined through the host's conntrack table)",
+            crate::render::endpoint(*ip, *port)
+        ),
+        Finding::MaybeSameBackend { ip, port } => format!(
+            "{} carried the very same probes: it may be this backend seen before or after DNAT (a published port or NodePort); run the capture on the host as root so that hcleak can read /proc/net/nf_conntrack and join the two",
+            crate::render::endpoint(*ip, *port)
+        ),
         Finding::OtherClients { conns } => format!(
             "{conns} connections from many other clients were counted together as traffic (past the per-backend group cap), never as probes"
         ),

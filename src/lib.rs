@@ -17,6 +17,7 @@ pub mod flow;
 pub mod http;
 pub mod live;
 pub mod metrics;
+pub mod nat;
 pub mod output;
 pub mod pipeline;
 pub mod plot;

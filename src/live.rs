@@ -5,6 +5,7 @@
 use crate::backend::Backends;
 use crate::decode::Ts;
 use crate::flow::{Conn, FlowTable};
+use crate::nat::{self, NatTable};
 use crate::pipeline::{Consumer, DecodeStats};
 use crate::render;
 use crate::sampler::HostSampler;
@@ -60,6 +61,10 @@ pub struct Live<'a> {
     pub metrics: Option<crate::metrics::MetricsServer>,
     pub drops: Option<Arc<std::sync::Mutex<Option<crate::source::DropStats>>>>,
     packets: u64,
+    /// DNAT translations from the host's conntrack table (read while sampling), to report a
+    /// published port and its container as one backend.
+    pub nat: Option<NatTable>,
+    next_nat: Instant,
 }
 
 impl<'a> Live<'a> {
@@ -98,6 +103,8 @@ impl<'a> Live<'a> {
             metrics: None,
             drops: None,
             packets: 0,
+            nat: None,
+            next_nat: now,
         }
     }
 
@@ -114,6 +121,14 @@ impl<'a> Live<'a> {
         for c in table.live() {
             if !self.watched.contains(&(c.resp_h, c.resp_p)) {
                 new.push((c.resp_h, c.resp_p));
+            }
+        }
+        // A published address has no server of its own: its container has.
+        if let Some(n) = &self.nat {
+            for d in &n.seen {
+                if self.backends.map.contains_key(&d.published) && !self.watched.contains(&d.backend) {
+                    new.push(d.backend);
+                }
             }
         }
         new.sort_unstable();
@@ -139,7 +154,29 @@ impl<'a> Live<'a> {
     }
 
     pub fn report(&self) -> verdict::Report {
-        verdict::judge(&self.backends, Some(&self.host), &self.opts)
+        match &self.nat {
+            Some(n) if n.readable == Some(true) => {
+                let (b, joined) = n.join(&self.backends);
+                let mut r = verdict::judge(&b, Some(&self.host), &self.opts);
+                nat::annotate(&mut r, &joined);
+                r
+            }
+            // No conntrack to ask: say which backends may be one.
+            _ => {
+                let mut r = verdict::judge(&self.backends, Some(&self.host), &self.opts);
+                nat::maybe_one(&mut r);
+                r
+            }
+        }
+    }
+
+    /// Reads the conntrack table, at most once a second.
+    pub fn read_nat(&mut self) {
+        let now = Instant::now();
+        if let Some(n) = self.nat.as_mut().filter(|_| now >= self.next_nat) {
+            self.next_nat = now + Duration::from_secs(1);
+            n.read(std::path::Path::new("/proc"));
+        }
     }
 
     /// Publishes the current report to the metrics endpoint, if any.
@@ -202,6 +239,7 @@ impl Consumer for Live<'_> {
             for c in done {
                 self.conn(c);
             }
+            self.read_nat();
             self.watch_new_backends(table);
             self.sample_now();
             self.packets = stats.frames;

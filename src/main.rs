@@ -208,6 +208,8 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     } else {
         let opts = verdict::Options { limit: cfg.limit, min_conns: cfg.min_conns };
         let mut report = verdict::judge(&backends, host.as_ref(), &opts);
+        // A file has no conntrack table beside it: say which backends may be one behind DNAT.
+        hcleak::nat::maybe_one(&mut report);
         if !errors.is_empty() {
             report.cut_short(stats.last_ts);
         }
@@ -367,6 +369,9 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
         Live::new(sampler, csv, local, Arc::clone(&stop), deadline, a.count, a.refresh, view, vopts, report_out());
     live.sample_every = a.sample_interval.max(Duration::from_millis(50));
     live.drops = Some(src.counters());
+    if sampling {
+        live.nat = Some(hcleak::nat::NatTable::default());
+    }
     if let Some(l) = listener {
         let m = l.start().map_err(Failure::Usage)?;
         eprintln!("hcleak: serving metrics at http://{}/metrics", m.addr);
@@ -382,6 +387,7 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     }
     table.finish(&mut |c| live.conn(c));
     live.sample_now();
+    live.read_nat();
     let report = live.report();
     // The plot first: its file was opened before the privilege drop, so this cannot be refused,
     // and a closed report pipe does not lose it.

@@ -530,6 +530,14 @@ pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStat
                     })),
                     "erlang_vm": b.software.is_erlang(),
                 }),
+                "published_as": b.evidence.iter().find_map(|f| match f {
+                    crate::verdict::Finding::Published { ip, port } => Some(endpoint(*ip, *port)),
+                    _ => None,
+                }),
+                "maybe_same_as": b.evidence.iter().filter_map(|f| match f {
+                    crate::verdict::Finding::MaybeSameBackend { ip, port } => Some(endpoint(*ip, *port)),
+                    _ => None,
+                }).collect::<Vec<_>>(),
                 "evidence": crate::explain::evidence(b),
                 "remedies": crate::explain::remedies(b),
             })

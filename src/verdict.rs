@@ -634,6 +634,18 @@ pub enum Finding {
     },
     /// What the server is: the sampled process's name, the `Server:` header of its responses.
     ServerSoftware(Software),
+    /// Its connections were also seen to this published address, before DNAT (joined through
+    /// the host's conntrack table).
+    Published {
+        ip: IpAddr,
+        port: u16,
+    },
+    /// No conntrack to ask: this other backend carried the very same probes (same prober, count
+    /// and interval), and may be this one seen on the other side of a DNAT.
+    MaybeSameBackend {
+        ip: IpAddr,
+        port: u16,
+    },
 }
 
 /// What the evidence says the server software is.

@@ -354,10 +354,10 @@ fn two_pods_on_port_8080_behind_a_bridge_are_judged_from_any_as_on_bare_metal() 
 }
 
 /// A probe loop run inside a namespace: connect, let the server accept, reset; `n` rounds over
-/// `addrs` every 150 ms. Prints how many connected per address.
+/// the `ip:port` arguments every 150 ms. Prints how many connected per address.
 const PROBER: &str = r#"
 import socket, struct, sys, time
-addrs = sys.argv[2:]
+addrs = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in sys.argv[2:]]
 n = int(sys.argv[1])
 sent = [0] * len(addrs)
 for _ in range(n):
@@ -365,7 +365,7 @@ for _ in range(n):
         s = socket.socket()
         s.settimeout(1)
         try:
-            s.connect((a, 8080))
+            s.connect(a)
             time.sleep(0.02)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sent[i] += 1
@@ -457,9 +457,9 @@ fn probes_inside_vxlan_and_geneve_are_counted_as_on_the_inner_interface() {
     lab.procs.push(spawn(c));
     std::thread::sleep(Duration::from_millis(1200));
 
-    let mut to = vec![vx_addr.as_str()];
+    let mut to = vec![format!("{vx_addr}:8080")];
     if geneve {
-        to.push(&gn_addr);
+        to.push(format!("{gn_addr}:8080"));
     }
     let p = Command::new("ip").args(["netns", "exec", &nsa, "python3", "-c", PROBER, "30"]).args(&to).output().unwrap();
     let said = String::from_utf8_lossy(&p.stdout);
@@ -503,4 +503,100 @@ fn probes_inside_vxlan_and_geneve_are_counted_as_on_the_inner_interface() {
     // tcp port 8080 on the underlay sees nothing, and says why.
     assert_eq!(hinted["capture"]["tcp_packets"].as_u64(), Some(0), "{hinted:#}");
     assert!(hint_err.contains("VXLAN, Geneve or GRE packets are present"), "{hint_err}");
+}
+
+/// A published port, as Docker's `-p 18080:8080` or a NodePort makes it: inside a "node"
+/// namespace of the test's own, a client on one bridge connects to the node's address on port
+/// 18080, an nftables DNAT rule sends it to a leaking server on another bridge at port 8080.
+/// `-i any` sees every probe before and after DNAT; reading the node's conntrack table, hcleak
+/// reports one backend, the container's, with the published address beside it. The same pcap
+/// analysed without conntrack says the two may be one.
+#[test]
+fn a_published_port_and_its_container_are_one_backend() {
+    if !ready() {
+        return;
+    }
+    if !have("nft", "--version") {
+        missing("the DNAT test needs nft (nftables); .ci/run installs it");
+        return;
+    }
+    let mut lab = Lab::default();
+    let t = tag();
+    let (sn, cn) = (subnet(4), subnet(5));
+    let (node, srv, cli) = (format!("hcleak-{t}-node"), format!("hcleak-{t}-srv"), format!("hcleak-{t}-cli"));
+    for ns in [&node, &srv, &cli] {
+        lab.netns.push(ns.clone());
+        ip(&["netns", "add", ns]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+    // Two bridges in the node; everything made inside it goes with it.
+    for (br, veth, pod, net) in [("brs", "vs", &srv, sn), ("brc", "vc", &cli, cn)] {
+        ip(&["-n", &node, "link", "add", br, "type", "bridge"]);
+        ip(&["-n", &node, "addr", "add", &format!("10.213.{net}.1/24"), "dev", br]);
+        ip(&["-n", &node, "link", "set", br, "up"]);
+        ip(&["-n", &node, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", pod]);
+        ip(&["-n", &node, "link", "set", veth, "master", br]);
+        ip(&["-n", &node, "link", "set", veth, "up"]);
+        ip(&["-n", pod, "addr", "add", &format!("10.213.{net}.2/24"), "dev", "eth0"]);
+        ip(&["-n", pod, "link", "set", "eth0", "up"]);
+        ip(&["-n", pod, "route", "add", "default", "via", &format!("10.213.{net}.1")]);
+    }
+    run("ip", &["netns", "exec", &node, "sysctl", "-qw", "net.ipv4.ip_forward=1"]).unwrap();
+    let rules = format!(
+        "table ip hcleak_dnat {{\n chain pre {{\n type nat hook prerouting priority -100;\n tcp dport 18080 dnat to 10.213.{sn}.2:8080\n }}\n}}\n"
+    );
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", &node, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut nft.stdin.take().unwrap(), rules.as_bytes()).unwrap();
+    let o = nft.wait_with_output().unwrap();
+    if !o.status.success() {
+        missing(&format!("the kernel has no nftables NAT ({})", String::from_utf8_lossy(&o.stderr).trim()));
+        return;
+    }
+    let dir = lab.tmpdir("dnat");
+    lab.server(&srv, "hold-reset", None, &dir.join("leaky.log"));
+    let (published, container) = (format!("10.213.{cn}.1:18080"), format!("10.213.{sn}.2:8080"));
+
+    let dump = dir.join("node.pcap");
+    let cap = Command::new("ip")
+        .args(["netns", "exec", &node, BIN, "capture", "-i", "any", "--duration", "9s"])
+        .args(["--sample-interval", "250ms", "--format", "json", "-w"])
+        .arg(&dump)
+        .args(["tcp", "port", "8080", "or", "tcp", "port", "18080"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    lab.procs.push(cap);
+    std::thread::sleep(Duration::from_millis(1200));
+    let p =
+        Command::new("ip").args(["netns", "exec", &cli, "python3", "-c", PROBER, "30", &published]).output().unwrap();
+    let said = String::from_utf8_lossy(&p.stdout);
+    let sent: u64 =
+        said.trim().strip_prefix("SENT ").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("prober: {said}"));
+    assert!(sent >= 25, "{sent}");
+    let (v, err) = capture_json(lab.procs.pop().unwrap().wait_with_output().unwrap());
+
+    // One backend, the container's, with the published address beside it; judged from its samples.
+    let names: Vec<&str> = v["backends"].as_array().unwrap().iter().map(|b| b["backend"].as_str().unwrap()).collect();
+    assert_eq!(names, vec![container.as_str()], "{v:#}\n{err}");
+    let b = backend(&v, &container);
+    assert_eq!(b["published_as"], published.as_str(), "{b:#}");
+    assert_eq!(b["probes"].as_u64(), Some(sent), "{b:#}");
+    assert_eq!(b["verdict"], "leak", "{b:#}");
+    assert_eq!(b["sockets_source"], "host", "{b:#}");
+
+    // The same capture without conntrack: two backends, each said to be maybe the other.
+    let again = Command::new(BIN).arg("analyze").arg(&dump).args(["--format", "json"]).output().unwrap();
+    let w = json(&again.stdout);
+    let pb = backend(&w, &published);
+    let cb = backend(&w, &container);
+    assert_eq!((pb["probes"].as_u64(), cb["probes"].as_u64()), (Some(sent), Some(sent)), "{w:#}");
+    assert_eq!(pb["maybe_same_as"], serde_json::json!([container]), "{pb:#}");
+    assert_eq!(cb["maybe_same_as"], serde_json::json!([published]), "{cb:#}");
+    eprintln!("measured: {sent} probes through DNAT {published} -> {container}: one backend with conntrack, two marked maybe-same without");
 }
