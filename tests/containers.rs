@@ -260,8 +260,11 @@ fn two_pods_on_port_8080_behind_a_bridge_are_judged_from_any_as_on_bare_metal() 
 
     let dump = dir.join("any.pcap");
     let filter = format!("tcp port 8080 and net 10.213.{x}.0/24");
+    let mport = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let metrics = format!("127.0.0.1:{mport}");
     let cap = Command::new(BIN)
-        .args(["capture", "-i", "any", "--duration", "10s", "--sample-interval", "250ms", "--format", "json", "-w"])
+        .args(["capture", "-i", "any", "--duration", "11s", "--sample-interval", "250ms", "--format", "json"])
+        .args(["--metrics", &metrics, "-w"])
         .arg(&dump)
         .args(filter.split(' '))
         .stdout(Stdio::piped())
@@ -278,6 +281,16 @@ fn two_pods_on_port_8080_behind_a_bridge_are_judged_from_any_as_on_bare_metal() 
         .unwrap();
     let csv = String::from_utf8_lossy(&o.stdout).to_string();
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    // The Prometheus endpoint names the container beside the backend.
+    let scraped = {
+        use std::io::{Read, Write};
+        let mut s = TcpStream::connect(&metrics).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body
+    };
     // Bounded by --duration: the capture ends by itself.
     let out = lab.procs.pop().unwrap().wait_with_output().unwrap();
     let v = json(&out.stdout);
@@ -317,11 +330,17 @@ fn two_pods_on_port_8080_behind_a_bridge_are_judged_from_any_as_on_bare_metal() 
         assert_eq!(l["server"]["container"]["runtime"], "docker", "{l:#}");
         assert_eq!(l["server"]["container"]["id"], docker_id.as_str());
         assert!(csv.contains(&format!("docker://{docker_id}")), "{csv}");
+        let info = format!(
+            "hcleak_backend_info{{backend=\"{a}:8080\",process=\"python3\",container=\"docker://{}\",container_id=\"{docker_id}\",pod_uid=\"\"}} 1",
+            &docker_id[..12]
+        );
+        assert!(scraped.contains(&info), "{info}\n{scraped}");
     }
     if v1.is_some() {
         assert_eq!(h["server"]["container"]["runtime"], "kubernetes", "{h:#}");
         assert_eq!(h["server"]["container"]["pod_uid"], POD_UID);
         assert_eq!(h["server"]["container"]["id"], kube_id.as_str());
+        assert!(scraped.contains(&format!("pod_uid=\"{POD_UID}\"")), "{scraped}");
     }
     // The sample rows are the leaky pod's (named by its address), growing with the probes.
     let rows: Vec<&str> = csv.lines().skip(1).collect();
