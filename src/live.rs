@@ -42,8 +42,6 @@ pub struct Live<'a> {
     pub sampler: Option<Box<dyn HostSampler + 'a>>,
     /// Where samples are also written (`dump.pcap.sockets.csv`).
     pub csv: Option<Box<dyn Write + 'a>>,
-    /// Addresses of this host: only backends on them can be sampled here.
-    pub local: HashSet<IpAddr>,
     pub stop: Arc<AtomicBool>,
     pub deadline: Option<Instant>,
     pub max_packets: Option<u64>,
@@ -72,7 +70,6 @@ impl<'a> Live<'a> {
     pub fn new(
         sampler: Option<Box<dyn HostSampler + 'a>>,
         csv: Option<Box<dyn Write + 'a>>,
-        local: HashSet<IpAddr>,
         stop: Arc<AtomicBool>,
         deadline: Option<Instant>,
         max_packets: Option<u64>,
@@ -87,7 +84,6 @@ impl<'a> Live<'a> {
             host: HostSamples::default(),
             sampler,
             csv,
-            local,
             stop,
             deadline,
             max_packets,

@@ -332,7 +332,6 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
         None => privs::drop_caps(keep),
     };
     eprintln!("hcleak: {}", dropped.map_err(Failure::Usage)?);
-    let local = source::local_addresses();
     let (sampler, csv): Sampling = if sampling {
         let csv: Option<Box<dyn Write>> = match csv_file {
             Some(f) => {
@@ -365,8 +364,7 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     };
     let deadline = a.duration.map(|d| Instant::now() + d);
     let vopts = verdict::Options { limit: a.limit, min_conns: a.min_conns };
-    let mut live =
-        Live::new(sampler, csv, local, Arc::clone(&stop), deadline, a.count, a.refresh, view, vopts, report_out());
+    let mut live = Live::new(sampler, csv, Arc::clone(&stop), deadline, a.count, a.refresh, view, vopts, report_out());
     live.sample_every = a.sample_interval.max(Duration::from_millis(50));
     live.drops = Some(src.counters());
     if sampling {

@@ -619,3 +619,52 @@ fn a_published_port_and_its_container_are_one_backend() {
     assert_eq!(cb["maybe_same_as"], serde_json::json!([published]), "{cb:#}");
     eprintln!("measured: {sent} probes through DNAT {published} -> {container}: one backend with conntrack, two marked maybe-same without");
 }
+
+/// A restarted container: the server in a pod's namespace stops and a new process takes the same
+/// address and port. `hcleak sample --addr` follows it to the new PID (the socket count starts
+/// again from the new process's own).
+#[test]
+fn a_restarted_pod_is_followed_to_its_new_process() {
+    if !ready() {
+        return;
+    }
+    let mut lab = Lab::default();
+    let (t, x) = (tag(), subnet(6));
+    let br = format!("hcrb{t}");
+    let ns = format!("hcleak-{t}-restart");
+    let a = Ipv4Addr::new(10, 213, x, 2);
+    lab.bridge(&br, &format!("10.213.{x}.1/24"));
+    lab.pod(&ns, &format!("hcra{t}"), &br, &format!("{a}/24"), &format!("10.213.{x}.1"));
+    let dir = lab.tmpdir("restart");
+    let first = lab.server(&ns, "hold-reset", None, &dir.join("first.log"));
+    let sampler = Command::new(BIN)
+        .args(["sample", "--port", "8080", "--addr", &a.to_string(), "--interval", "100ms", "--duration", "5s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sampler_pid = sampler.id();
+    lab.procs.push(sampler);
+    std::thread::sleep(Duration::from_millis(500));
+    let to = [SocketAddrV4::new(a, 8080)];
+    assert_eq!(probe_loop(&to, 5, Duration::from_millis(50)), vec![5]);
+    std::thread::sleep(Duration::from_millis(600));
+    // Stop the first server by its own PID, then start the new one.
+    let i = lab.procs.iter().position(|c| c.id() == first).unwrap();
+    let mut old = lab.procs.remove(i);
+    old.kill().unwrap();
+    old.wait().unwrap();
+    let second = lab.server(&ns, "hold-reset", None, &dir.join("second.log"));
+    assert_ne!(first, second);
+    assert_eq!(probe_loop(&to, 2, Duration::from_millis(50)), vec![2]);
+    // Bounded by --duration.
+    let i = lab.procs.iter().position(|c| c.id() == sampler_pid).unwrap();
+    let out = lab.procs.remove(i).wait_with_output().unwrap();
+    let (csv, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let sockets: Vec<u64> = csv.lines().skip(1).map(|r| r.split(',').nth(2).unwrap().parse().unwrap()).collect();
+    let peak = sockets.iter().position(|&n| n == 6).unwrap_or_else(|| panic!("listener + 5 leaked: {csv}"));
+    assert_eq!(sockets.last(), Some(&3), "the new process: listener + 2 leaked: {csv}");
+    assert!(sockets[peak..].contains(&1) || sockets[peak..].contains(&2), "restarted from its own count: {csv}");
+    assert!(err.contains(&format!("of pid {second} ")), "{err}");
+}
