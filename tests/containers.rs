@@ -668,3 +668,102 @@ fn a_restarted_pod_is_followed_to_its_new_process() {
     assert!(sockets[peak..].contains(&1) || sockets[peak..].contains(&2), "restarted from its own count: {csv}");
     assert!(err.contains(&format!("of pid {second} ")), "{err}");
 }
+
+/// HAProxy on the host health-checks the two pods (a check that connects and resets when its
+/// timeout expires). `-i any` must count every check exactly as a capture on each pod's veth
+/// alone does — where each packet is seen once — and judge leak and ok from the pods' samples.
+#[test]
+fn haproxy_checking_two_pods_is_counted_on_any_as_on_each_veth() {
+    if !ready() {
+        return;
+    }
+    if !have("haproxy", "-v") {
+        missing("the HAProxy container test needs haproxy; .ci/run installs it");
+        return;
+    }
+    let mut lab = Lab::default();
+    let (t, x) = (tag(), subnet(7));
+    let br = format!("hchb{t}");
+    let (va, vb) = (format!("hcha{t}"), format!("hchh{t}"));
+    let (nsa, nsb) = (format!("hcleak-{t}-hleaky"), format!("hcleak-{t}-hhealthy"));
+    let (a, b) = (format!("10.213.{x}.2"), format!("10.213.{x}.3"));
+    let gw = format!("10.213.{x}.1");
+    lab.bridge(&br, &format!("{gw}/24"));
+    lab.pod(&nsa, &va, &br, &format!("{a}/24"), &gw);
+    lab.pod(&nsb, &vb, &br, &format!("{b}/24"), &gw);
+    let dir = lab.tmpdir("haproxy");
+    lab.server(&nsa, "hold-reset", None, &dir.join("leaky.log"));
+    lab.server(&nsb, "close", None, &dir.join("healthy.log"));
+    let fe = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = dir.join("haproxy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n    nbthread 1\ndefaults\n    mode tcp\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n    timeout check 100ms\n\
+             frontend fe\n    bind 127.0.0.1:{fe}\n    default_backend be\n\
+             backend be\n    option tcp-check\n    tcp-check connect\n    tcp-check expect string OK\n\
+             \x20   server leaky {a}:8080 check inter 200ms fall 1000 rise 1\n\
+             \x20   server healthy {b}:8080 check inter 200ms fall 1000 rise 1\n"
+        ),
+    )
+    .unwrap();
+    let filter = format!("tcp port 8080 and net 10.213.{x}.0/24");
+    let capture = |iface: &str, sample: bool| {
+        let mut c = Command::new(BIN);
+        c.args(["capture", "-i", iface, "--duration", "10s", "--sample-interval", "250ms", "--format", "json"]);
+        if !sample {
+            c.arg("--no-sample");
+        }
+        c.args(filter.split(' ')).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+    let mut start = |iface: &str, sample: bool| {
+        let c = capture(iface, sample);
+        let id = c.id();
+        lab.procs.push(c);
+        id
+    };
+    let (any_pid, veth_a, veth_b) = (start("any", true), start(&va, false), start(&vb, false));
+    std::thread::sleep(Duration::from_millis(1200));
+    let haproxy = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let hp = haproxy.id();
+    lab.procs.push(haproxy);
+    std::thread::sleep(Duration::from_millis(6000));
+    // Stop the checks well inside every capture's window, by HAProxy's own PID.
+    let i = lab.procs.iter().position(|c| c.id() == hp).unwrap();
+    let mut h = lab.procs.remove(i);
+    h.kill().unwrap();
+    h.wait().unwrap();
+    let take = |lab: &mut Lab, pid: u32| {
+        let i = lab.procs.iter().position(|c| c.id() == pid).unwrap();
+        capture_json(lab.procs.remove(i).wait_with_output().unwrap())
+    };
+    let (any, err) = take(&mut lab, any_pid);
+    let (on_a, _) = take(&mut lab, veth_a);
+    let (on_b, _) = take(&mut lab, veth_b);
+    let l = backend(&any, &format!("{a}:8080"));
+    let hb = backend(&any, &format!("{b}:8080"));
+    assert_eq!(l["verdict"], "leak", "{l:#}\n{err}");
+    assert_eq!(l["sockets_source"], "host");
+    let per = l["sockets_per_driver"].as_f64().unwrap_or_else(|| panic!("{l:#}"));
+    assert!((per - 1.0).abs() < 0.15, "{per}");
+    assert_eq!(hb["verdict"], "ok", "{hb:#}");
+    assert_eq!(hb["sockets_source"], "host");
+    let checks = hb["probes"].as_u64().unwrap();
+    assert!(checks >= 10, "{hb:#}");
+    assert_eq!(backend(&on_b, &format!("{b}:8080"))["probes"].as_u64(), Some(checks), "as on the veth");
+    assert_eq!(backend(&on_a, &format!("{a}:8080"))["probes"], l["probes"], "as on the veth");
+    assert_eq!(backend(&on_a, &format!("{a}:8080"))["probe_kinds"], l["probe_kinds"]);
+    assert_eq!(
+        any["capture"]["tcp_packets"].as_u64().unwrap(),
+        any["capture"]["duplicates"].as_u64().unwrap(),
+        "every packet seen on the veth and the bridge, counted once"
+    );
+    eprintln!("measured: HAProxy {checks} checks of the healthy pod on -i any and on its veth; leaky {} checks, {per:.3} sockets per check", l["probes"]);
+}
