@@ -18,6 +18,8 @@ pub enum Runtime {
     Kubernetes,
     /// No container: the systemd unit the process runs in (`nginx.service`).
     Systemd,
+    /// A container id under a parent that names no runtime hcleak knows (LXC, a custom driver).
+    Other,
 }
 
 impl Runtime {
@@ -29,13 +31,21 @@ impl Runtime {
             Runtime::Podman => "podman",
             Runtime::Kubernetes => "kubernetes",
             Runtime::Systemd => "systemd",
+            Runtime::Other => "container",
         }
     }
     fn parse(s: &str) -> Option<Runtime> {
         Runtime::ALL.into_iter().find(|r| r.name() == s)
     }
-    const ALL: [Runtime; 6] =
-        [Runtime::Docker, Runtime::Containerd, Runtime::CriO, Runtime::Podman, Runtime::Kubernetes, Runtime::Systemd];
+    const ALL: [Runtime; 7] = [
+        Runtime::Docker,
+        Runtime::Containerd,
+        Runtime::CriO,
+        Runtime::Podman,
+        Runtime::Kubernetes,
+        Runtime::Systemd,
+        Runtime::Other,
+    ];
 }
 
 /// Inline text of at most `N` bytes, from a known alphabet (hex, uuid, unit names).
@@ -196,7 +206,7 @@ fn from_path(path: &str) -> Option<Container> {
         } else if parent.starts_with("libpod") || parent == "machine.slice" {
             Runtime::Podman
         } else {
-            Runtime::Docker
+            Runtime::Other
         };
         return Some(Container { runtime: rt, id: Tag::new(last)?, pod });
     }
@@ -276,6 +286,7 @@ mod tests {
             c("12:pids:/system.slice/haproxy.service\n1:name=systemd:/system.slice/haproxy.service\n"),
             Some((Runtime::Systemd, "haproxy.service".into(), None))
         );
+        assert_eq!(c(&format!("4:memory:/lxc/{ID}\n")), Some((Runtime::Other, ID.into(), None)));
         assert_eq!(c("0::/\n"), None);
         assert_eq!(c("0::/init.scope\n"), None);
         assert_eq!(c("0::/user.slice/user-1000.slice/session-3.scope\n"), None);

@@ -75,8 +75,9 @@ impl<F: FnMut(Conn)> Consumer for F {
 /// fingerprints — the segment's addresses, ports, sequence numbers, flags, window and length, not
 /// the TTL or checksums a router rewrites — with the time and the interface each was seen on. A
 /// copy is a match within [`Dedup::WINDOW`] seen on another interface (SLL2 names it); with SLL v1
-/// (no interface index) any match within the window. A retransmission carries the same fields but
-/// leaves on the same interface, and not within the window. No allocation: a fixed array.
+/// (no interface index) any match within the shorter [`Dedup::WINDOW_SLL1`], since a duplicate
+/// ACK repeats every field. A retransmission carries the same fields but leaves on the same
+/// interface, and not within the window. No allocation: a fixed array.
 #[derive(Clone, Debug)]
 pub struct Dedup {
     ring: [(u64, Ts, u32); Dedup::SLOTS],
@@ -92,8 +93,12 @@ impl Default for Dedup {
 impl Dedup {
     /// Segments remembered: a copy follows its original within microseconds, a few segments later.
     const SLOTS: usize = 32;
-    /// The longest gap between the two copies of one packet (measured on a veth and bridge: ~10 µs).
+    /// The longest gap between the two copies of one packet named by interface (measured with
+    /// `tcpdump -i any` on a veth and its bridge, 1 607 copies: median 2 µs, p99 12 µs, max 35 µs).
     pub const WINDOW: Ts = 2_000_000;
+    /// The same for Linux cooked v1, which does not name the interface: short, so that duplicate
+    /// ACKs a moment apart are not taken for copies.
+    pub const WINDOW_SLL1: Ts = 200_000;
 
     /// True when `seg` is a copy of a segment seen just before on another interface.
     #[inline(always)]
@@ -107,9 +112,10 @@ impl Dedup {
             _ => return false,
         };
         let fp = Self::fingerprint(seg);
+        let window = if link == Link::Sll { Self::WINDOW_SLL1 } else { Self::WINDOW };
         for &(f, ts, ifi) in &self.ring {
             let other_iface = link == Link::Sll || ifi != ifindex;
-            if f == fp && other_iface && seg.ts.checked_sub(ts).is_some_and(|d| (0..=Self::WINDOW).contains(&d)) {
+            if f == fp && other_iface && seg.ts.checked_sub(ts).is_some_and(|d| (0..=window).contains(&d)) {
                 return true;
             }
         }

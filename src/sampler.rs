@@ -375,6 +375,8 @@ pub struct ProcSampler {
     pub servers: Vec<Server>,
     /// Backends already looked up and not served here.
     pub absent: HashSet<(IpAddr, u16)>,
+    /// Backends already looked up and served here.
+    pub present: HashSet<(IpAddr, u16)>,
     /// Servers whose process went away: looked up again (same address and port) every round
     /// until a new process holds the port — a restarted container.
     pub lost: Vec<Server>,
@@ -382,8 +384,9 @@ pub struct ProcSampler {
 
 impl HostSampler for ProcSampler {
     fn watch(&mut self, ip: IpAddr, port: u16) -> bool {
-        let covers = |s: &Server| s.port == port && s.spec().matches(ip, port);
-        if self.servers.iter().chain(&self.lost).any(covers) {
+        // Each backend is looked up by itself: a server of our own on all addresses of port 8080
+        // does not stand for a pod listening on 8080 at its own address.
+        if self.present.contains(&(ip, port)) {
             return true;
         }
         if self.absent.contains(&(ip, port)) {
@@ -391,7 +394,16 @@ impl HostSampler for ProcSampler {
         }
         match self.proc.find_servers(Some(ip), port).into_iter().next() {
             Some(s) => {
-                self.servers.push(s);
+                self.present.insert((ip, port));
+                // The same listener under the same name is sampled once.
+                if !self
+                    .servers
+                    .iter()
+                    .chain(&self.lost)
+                    .any(|o| o.listen_inode == s.listen_inode && o.spec() == s.spec())
+                {
+                    self.servers.push(s);
+                }
                 true
             }
             None => {
@@ -592,6 +604,38 @@ Local:
         assert_eq!(got.len(), 1, "the restarted container is followed");
         assert_eq!(got[0].0.to_string(), "10.213.0.3:8080");
         assert_eq!(s.servers[0].pid, 300);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A server of our own on all addresses of 8080 and a pod on 8080 at its own address: each
+    /// backend gets its own server, the pod's is not taken for ours (nor ours for the pod's).
+    #[test]
+    fn our_own_wildcard_listener_does_not_stand_for_a_pod_on_the_same_port() {
+        let root = std::env::temp_dir().join(format!("hcleak-fakens2-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let wild = |ino: u64| {
+            format!("h\n   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 {ino} 1\n")
+        };
+        for (dir, ns, ino, ip) in
+            [("self", 1, 0, "192.0.2.9"), ("10", 1, 4001, "192.0.2.9"), ("20", 2, 5001, "10.213.0.2")]
+        {
+            let d = root.join(dir);
+            for sub in ["net", "fd", "ns"] {
+                fs::create_dir_all(d.join(sub)).unwrap();
+            }
+            std::os::unix::fs::symlink(format!("net:[{ns}]"), d.join("ns/net")).unwrap();
+            fs::write(d.join("net/tcp"), wild(if dir == "self" { 4001 } else { ino })).unwrap();
+            fs::write(d.join("net/fib_trie"), FIB.replace("10.213.0.2", ip)).unwrap();
+            if ino != 0 {
+                std::os::unix::fs::symlink(format!("socket:[{ino}]"), d.join("fd/3")).unwrap();
+            }
+        }
+        let mut s = ProcSampler { proc: Procfs { root: root.clone() }, ..ProcSampler::default() };
+        assert!(s.watch("192.0.2.9".parse().unwrap(), 8080));
+        assert!(s.watch("10.213.0.2".parse().unwrap(), 8080));
+        assert!(s.watch("127.0.0.1".parse().unwrap(), 8080), "loopback is ours");
+        let specs: Vec<(u32, String)> = s.servers.iter().map(|x| (x.pid, x.spec().to_string())).collect();
+        assert_eq!(specs, vec![(10, ":8080".to_string()), (20, "10.213.0.2:8080".to_string())]);
         fs::remove_dir_all(&root).unwrap();
     }
 }
