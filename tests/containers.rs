@@ -251,11 +251,14 @@ fn two_pods_on_port_8080_behind_a_bridge_are_judged_from_any_as_on_bare_metal() 
     let leaky = lab.server(&nsa, "hold-reset", v2.as_deref(), &dir.join("leaky.log"));
     let healthy = lab.server(&nsb, "close", v1.as_deref(), &dir.join("healthy.log"));
 
-    // hcleak's own namespace has nothing on 8080: `sample --port` finds both pods and asks which.
+    // `sample --port` alone finds both pods (and any other namespace's server on 8080: the other
+    // tests run at the same time) and asks which.
     let o = Command::new(BIN).args(["sample", "--port", "8080", "--duration", "1s"]).output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
-    assert!(err.contains("2 processes listen on TCP port 8080"), "{err}");
+    assert!(err.contains("processes listen on TCP port 8080") && err.contains("--addr IP or --pid PID"), "{err}");
+    let listed = |pid: u32| [",", ")", " at"].iter().any(|end| err.contains(&format!("pid {pid}{end}")));
+    assert!(listed(leaky) && listed(healthy), "{err}");
     assert_eq!(err.lines().count(), 1, "one-line error: {err}");
 
     let dump = dir.join("any.pcap");
@@ -369,7 +372,6 @@ fn two_pods_on_port_8080_behind_a_bridge_are_judged_from_any_as_on_bare_metal() 
     if v2.is_some() {
         assert_eq!(backend(&w, &format!("{a}:8080"))["server"]["container"]["id"], docker_id.as_str());
     }
-    let _ = (leaky, healthy);
 }
 
 /// A probe loop run inside a namespace: connect, let the server accept, reset; `n` rounds over
