@@ -168,6 +168,11 @@ pub struct AnalyzeArgs {
     /// by `hcleak sample` on the backend host.
     #[arg(long, value_name = "FILE")]
     pub sockets: Option<PathBuf>,
+    /// The capturing host's conntrack table, saved while (or just after) capturing
+    /// (`conntrack -L -p tcp > FILE`, or a copy of /proc/net/nf_conntrack): a published port and its
+    /// container are then reported as one backend.
+    #[arg(long, value_name = "FILE")]
+    pub conntrack: Option<PathBuf>,
     /// The backends' socket (or open-file) limit, for the time to exhaustion.
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
@@ -198,6 +203,7 @@ pub struct AnalyzeConfig {
     pub flows: bool,
     pub format: Format,
     pub sockets: Option<PathBuf>,
+    pub conntrack: Option<PathBuf>,
     pub limit: Option<u64>,
     pub min_conns: u64,
     pub plot: Option<PathBuf>,
@@ -255,12 +261,16 @@ impl AnalyzeArgs {
         if self.flows && self.sockets.is_some() {
             return Err("--sockets feeds the diagnosis; it has no effect with --flows".into());
         }
+        if self.flows && self.conntrack.is_some() {
+            return Err("--conntrack feeds the diagnosis; it has no effect with --flows".into());
+        }
         Ok(AnalyzeConfig {
             files,
             filter,
             flows: self.flows,
             format: self.format.into(),
             sockets: self.sockets.clone(),
+            conntrack: self.conntrack.clone(),
             limit: self.limit,
             min_conns: self.min_conns,
             plot: self.plot.clone(),

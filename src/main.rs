@@ -165,6 +165,18 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
         Some(p) => Some(sockets::read_csv(p).map_err(|e| Failure::Usage(e.to_string()))?),
         None => None,
     };
+    // And the conntrack table: a published port and its container become one backend.
+    let nat = match &cfg.conntrack {
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => Failure::Usage(format!("{}: no such file", p.display())),
+                _ => Failure::Usage(format!("{}: {e}", p.display())),
+            })?;
+            let text = String::from_utf8_lossy(&bytes);
+            Some(hcleak::nat::NatTable { seen: hcleak::nat::parse_conntrack(&text), readable: Some(true) })
+        }
+        None => None,
+    };
     // The plot's file too: a path that cannot be written fails before the reading, not after.
     let mut plot = match &cfg.plot {
         Some(p) => Some(Output::create(p, cfg.force).map_err(Failure::Usage)?),
@@ -207,9 +219,21 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
         }
     } else {
         let opts = verdict::Options { limit: cfg.limit, min_conns: cfg.min_conns };
-        let mut report = verdict::judge(&backends, host.as_ref(), &opts);
-        // A file has no conntrack table beside it: say which backends may be one behind DNAT.
-        hcleak::nat::maybe_one(&mut report);
+        let report = match &nat {
+            Some(n) => {
+                let (joined_backends, joined) = n.join(&backends);
+                let mut r = verdict::judge(&joined_backends, host.as_ref(), &opts);
+                hcleak::nat::annotate(&mut r, &joined);
+                r
+            }
+            None => {
+                // No conntrack table given: say which backends may be one behind DNAT.
+                let mut r = verdict::judge(&backends, host.as_ref(), &opts);
+                hcleak::nat::maybe_one(&mut r);
+                r
+            }
+        };
+        let mut report = report;
         if !errors.is_empty() {
             report.cut_short(stats.last_ts);
         }

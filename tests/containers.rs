@@ -600,6 +600,22 @@ fn a_published_port_and_its_container_are_one_backend() {
     let sent: u64 =
         said.trim().strip_prefix("SENT ").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("prober: {said}"));
     assert!(sent >= 25, "{sent}");
+    // The node's conntrack table as an on-call engineer saves it (`conntrack -L`), while the
+    // probes' entries are still there (a reset connection stays 10 s in CLOSE).
+    let ct = Command::new("ip").args(["netns", "exec", &node, "conntrack", "-L", "-p", "tcp"]).output();
+    let ct_file = dir.join("conntrack.txt");
+    let have_ct = match ct {
+        Ok(o) if o.status.success() => {
+            std::fs::write(&ct_file, &o.stdout).unwrap();
+            true
+        }
+        other => {
+            missing(&format!(
+                "conntrack -L did not run ({other:?}): analyze --conntrack is not checked; .ci/run installs conntrack"
+            ));
+            false
+        }
+    };
     let (v, err) = capture_json(lab.procs.pop().unwrap().wait_with_output().unwrap());
 
     // One backend, the container's, with the published address beside it; judged from its samples.
@@ -619,6 +635,23 @@ fn a_published_port_and_its_container_are_one_backend() {
     assert_eq!((pb["probes"].as_u64(), cb["probes"].as_u64()), (Some(sent), Some(sent)), "{w:#}");
     assert_eq!(pb["maybe_same_as"], serde_json::json!([container]), "{pb:#}");
     assert_eq!(cb["maybe_same_as"], serde_json::json!([published]), "{cb:#}");
+    // With the saved table, analyze joins them as the capture did.
+    if have_ct {
+        let o = Command::new(BIN)
+            .arg("analyze")
+            .arg(&dump)
+            .arg("--conntrack")
+            .arg(&ct_file)
+            .args(["--format", "json"])
+            .output()
+            .unwrap();
+        let j = json(&o.stdout);
+        let names: Vec<&str> =
+            j["backends"].as_array().unwrap().iter().map(|b| b["backend"].as_str().unwrap()).collect();
+        assert_eq!(names, vec![container.as_str()], "{j:#}\n{}", std::fs::read_to_string(&ct_file).unwrap());
+        assert_eq!(backend(&j, &container)["published_as"], published.as_str());
+        assert_eq!(backend(&j, &container)["probes"].as_u64(), Some(sent));
+    }
     eprintln!("measured: {sent} probes through DNAT {published} -> {container}: one backend with conntrack, two marked maybe-same without");
 }
 
