@@ -2,7 +2,8 @@
 //!
 //! Decoding is total: any byte string yields either a [`Segment`] or a [`Skip`]; nothing here
 //! panics or allocates. Link layers libpcap hands us (Ethernet with 802.1Q/QinQ tags, Linux cooked
-//! SLL and SLL2, raw IP, BSD NULL/LOOP) are peeled off here; etherparse slices the IP layer
+//! SLL and SLL2, raw IP, BSD NULL/LOOP) are peeled off here, and so are overlays ([`Encap`]: VXLAN,
+//! Geneve, GRE and ERSPAN, IP-in-IP, MPLS), at most four deep; etherparse slices the IP layer
 //! (IPv4 options, IPv6 extension headers). The fixed 20-byte TCP header is read by hand because
 //! a small snaplen often cuts the TCP options, and etherparse then refuses the whole header while
 //! the ports, sequence numbers and flags we need are all present.

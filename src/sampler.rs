@@ -1,5 +1,5 @@
 //! Sampler: reads the backend host's own socket tables (procfs) for the server process behind a
-//! port — socket fds, fds in no kernel table (accepted, reset, never closed), CLOSE_WAIT and
+//! backend, in whichever network namespace holds its LISTEN socket (a container's too) — socket fds, fds in no kernel table (accepted, reset, never closed), CLOSE_WAIT and
 //! never-accepted connections, the accept queue, the fd limit, ListenOverflows.
 //!
 //! Everything is read relative to a root directory (normally `/proc`) so tests can point it at a
