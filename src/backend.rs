@@ -333,7 +333,7 @@ impl Timeline {
 }
 
 /// All backends. Feed it finished connections with [`Backends::add`].
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Backends {
     pub timeline: Option<Timeline>,
     pub map: FxHashMap<(IpAddr, u16), Backend>,

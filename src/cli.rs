@@ -280,7 +280,8 @@ pub struct SampleArgs {
     #[arg(long, value_name = "PID")]
     pub pid: Option<u32>,
     /// Label the rows with this address (`IP:PORT`) instead of the listening one — the address the
-    /// load balancer uses for this backend, when the server listens on all addresses.
+    /// load balancer uses for this backend, when the server listens on all addresses. When several
+    /// network namespaces (containers) listen on the port, it also picks the one that owns IP.
     #[arg(long, value_name = "IP")]
     pub addr: Option<std::net::IpAddr>,
     /// Time between samples.
@@ -408,6 +409,11 @@ pub struct AnalyzeArgs {
     /// by `hcleak sample` on the backend host.
     #[arg(long, value_name = "FILE")]
     pub sockets: Option<PathBuf>,
+    /// The capturing host's conntrack table, saved while (or just after) capturing
+    /// (`conntrack -L -p tcp > FILE`, or a copy of /proc/net/nf_conntrack): a published port and its
+    /// container are then reported as one backend.
+    #[arg(long, value_name = "FILE")]
+    pub conntrack: Option<PathBuf>,
     /// The backends' socket (or open-file) limit, for the time to exhaustion.
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = positive::<u64>)]
     pub limit: Option<u64>,
@@ -439,6 +445,7 @@ pub struct AnalyzeConfig {
     pub flows: bool,
     pub format: Format,
     pub sockets: Option<PathBuf>,
+    pub conntrack: Option<PathBuf>,
     pub limit: Option<u64>,
     pub min_conns: u64,
     pub plot: Option<PathBuf>,
@@ -590,12 +597,16 @@ impl AnalyzeArgs {
                 "--format {name} writes one row per connection: add --flows (the diagnosis comes as table, json, jsonl or nagios)"
             ));
         }
+        if self.flows && self.conntrack.is_some() {
+            return Err("--conntrack feeds the diagnosis; it has no effect with --flows".into());
+        }
         Ok(AnalyzeConfig {
             files,
             filter,
             flows: self.flows,
             format: format.into(),
             sockets: self.sockets.clone(),
+            conntrack: self.conntrack.clone(),
             limit: self.limit,
             min_conns: self.min_conns.unwrap_or(DEFAULT_MIN_CONNS),
             plot: self.plot.clone(),

@@ -2,7 +2,8 @@
 //!
 //! Decoding is total: any byte string yields either a [`Segment`] or a [`Skip`]; nothing here
 //! panics or allocates. Link layers libpcap hands us (Ethernet with 802.1Q/QinQ tags, Linux cooked
-//! SLL and SLL2, raw IP, BSD NULL/LOOP) are peeled off here; etherparse slices the IP layer
+//! SLL and SLL2, raw IP, BSD NULL/LOOP) are peeled off here, and so are overlays ([`Encap`]: VXLAN,
+//! Geneve, GRE and ERSPAN, IP-in-IP, MPLS), at most four deep; etherparse slices the IP layer
 //! (IPv4 options, IPv6 extension headers). The fixed 20-byte TCP header is read by hand because
 //! a small snaplen often cuts the TCP options, and etherparse then refuses the whole header while
 //! the ports, sequence numbers and flags we need are all present.
@@ -168,31 +169,169 @@ pub fn decode_then<'a, R>(
     ok: impl FnOnce(Segment<'a>) -> R,
     skip: impl FnOnce(Skip) -> R,
 ) -> R {
+    decode_encap_then(link, ts, frame, |seg, _| ok(seg), skip)
+}
+
+/// [`decode_then`], also saying which encapsulation, if any, the segment was found inside.
+#[inline(always)]
+pub fn decode_encap_then<'a, R>(
+    link: Link,
+    ts: Ts,
+    frame: &'a [u8],
+    ok: impl FnOnce(Segment<'a>, Encap) -> R,
+    skip: impl FnOnce(Skip) -> R,
+) -> R {
     match fast_path(link, ts, frame, ok) {
         Ok(r) => r,
-        Err(ok) => match slow_path(link, ts, frame) {
-            Ok(seg) => ok(seg),
-            Err(e) => skip(e),
-        },
+        Err(ok) => {
+            let mut encap = Encap::None;
+            match peel(link, ts, frame, 0, &mut encap) {
+                Ok(seg) => ok(seg, encap),
+                Err(e) => skip(e),
+            }
+        }
     }
 }
 
-/// Everything the fast path leaves: etherparse slices the packet.
-#[inline(never)]
-fn slow_path(link: Link, ts: Ts, frame: &[u8]) -> Result<Segment<'_>, Skip> {
-    let sliced = match link {
-        Link::Ethernet => LaxSlicedPacket::from_ethernet(frame).map_err(|_| Skip::Truncated)?,
-        Link::Sll => {
-            // 16-byte header; protocol (an EtherType for IP) in the last two bytes.
-            let hdr = frame.get(..16).ok_or(Skip::Truncated)?;
-            let proto = u16::from_be_bytes([hdr[14], hdr[15]]);
-            LaxSlicedPacket::from_ether_type(EtherType(proto), &frame[16..])
+/// A tunnel or label stack the TCP segment was carried in: the outer headers are counted by
+/// kind, and the inner packet is analysed as if captured on the inner interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Encap {
+    None = 0,
+    /// VXLAN: UDP 4789, or Flannel's 8472.
+    Vxlan,
+    /// Geneve: UDP 6081.
+    Geneve,
+    /// GRE carrying Ethernet (0x6558) or IP.
+    Gre,
+    /// ERSPAN types I, II and III (in GRE).
+    Erspan,
+    /// IPv4 or IPv6 in IPv4 or IPv6 (Calico's IP-in-IP, 6in4, 4in6).
+    IpInIp,
+    /// MPLS labels over Ethernet.
+    Mpls,
+}
+
+impl Encap {
+    pub const ALL: [Encap; 7] =
+        [Encap::None, Encap::Vxlan, Encap::Geneve, Encap::Gre, Encap::Erspan, Encap::IpInIp, Encap::Mpls];
+    pub fn name(self) -> &'static str {
+        match self {
+            Encap::None => "none",
+            Encap::Vxlan => "VXLAN",
+            Encap::Geneve => "Geneve",
+            Encap::Gre => "GRE",
+            Encap::Erspan => "ERSPAN",
+            Encap::IpInIp => "IP-in-IP",
+            Encap::Mpls => "MPLS",
         }
-        Link::Sll2 => {
-            // 20-byte header; protocol first. etherparse has no SLL2, so it is stripped here.
-            let hdr = frame.get(..20).ok_or(Skip::Truncated)?;
-            let proto = u16::from_be_bytes([hdr[0], hdr[1]]);
-            LaxSlicedPacket::from_ether_type(EtherType(proto), &frame[20..])
+    }
+}
+
+/// Tunnels inside tunnels are peeled this deep at most (a crafted packet cannot recurse further).
+const MAX_DEPTH: u8 = 4;
+
+/// The EtherType and what follows it, past any number of VLAN tags (at most 8), for the links
+/// that carry one.
+fn ether_payload(link: Link, f: &[u8]) -> Option<(u16, &[u8])> {
+    let be = |i: usize| Some(u16::from_be_bytes([*f.get(i)?, *f.get(i + 1)?]));
+    match link {
+        Link::Ethernet => {
+            let (mut et, mut off) = (be(12)?, 14);
+            for _ in 0..8 {
+                if !matches!(et, 0x8100 | 0x88a8 | 0x9100) {
+                    break;
+                }
+                et = be(off + 2)?;
+                off += 4;
+            }
+            Some((et, f.get(off..)?))
+        }
+        Link::Sll => Some((be(14)?, f.get(16..)?)),
+        Link::Sll2 => Some((be(0)?, f.get(20..)?)),
+        Link::Raw | Link::Null => None,
+    }
+}
+
+/// An MPLS label stack: the labels up to the bottom of stack, then IPv4 or IPv6 by its version
+/// nibble (anything else, such as a pseudowire, is not IP).
+fn mpls(p: &[u8]) -> Result<&[u8], Skip> {
+    for i in 0..16 {
+        let label = p.get(i * 4..i * 4 + 4).ok_or(Skip::Truncated)?;
+        if label[2] & 0x01 != 0 {
+            return Ok(&p[i * 4 + 4..]);
+        }
+    }
+    Err(Skip::Malformed)
+}
+
+/// The frame inside a UDP tunnel (`udp` starts at the UDP header), and its link layer.
+fn udp_tunnel(udp: &[u8]) -> Option<(Encap, Link, &[u8])> {
+    let dport = u16::from_be_bytes([*udp.get(2)?, *udp.get(3)?]);
+    let h = udp.get(8..)?;
+    match dport {
+        // VXLAN: flags with the I bit, 3 reserved, VNI, reserved; Ethernet after 8 bytes.
+        4789 | 8472 if h.first()? & 0x08 != 0 => Some((Encap::Vxlan, Link::Ethernet, h.get(8..)?)),
+        // Geneve: version 0, options length in 4-byte words, protocol type.
+        6081 if h.first()? >> 6 == 0 => {
+            let opts = usize::from(h[0] & 0x3f) * 4;
+            let inner = h.get(8 + opts..)?;
+            match u16::from_be_bytes([*h.get(2)?, *h.get(3)?]) {
+                0x6558 => Some((Encap::Geneve, Link::Ethernet, inner)),
+                0x0800 | 0x86dd => Some((Encap::Geneve, Link::Raw, inner)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The frame inside GRE (RFC 2784/2890), ERSPAN I, II and III included.
+fn gre(g: &[u8]) -> Option<(Encap, Link, &[u8])> {
+    let (flags, ver) = (*g.first()?, g.get(1)? & 0x07);
+    if ver != 0 {
+        return None; // PPTP's enhanced GRE carries PPP
+    }
+    let proto = u16::from_be_bytes([*g.get(2)?, *g.get(3)?]);
+    let seq = flags & 0x10 != 0;
+    let off = 4 + 4 * usize::from(flags & 0xc0 != 0) + 4 * usize::from(flags & 0x20 != 0) + 4 * usize::from(seq);
+    let p = g.get(off..)?;
+    match proto {
+        0x6558 => Some((Encap::Gre, Link::Ethernet, p)),
+        0x0800 | 0x86dd => Some((Encap::Gre, Link::Raw, p)),
+        // ERSPAN type II has a sequence number and an 8-byte header; type I has neither.
+        0x88be if seq => Some((Encap::Erspan, Link::Ethernet, p.get(8..)?)),
+        0x88be => Some((Encap::Erspan, Link::Ethernet, p)),
+        // ERSPAN type III: 12 bytes, and 8 more of platform data when the O bit is set.
+        0x22eb => {
+            let extra = if p.get(11)? & 0x01 != 0 { 8 } else { 0 };
+            Some((Encap::Erspan, Link::Ethernet, p.get(12 + extra..)?))
+        }
+        _ => None,
+    }
+}
+
+/// Everything the fast path leaves: etherparse slices the packet; tunnels are peeled here, the
+/// outermost one noted in `encap`.
+#[inline(never)]
+fn peel<'a>(link: Link, ts: Ts, frame: &'a [u8], depth: u8, encap: &mut Encap) -> Result<Segment<'a>, Skip> {
+    let inner = |kind: Encap, link: Link, f: &'a [u8], encap: &mut Encap| {
+        if depth >= MAX_DEPTH {
+            return Err(Skip::NotTcp);
+        }
+        if *encap == Encap::None {
+            *encap = kind;
+        }
+        peel(link, ts, f, depth + 1, encap)
+    };
+    let sliced = match link {
+        Link::Ethernet | Link::Sll | Link::Sll2 => {
+            let (et, rest) = ether_payload(link, frame).ok_or(Skip::Truncated)?;
+            if matches!(et, 0x8847 | 0x8848) {
+                return inner(Encap::Mpls, Link::Raw, mpls(rest)?, encap);
+            }
+            LaxSlicedPacket::from_ether_type(EtherType(et), rest)
         }
         Link::Raw => from_ip(frame)?,
         Link::Null => {
@@ -237,10 +376,19 @@ fn slow_path(link: Link, ts: Ts, frame: &[u8]) -> Result<Segment<'_>, Skip> {
     if payload.fragmented {
         return Err(Skip::Fragment);
     }
-    if payload.ip_number != etherparse::IpNumber::TCP {
-        return Err(Skip::NotTcp);
+    match payload.ip_number.0 {
+        6 => tcp_fixed(ts, src, dst, payload.payload, wire_len),
+        17 => match udp_tunnel(payload.payload) {
+            Some((kind, link, f)) => inner(kind, link, f, encap),
+            None => Err(Skip::NotTcp),
+        },
+        47 => match gre(payload.payload) {
+            Some((kind, link, f)) => inner(kind, link, f, encap),
+            None => Err(Skip::NotTcp),
+        },
+        4 | 41 => inner(Encap::IpInIp, Link::Raw, payload.payload, encap),
+        _ => Err(Skip::NotTcp),
     }
-    tcp_fixed(ts, src, dst, payload.payload, wire_len)
 }
 
 /// The common case read directly: Ethernet (optionally one VLAN tag) or Linux cooked capture,
@@ -249,15 +397,15 @@ fn slow_path(link: Link, ts: Ts, frame: &[u8]) -> Result<Segment<'_>, Skip> {
 /// validate, extension headers, fragments, odd link layers, damage) goes to etherparse below.
 /// The segment goes to `ok`; `ok` comes back unused when the frame needs etherparse.
 #[inline(always)]
-fn fast_path<'a, R, F: FnOnce(Segment<'a>) -> R>(link: Link, ts: Ts, f: &'a [u8], ok: F) -> Result<R, F> {
+fn fast_path<'a, R, F: FnOnce(Segment<'a>, Encap) -> R>(link: Link, ts: Ts, f: &'a [u8], ok: F) -> Result<R, F> {
     if link == Link::Ethernet {
         if let Some(checked) = ether_ipv4_tcp_check(f) {
             // Built right in the call, not moved out of an Option: it is ~100 bytes.
-            return Ok(ok(ether_ipv4_tcp_segment(ts, f, checked)));
+            return Ok(ok(ether_ipv4_tcp_segment(ts, f, checked), Encap::None));
         }
     }
     match fast_path_general(link, ts, f) {
-        Some(seg) => Ok(ok(seg)),
+        Some(seg) => Ok(ok(seg, Encap::None)),
         None => Err(ok),
     }
 }
@@ -567,7 +715,7 @@ mod tests {
         padded.extend_from_slice(&[0u8; 6]);
         cases.push(padded);
         for f in &cases {
-            let fast = fast_path(Link::Ethernet, 0, f, |s| s).ok().expect("common case");
+            let fast = fast_path(Link::Ethernet, 0, f, |s, _| s).ok().expect("common case");
             let got = (fast.sport, fast.dport, fast.seq, fast.ack, fast.flags, fast.payload_len, fast.payload.len());
             assert_eq!(Some(got), slow(Link::Ethernet, f), "{f:?}");
         }
@@ -597,7 +745,7 @@ mod tests {
         // Fragments and options-bearing headers are left to etherparse.
         let mut frag = ether(0x0800, &ipv4_tcp(ACK, b"x"));
         frag[14 + 6] = 0x20;
-        assert!(fast_path(Link::Ethernet, 0, &frag, |s| s).is_err());
+        assert!(fast_path(Link::Ethernet, 0, &frag, |s, _| s).is_err());
         assert_eq!(decode(Link::Ethernet, 0, &frag).unwrap_err(), Skip::Fragment);
     }
 
@@ -624,6 +772,146 @@ mod tests {
                     g[i] = b;
                     let _ = decode(link, 0, &g);
                 }
+            }
+        }
+    }
+
+    /// An outer IPv4 header (192.0.2.1 → 192.0.2.2) around `payload` with IP protocol `proto`.
+    fn outer_v4(proto: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 20];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+        p[8] = 64;
+        p[9] = proto;
+        p[12..16].copy_from_slice(&[192, 0, 2, 1]);
+        p[16..20].copy_from_slice(&[192, 0, 2, 2]);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn udp(dport: u16, payload: &[u8]) -> Vec<u8> {
+        let mut u = vec![0u8; 8];
+        u[0..2].copy_from_slice(&54321u16.to_be_bytes());
+        u[2..4].copy_from_slice(&dport.to_be_bytes());
+        u[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        u.extend_from_slice(payload);
+        u
+    }
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    /// The inner probe: Ethernet, IPv4 10.0.0.1 → 10.0.0.2, TCP 40000 → 8080 with a request.
+    fn inner_eth() -> Vec<u8> {
+        ether(0x0800, &ipv4_tcp(ACK | PSH, b"GET / HTTP/1.0\r\n\r\n"))
+    }
+
+    fn check(f: &[u8], link: Link, want: Encap) {
+        let mut got = None;
+        decode_encap_then(link, 0, f, |s, e| got = Some((s.sport, s.dport, s.payload_len, s.src.ip(), e)), |_| ());
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(got, Some((40000, 8080, 18, ip, want)), "{want:?}: {f:?}");
+    }
+
+    /// Every overlay the issue names: the inner TCP comes out as if captured inside, and the
+    /// outermost tunnel is named.
+    #[test]
+    fn overlays_are_peeled_to_the_inner_tcp() {
+        let eth = inner_eth();
+        let ip = ipv4_tcp(ACK | PSH, b"GET / HTTP/1.0\r\n\r\n");
+        let vxlan_hdr = [0x08u8, 0, 0, 0, 0, 0, 42, 0];
+        for port in [4789, 8472] {
+            let f = ether(0x0800, &outer_v4(17, &udp(port, &cat(&[&vxlan_hdr, &eth]))));
+            check(&f, Link::Ethernet, Encap::Vxlan);
+        }
+        // Geneve with 8 bytes of options, carrying Ethernet; and carrying IP directly.
+        let gen = |proto: u16, opts: &[u8], inner: &[u8]| {
+            let mut h = vec![(opts.len() / 4) as u8, 0, 0, 0, 0, 0, 7, 0];
+            h[2..4].copy_from_slice(&proto.to_be_bytes());
+            cat(&[&h, opts, inner])
+        };
+        check(&ether(0x0800, &outer_v4(17, &udp(6081, &gen(0x6558, &[1; 8], &eth)))), Link::Ethernet, Encap::Geneve);
+        check(&ether(0x0800, &outer_v4(17, &udp(6081, &gen(0x0800, &[], &ip)))), Link::Ethernet, Encap::Geneve);
+        // GRE: IP with key and sequence number; Ethernet (transparent bridging) with a checksum.
+        check(&ether(0x0800, &outer_v4(47, &cat(&[&[0x30, 0, 0x08, 0x00], &[0; 8], &ip]))), Link::Ethernet, Encap::Gre);
+        check(
+            &ether(0x0800, &outer_v4(47, &cat(&[&[0x80, 0, 0x65, 0x58], &[0; 4], &eth]))),
+            Link::Ethernet,
+            Encap::Gre,
+        );
+        // ERSPAN type I (no sequence, no header), II (sequence + 8 bytes), III (12 bytes, + 8 with O).
+        check(&ether(0x0800, &outer_v4(47, &cat(&[&[0x00, 0, 0x88, 0xbe], &eth]))), Link::Ethernet, Encap::Erspan);
+        check(
+            &ether(0x0800, &outer_v4(47, &cat(&[&[0x10, 0, 0x88, 0xbe], &[0; 4], &[0x10, 0, 0, 1, 0, 0, 0, 0], &eth]))),
+            Link::Ethernet,
+            Encap::Erspan,
+        );
+        let mut e3 = [0u8; 12];
+        e3[11] = 0x01;
+        check(
+            &ether(0x0800, &outer_v4(47, &cat(&[&[0x10, 0, 0x22, 0xeb], &[0; 4], &e3, &[0; 8], &eth]))),
+            Link::Ethernet,
+            Encap::Erspan,
+        );
+        // IP-in-IP (Calico) and IPv4 in IPv6.
+        check(&ether(0x0800, &outer_v4(4, &ip)), Link::Ethernet, Encap::IpInIp);
+        let mut v6 = vec![0u8; 40];
+        v6[0] = 0x60;
+        v6[4..6].copy_from_slice(&(ip.len() as u16).to_be_bytes());
+        v6[6] = 4;
+        v6[7] = 64;
+        check(&ether(0x86dd, &cat(&[&v6, &ip])), Link::Ethernet, Encap::IpInIp);
+        // MPLS: two labels, the second with bottom-of-stack; behind a VLAN tag, and in SLL2.
+        let labels = [0x00u8, 0x01, 0x00, 0x40, 0x00, 0x02, 0x01, 0x40];
+        check(&ether(0x8847, &cat(&[&labels, &ip])), Link::Ethernet, Encap::Mpls);
+        check(&ether(0x8100, &cat(&[&[0, 5, 0x88, 0x47], &labels, &ip])), Link::Ethernet, Encap::Mpls);
+        let mut sll2 = vec![0x88, 0x47];
+        sll2.extend_from_slice(&[0u8; 18]);
+        check(&cat(&[&sll2, &labels, &ip]), Link::Sll2, Encap::Mpls);
+        // VXLAN inside GRE: the outermost is named.
+        let nested = outer_v4(47, &cat(&[&[0, 0, 0x08, 0x00], &outer_v4(17, &udp(4789, &cat(&[&vxlan_hdr, &eth])))]));
+        check(&ether(0x0800, &nested), Link::Ethernet, Encap::Gre);
+        // Three VLAN tags.
+        check(
+            &ether(0x88a8, &cat(&[&[0, 1, 0x81, 0x00], &[0, 2, 0x81, 0x00], &[0, 3, 0x08, 0x00], &ip])),
+            Link::Ethernet,
+            Encap::None,
+        );
+    }
+
+    #[test]
+    fn overlays_that_are_not_tcp_inside_are_counted_reasons() {
+        let vxlan_hdr = [0x08u8, 0, 0, 0, 0, 0, 42, 0];
+        // Plain UDP to another port, VXLAN without its I flag, an ARP inside VXLAN, PPTP GRE.
+        let eth = inner_eth();
+        assert_eq!(decode(Link::Raw, 0, &outer_v4(17, &udp(53, &eth))).unwrap_err(), Skip::NotTcp);
+        assert_eq!(decode(Link::Raw, 0, &outer_v4(17, &udp(4789, &cat(&[&[0; 8], &eth])))).unwrap_err(), Skip::NotTcp);
+        let arp = ether(0x0806, &[0u8; 28]);
+        assert_eq!(
+            decode(Link::Raw, 0, &outer_v4(17, &udp(4789, &cat(&[&vxlan_hdr, &arp])))).unwrap_err(),
+            Skip::NotIp
+        );
+        assert_eq!(
+            decode(Link::Raw, 0, &outer_v4(47, &[0x30, 0x01, 0x88, 0x0b, 0, 0, 0, 0])).unwrap_err(),
+            Skip::NotTcp
+        );
+        // IP-in-IP nested past the depth limit.
+        let mut p = ipv4_tcp(SYN, b"");
+        for _ in 0..=MAX_DEPTH {
+            p = outer_v4(4, &p);
+        }
+        assert_eq!(decode(Link::Raw, 0, &p).unwrap_err(), Skip::NotTcp);
+        // Every prefix and single-byte change of a VXLAN frame decodes or skips, never panics.
+        let f = ether(0x0800, &outer_v4(17, &udp(4789, &cat(&[&vxlan_hdr, &eth]))));
+        for n in 0..=f.len() {
+            let _ = decode(Link::Ethernet, 0, &f[..n]);
+        }
+        for i in 0..f.len() {
+            for b in [0u8, 0x01, 0x08, 0x45, 0x65, 0x88, 0xff] {
+                let mut g = f.clone();
+                g[i] = b;
+                let _ = decode(Link::Ethernet, 0, &g);
             }
         }
     }

@@ -112,11 +112,25 @@ pub fn finding(f: &Finding, name: &str) -> String {
                 let vm = if p.is_erlang_vm() { " (the Erlang VM: Bandit, Thousand Island, Cowboy)" } else { "" };
                 parts.push(format!("the server process is {p}{vm}"));
             }
+            if let Some(c) = s.container {
+                parts.push(match c.runtime {
+                    crate::container::Runtime::Systemd => format!("it runs in the systemd unit {}", c.id()),
+                    _ => format!("it runs in the container {c}"),
+                });
+            }
             if let Some(h) = s.header {
                 parts.push(format!("its responses name {h} in their Server header"));
             }
             parts.join("; ")
         }
+        Finding::Published { ip, port } => format!(
+            "it is also reached as {} (a published port: the same connections before DNAT, joined through the host's conntrack table)",
+            crate::render::endpoint(*ip, *port)
+        ),
+        Finding::MaybeSameBackend { ip, port } => format!(
+            "{} carried the very same probes: it may be this backend seen before or after DNAT (a published port or NodePort); run the capture on the host as root so that hcleak can read /proc/net/nf_conntrack and join the two",
+            crate::render::endpoint(*ip, *port)
+        ),
         Finding::OtherClients { conns } => format!(
             "{conns} connections from many other clients were counted together as traffic (past the per-backend group cap), never as probes"
         ),

@@ -5,6 +5,7 @@
 use crate::backend::Backends;
 use crate::decode::Ts;
 use crate::flow::{Conn, FlowTable};
+use crate::nat::{self, NatTable};
 use crate::pipeline::{Consumer, DecodeStats};
 use crate::render;
 use crate::sampler::HostSampler;
@@ -41,8 +42,6 @@ pub struct Live<'a> {
     pub sampler: Option<Box<dyn HostSampler + 'a>>,
     /// Where samples are also written (`dump.pcap.sockets.csv`).
     pub csv: Option<Box<dyn Write + 'a>>,
-    /// Addresses of this host: only backends on them can be sampled here.
-    pub local: HashSet<IpAddr>,
     pub stop: Arc<AtomicBool>,
     pub deadline: Option<Instant>,
     pub max_packets: Option<u64>,
@@ -53,13 +52,17 @@ pub struct Live<'a> {
     pub out: Box<dyn Write + 'a>,
     next_refresh: Instant,
     next_sample: Instant,
-    watched: HashSet<u16>,
+    watched: HashSet<(IpAddr, u16)>,
     /// Problems met while running (sampling, writing), reported once at the end.
     pub warnings: Vec<String>,
     /// Where the latest metrics are published, and the kernel counters they include.
     pub metrics: Option<crate::metrics::MetricsServer>,
     pub drops: Option<Arc<std::sync::Mutex<Option<crate::source::DropStats>>>>,
     packets: u64,
+    /// DNAT translations from the host's conntrack table (read while sampling), to report a
+    /// published port and its container as one backend.
+    pub nat: Option<NatTable>,
+    next_nat: Instant,
 }
 
 impl<'a> Live<'a> {
@@ -67,7 +70,6 @@ impl<'a> Live<'a> {
     pub fn new(
         sampler: Option<Box<dyn HostSampler + 'a>>,
         csv: Option<Box<dyn Write + 'a>>,
-        local: HashSet<IpAddr>,
         stop: Arc<AtomicBool>,
         deadline: Option<Instant>,
         max_packets: Option<u64>,
@@ -82,7 +84,6 @@ impl<'a> Live<'a> {
             host: HostSamples::default(),
             sampler,
             csv,
-            local,
             stop,
             deadline,
             max_packets,
@@ -98,30 +99,39 @@ impl<'a> Live<'a> {
             metrics: None,
             drops: None,
             packets: 0,
+            nat: None,
+            next_nat: now,
         }
     }
 
-    /// Starts sampling servers on this host that the traffic shows as backends.
+    /// Starts sampling servers on this host that the traffic shows as backends: in hcleak's own
+    /// network namespace or any other (containers), which the sampler finds by address and port.
     fn watch_new_backends(&mut self, table: &FlowTable) {
         let Some(s) = self.sampler.as_mut() else { return };
-        let mut ports: Vec<u16> = Vec::new();
-        let local = &self.local;
-        let is_local = |ip: &IpAddr| local.is_empty() || local.contains(ip) || ip.is_loopback();
-        for (ip, port) in self.backends.map.keys() {
-            if is_local(ip) && !self.watched.contains(port) {
-                ports.push(*port);
+        let mut new: Vec<(IpAddr, u16)> = Vec::new();
+        for &(ip, port) in self.backends.map.keys() {
+            if !self.watched.contains(&(ip, port)) {
+                new.push((ip, port));
             }
         }
         for c in table.live() {
-            if is_local(&c.resp_h) && !self.watched.contains(&c.resp_p) {
-                ports.push(c.resp_p);
+            if !self.watched.contains(&(c.resp_h, c.resp_p)) {
+                new.push((c.resp_h, c.resp_p));
             }
         }
-        ports.sort_unstable();
-        ports.dedup();
-        for p in ports {
-            self.watched.insert(p);
-            s.watch(p);
+        // A published address has no server of its own: its container has.
+        if let Some(n) = &self.nat {
+            for d in &n.seen {
+                if self.backends.map.contains_key(&d.published) && !self.watched.contains(&d.backend) {
+                    new.push(d.backend);
+                }
+            }
+        }
+        new.sort_unstable();
+        new.dedup();
+        for (ip, port) in new {
+            self.watched.insert((ip, port));
+            s.watch(ip, port);
         }
     }
 
@@ -140,7 +150,29 @@ impl<'a> Live<'a> {
     }
 
     pub fn report(&self) -> verdict::Report {
-        verdict::judge(&self.backends, Some(&self.host), &self.opts)
+        match &self.nat {
+            Some(n) if n.readable == Some(true) => {
+                let (b, joined) = n.join(&self.backends);
+                let mut r = verdict::judge(&b, Some(&self.host), &self.opts);
+                nat::annotate(&mut r, &joined);
+                r
+            }
+            // No conntrack to ask: say which backends may be one.
+            _ => {
+                let mut r = verdict::judge(&self.backends, Some(&self.host), &self.opts);
+                nat::maybe_one(&mut r);
+                r
+            }
+        }
+    }
+
+    /// Reads the conntrack table, at most once a second.
+    pub fn read_nat(&mut self) {
+        let now = Instant::now();
+        if let Some(n) = self.nat.as_mut().filter(|_| now >= self.next_nat) {
+            self.next_nat = now + Duration::from_secs(1);
+            n.read(std::path::Path::new("/proc"));
+        }
     }
 
     /// Publishes the current report to the metrics endpoint, if any.
@@ -203,6 +235,7 @@ impl Consumer for Live<'_> {
             for c in done {
                 self.conn(c);
             }
+            self.read_nat();
             self.watch_new_backends(table);
             self.sample_now();
             self.packets = stats.frames;

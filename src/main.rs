@@ -220,6 +220,18 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
         Some(p) => Some(sockets::read_csv(p).map_err(|e| Failure::Usage(e.to_string()))?),
         None => None,
     };
+    // And the conntrack table: a published port and its container become one backend.
+    let nat = match &cfg.conntrack {
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => Failure::Usage(format!("{}: no such file", p.display())),
+                _ => Failure::Usage(format!("{}: {e}", p.display())),
+            })?;
+            let text = String::from_utf8_lossy(&bytes);
+            Some(hcleak::nat::NatTable { seen: hcleak::nat::parse_conntrack(&text), readable: Some(true) })
+        }
+        None => None,
+    };
     // The plot's file too: a path that cannot be written fails before the reading, not after.
     let mut plot = match &cfg.plot {
         Some(p) => Some(Output::create(p, cfg.force).map_err(Failure::Usage)?),
@@ -277,7 +289,21 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
         }
     } else {
         let opts = verdict::Options { limit: cfg.limit, min_conns: cfg.min_conns };
-        let mut report = verdict::judge(&backends, host.as_ref(), &opts);
+        let report = match &nat {
+            Some(n) => {
+                let (joined_backends, joined) = n.join(&backends);
+                let mut r = verdict::judge(&joined_backends, host.as_ref(), &opts);
+                hcleak::nat::annotate(&mut r, &joined);
+                r
+            }
+            None => {
+                // No conntrack table given: say which backends may be one behind DNAT.
+                let mut r = verdict::judge(&backends, host.as_ref(), &opts);
+                hcleak::nat::maybe_one(&mut r);
+                r
+            }
+        };
+        let mut report = report;
         if !errors.is_empty() {
             report.cut_short(stats.last_ts);
         }
@@ -293,6 +319,11 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
         code = report.verdict.into();
     }
     out.flush()?;
+    if let Some(f) = cfg.filter.as_deref().filter(|_| stats.tcp == 0) {
+        if hcleak::tunnel::overlay_in_files(&cfg.files) {
+            eprintln!("hcleak: {}", hcleak::tunnel::hint(f));
+        }
+    }
     for e in &errors {
         eprintln!("hcleak: {e}");
     }
@@ -379,6 +410,8 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     let opts =
         LiveOptions { iface: iface.clone(), filter, snaplen: a.snaplen, buffer: a.buffer_mib.saturating_mul(1 << 20) };
     let mut src = LiveSource::open(&opts).map_err(Failure::Source)?;
+    // With a filter, a watch for overlay packets it would hide (opened while we may still).
+    let mut overlay_watch = opts.filter.as_ref().and_then(|_| hcleak::tunnel::LiveWatch::open(&iface));
     // 5. Everything is open and checked: put the outputs in place while the directory is still
     // writable to us, then give up root, keeping only what sampling needs.
     let pcap_file = match pcap_out {
@@ -403,7 +436,6 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
         None => privs::drop_caps(keep),
     };
     eprintln!("hcleak: {}", dropped.map_err(Failure::Usage)?);
-    let local = source::local_addresses();
     let (sampler, csv): Sampling = if sampling {
         let csv: Option<Box<dyn Write>> = match csv_file {
             Some(f) => {
@@ -436,10 +468,12 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     };
     let deadline = a.duration.map(|d| Instant::now() + d);
     let vopts = verdict::Options { limit: a.limit, min_conns: a.min_conns };
-    let mut live =
-        Live::new(sampler, csv, local, Arc::clone(&stop), deadline, a.count, a.refresh, view, vopts, report_out());
+    let mut live = Live::new(sampler, csv, Arc::clone(&stop), deadline, a.count, a.refresh, view, vopts, report_out());
     live.sample_every = a.sample_interval.unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(50));
     live.drops = Some(src.counters());
+    if sampling {
+        live.nat = Some(hcleak::nat::NatTable::default());
+    }
     if let Some(l) = listener {
         let m = l.start().map_err(Failure::Usage)?;
         eprintln!("hcleak: serving metrics at http://{}/metrics", m.addr);
@@ -455,6 +489,7 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     }
     table.finish(&mut |c| live.conn(c));
     live.sample_now();
+    live.read_nat();
     let report = live.report();
     // The plot first: its file was opened before the privilege drop, so this cannot be refused,
     // and a closed report pipe does not lose it.
@@ -475,6 +510,11 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
             stats.frames, d.received, d.dropped_kernel, d.dropped_iface
         );
     }
+    if let Some(f) = opts.filter.as_deref().filter(|_| stats.tcp == 0) {
+        if overlay_watch.as_mut().is_some_and(|w| w.seen()) {
+            eprintln!("hcleak: {}", hcleak::tunnel::hint(f));
+        }
+    }
     for w in &live.warnings {
         eprintln!("hcleak: {w}");
     }
@@ -485,19 +525,50 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     Ok(report.verdict.into())
 }
 
+/// The one server a `sample --port` means; several (pods in different namespaces on the same
+/// port) need `--addr` or `--pid` to choose.
+fn one_server(mut found: Vec<hcleak::sampler::Server>, port: u16) -> Result<Option<hcleak::sampler::Server>, Failure> {
+    if found.len() > 1 {
+        let list: Vec<String> = found
+            .iter()
+            .map(|s| match s.addr {
+                Some(ip) => format!("pid {} at {}", s.pid, sockets::BackendSpec::Exact(ip, port)),
+                None => format!("pid {}", s.pid),
+            })
+            .collect();
+        return Err(Failure::Usage(format!(
+            "{} processes listen on TCP port {port} ({}): choose one with --addr IP or --pid PID",
+            found.len(),
+            list.join(", ")
+        )));
+    }
+    Ok(found.pop())
+}
+
 fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
     // -Z and the output are checked first; the output is put in place once the server is found.
     let target = privs::target(a.user.as_deref()).map_err(Failure::Usage)?;
     let output = a.output.as_ref().map(|p| Output::create(p, a.force)).transpose().map_err(Failure::Usage)?;
     let stop = stop_flag()?;
     let proc = Procfs::default();
-    let server = proc.find_server(a.port, a.pid).ok_or_else(|| {
+    let server = match a.pid {
+        Some(_) => proc.find_server(a.port, a.pid),
+        None => {
+            // --addr may be a load balancer's name for the backend, held by no namespace here.
+            let mut found = proc.find_servers(a.addr, a.port);
+            if found.is_empty() && a.addr.is_some() {
+                found = proc.find_servers(None, a.port);
+            }
+            one_server(found, a.port)?
+        }
+    };
+    let server = server.ok_or_else(|| {
         Failure::Usage(match a.pid {
             Some(p) => {
                 format!("process {p} does not listen on port {} (or /proc/{p} is not readable: run as root)", a.port)
             }
             None => format!(
-                "no process on this host listens on TCP port {} (or its /proc/PID/fd is not readable: run as root)",
+                "no process on this host listens on TCP port {} in any network namespace (or its /proc/PID/fd is not readable: run as root)",
                 a.port
             ),
         })
@@ -530,7 +601,7 @@ fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
             }
             // Restarted: follow the new process on the same port.
             Err(_) => {
-                if let Some(s) = proc.find_server(a.port, None) {
+                if let Some(s) = proc.find_servers(server.seen_as.or(server.addr), a.port).into_iter().next() {
                     server = s;
                     continue;
                 }

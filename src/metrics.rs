@@ -28,6 +28,28 @@ pub fn exposition(r: &Report, c: &CaptureCounters) -> String {
     let family = |o: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
+    family(
+        &mut o,
+        "hcleak_backend_info",
+        "gauge",
+        "What serves a backend on this host: its process and container (or systemd unit), from host samples.",
+    );
+    for b in &r.backends {
+        let sw = &b.software;
+        if sw.process.is_none() && sw.container.is_none() {
+            continue;
+        }
+        let c = sw.container;
+        let _ = writeln!(
+            o,
+            "hcleak_backend_info{{backend=\"{}\",process=\"{}\",container=\"{}\",container_id=\"{}\",pod_uid=\"{}\"}} 1",
+            esc(&b.name()),
+            esc(&sw.process.map(|p| p.to_string()).unwrap_or_default()),
+            c.map(|c| c.short()).unwrap_or_default(),
+            c.map(|c| c.id().to_string()).unwrap_or_default(),
+            c.and_then(|c| c.pod().map(str::to_string)).unwrap_or_default(),
+        );
+    }
     family(&mut o, "hcleak_probes_total", "counter", "Health-check probe connections seen, by backend and probe kind.");
     for b in &r.backends {
         for (k, n) in b.kinds.iter().filter(|(k, _)| k.is_probe()) {

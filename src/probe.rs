@@ -1073,6 +1073,7 @@ mod tests {
             listen_overflows: None,
             fd_limit,
             process: None,
+            container: None,
         }
     }
 

@@ -352,6 +352,26 @@ pub fn skipped_table(w: &mut dyn Write, d: &DecodeStats) -> io::Result<()> {
             d.evicted, d.peak_flows
         )?;
     }
+    if d.duplicates > 0 {
+        writeln!(
+            w,
+            "{} packets were captured twice (on two interfaces of -i any, such as a veth and its bridge) and counted once",
+            d.duplicates
+        )?;
+    }
+    let tunnelled: u64 = d.encapsulated.iter().sum();
+    if tunnelled > 0 {
+        let kinds: Vec<String> = crate::decode::Encap::ALL
+            .iter()
+            .filter(|e| d.encapsulated[**e as usize] > 0)
+            .map(|e| format!("{} {}", e.name(), d.encapsulated[*e as usize]))
+            .collect();
+        writeln!(
+            w,
+            "{tunnelled} TCP packets were inside tunnels ({}): analysed by their inner headers",
+            kinds.join(", ")
+        )?;
+    }
     if d.skipped_total() == 0 && d.cut == 0 {
         return Ok(());
     }
@@ -636,8 +656,22 @@ pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStat
                 "server": json!({
                     "process": b.software.process.map(|p| p.to_string()),
                     "server_header": b.software.header,
+                    "container": b.software.container.map(|c| json!({
+                        "runtime": c.runtime.name(),
+                        "id": c.id(),
+                        "pod_uid": c.pod(),
+                        "name": c.short(),
+                    })),
                     "erlang_vm": b.software.is_erlang(),
                 }),
+                "published_as": b.evidence.iter().find_map(|f| match f {
+                    crate::verdict::Finding::Published { ip, port } => Some(endpoint(*ip, *port)),
+                    _ => None,
+                }),
+                "maybe_same_as": b.evidence.iter().filter_map(|f| match f {
+                    crate::verdict::Finding::MaybeSameBackend { ip, port } => Some(endpoint(*ip, *port)),
+                    _ => None,
+                }).collect::<Vec<_>>(),
                 "evidence": crate::explain::evidence(b),
                 "remedies": crate::explain::remedies(b),
             })
@@ -665,6 +699,12 @@ pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStat
         "capture": {
             "packets": d.frames,
             "tcp_packets": d.tcp,
+            "duplicates": d.duplicates,
+            "encapsulated": crate::decode::Encap::ALL
+                .iter()
+                .filter(|e| d.encapsulated[**e as usize] > 0)
+                .map(|e| (e.name().to_string(), json!(d.encapsulated[*e as usize])))
+                .collect::<Map<String, serde_json::Value>>(),
             "flows_evicted": d.evicted,
             "peak_flows": d.peak_flows,
             "first_ts": d.first_ts.map(|t| t as f64 / 1e9),

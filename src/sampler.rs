@@ -1,5 +1,5 @@
 //! Sampler: reads the backend host's own socket tables (procfs) for the server process behind a
-//! port — socket fds, fds in no kernel table (accepted, reset, never closed), CLOSE_WAIT and
+//! backend, in whichever network namespace holds its LISTEN socket (a container's too) — socket fds, fds in no kernel table (accepted, reset, never closed), CLOSE_WAIT and
 //! never-accepted connections, the accept queue, the fd limit, ListenOverflows.
 //!
 //! Everything is read relative to a root directory (normally `/proc`) so tests can point it at a
@@ -91,6 +91,30 @@ pub fn parse_listen_overflows(text: &str) -> Option<u64> {
     values.split_whitespace().nth(i)?.parse().ok()
 }
 
+/// The local addresses of a network namespace, from its `net/fib_trie` (IPv4: the `/32 host
+/// LOCAL` leaves) and `net/if_inet6` (IPv6, 32 hex digits in network order).
+pub fn parse_local_addresses(fib_trie: &str, if_inet6: &str, out: &mut Vec<IpAddr>) {
+    let mut last: Option<Ipv4Addr> = None;
+    for line in fib_trie.lines() {
+        let t = line.trim_start();
+        if let Some(a) = t.strip_prefix("|-- ") {
+            last = a.trim().parse().ok();
+        } else if t.starts_with("/32 host LOCAL") {
+            if let Some(a) = last {
+                if !out.contains(&IpAddr::V4(a)) {
+                    out.push(IpAddr::V4(a));
+                }
+            }
+        }
+    }
+    for line in if_inet6.lines() {
+        let Some(hex) = line.split_whitespace().next().filter(|h| h.len() == 32) else { continue };
+        if let Ok(v) = u128::from_str_radix(hex, 16) {
+            out.push(IpAddr::V6(Ipv6Addr::from(v)));
+        }
+    }
+}
+
 /// The server behind a port: the process holding its LISTEN socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Server {
@@ -99,15 +123,29 @@ pub struct Server {
     /// The listening address; `None` when it listens on all addresses.
     pub addr: Option<IpAddr>,
     pub listen_inode: u64,
+    /// The network namespace holding the socket (its inode), when it is not hcleak's own.
+    pub netns: Option<u64>,
+    /// The backend address the server was looked up for (the address seen on the wire): a server
+    /// in another namespace listening on all addresses is known by it, since many pods listen on
+    /// the same port.
+    pub seen_as: Option<IpAddr>,
 }
 
 impl Server {
     pub fn spec(&self) -> BackendSpec {
-        match self.addr {
-            Some(ip) => BackendSpec::Exact(ip, self.port),
-            None => BackendSpec::Port(self.port),
+        match (self.addr, self.netns, self.seen_as) {
+            (Some(ip), _, _) => BackendSpec::Exact(ip, self.port),
+            (None, Some(_), Some(ip)) => BackendSpec::Exact(ip, self.port),
+            (None, _, _) => BackendSpec::Port(self.port),
         }
     }
+}
+
+/// A network namespace and the process its tables are read through (`None`: hcleak's own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Netns {
+    pub inode: u64,
+    pub via: Option<u32>,
 }
 
 /// Reads procfs under `root`.
@@ -189,8 +227,100 @@ impl Procfs {
         out
     }
 
-    /// The local server listening on `port`, if any.
+    /// The network namespace a process is in (`self` for hcleak's own).
+    fn netns_of(&self, pid: &str) -> Option<u64> {
+        let link = fs::read_link(self.root.join(pid).join("ns/net")).ok()?;
+        link.to_str()?.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+    }
+
+    /// Every network namespace on the host, hcleak's own first, each with one member process.
+    /// Without a readable `ns/net` (a fake tree, no privileges) only hcleak's own is listed.
+    pub fn namespaces(&self) -> Vec<Netns> {
+        let own = self.netns_of("self");
+        let mut out = vec![Netns { inode: own.unwrap_or(0), via: None }];
+        let Some(own) = own else { return out };
+        let Ok(dir) = fs::read_dir(&self.root) else { return out };
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Some(ns) = self.netns_of(&pid.to_string()) else { continue };
+            if ns != own && !out.iter().any(|n| n.inode == ns) {
+                out.push(Netns { inode: ns, via: Some(pid) });
+            }
+        }
+        out
+    }
+
+    /// The local addresses of a namespace (read through its member process).
+    pub fn addresses(&self, ns: &Netns) -> Vec<IpAddr> {
+        let base = ns.via.map_or_else(|| PathBuf::from("self"), |p| PathBuf::from(p.to_string()));
+        let mut out = Vec::new();
+        parse_local_addresses(
+            &self.read(base.join("net/fib_trie")).unwrap_or_default(),
+            &self.read(base.join("net/if_inet6")).unwrap_or_default(),
+            &mut out,
+        );
+        out
+    }
+
+    /// Every server listening on `port` in any network namespace, for the backend address `ip`
+    /// when given: a socket bound to `ip` itself, or to all addresses in the namespace that owns
+    /// `ip` (many pods listen on 8080, each at its own address). hcleak's own namespace comes
+    /// first. Without a namespace list (no privileges) this is hcleak's own namespace only.
+    pub fn find_servers(&self, ip: Option<IpAddr>, port: u16) -> Vec<Server> {
+        let mut out = Vec::new();
+        for ns in self.namespaces() {
+            let own = ns.via.is_none();
+            let listeners: Vec<TcpEntry> =
+                self.tcp(ns.via).into_iter().filter(|e| e.state == LISTEN && e.local_port == port).collect();
+            if listeners.is_empty() {
+                continue;
+            }
+            // Read a namespace's addresses only when a wildcard listener needs them.
+            let mut addrs: Option<Vec<IpAddr>> = None;
+            for l in &listeners {
+                let fits = match ip {
+                    None => true,
+                    Some(ip) if l.local == ip => true,
+                    Some(_) if !l.local.is_unspecified() => false,
+                    Some(ip) => {
+                        let a = addrs.get_or_insert_with(|| self.addresses(&ns));
+                        // Our own namespace's table unreadable: as before, any address will do.
+                        a.contains(&ip) || (own && (ip.is_loopback() || a.is_empty()))
+                    }
+                };
+                if !fits || out.iter().any(|s: &Server| s.listen_inode == l.inode) {
+                    continue;
+                }
+                let owner = match ns.via {
+                    // A member of the namespace usually holds it: look there first.
+                    Some(p) if self.socket_fds(p).is_ok_and(|v| v.contains(&l.inode)) => Some(p),
+                    _ => self.pid_of_inode(l.inode),
+                };
+                if let Some(pid) = owner {
+                    out.push(Server {
+                        pid,
+                        port,
+                        addr: (!l.local.is_unspecified()).then_some(l.local),
+                        listen_inode: l.inode,
+                        netns: (!own).then_some(ns.inode),
+                        seen_as: ip,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// The local server listening on `port`, if any: in process `pid`'s namespace, or in hcleak's
+    /// own and then any other namespace.
     pub fn find_server(&self, port: u16, pid: Option<u32>) -> Option<Server> {
+        if pid.is_none() {
+            return self.find_servers(None, port).into_iter().next();
+        }
+        self.find_server_of(port, pid)
+    }
+
+    fn find_server_of(&self, port: u16, pid: Option<u32>) -> Option<Server> {
         let listeners: Vec<TcpEntry> =
             self.tcp(pid).into_iter().filter(|e| e.state == LISTEN && e.local_port == port).collect();
         for l in &listeners {
@@ -200,57 +330,24 @@ impl Procfs {
                 None => self.pid_of_inode(l.inode),
             };
             if let Some(pid) = owner {
+                let other = self.netns_of(&pid.to_string()).filter(|&n| Some(n) != self.netns_of("self"));
                 return Some(Server {
                     pid,
                     port,
                     addr: (!l.local.is_unspecified()).then_some(l.local),
                     listen_inode: l.inode,
+                    netns: other,
+                    seen_as: None,
                 });
             }
         }
         None
     }
 
-    /// The server behind `ip:port` in another network namespace on this host (a container's): the
-    /// namespace with a listener on that address — or on all addresses, when the namespace owns
-    /// `ip` — then the process holding it. One representative process per namespace is read.
+    /// The server behind `ip:port` on this host, in whichever network namespace holds it (a
+    /// container's): see [`Procfs::find_servers`].
     pub fn find_server_in_netns(&self, ip: IpAddr, port: u16) -> Option<Server> {
-        let own = fs::read_link(self.root.join("self/ns/net")).ok();
-        let mut seen = HashSet::new();
-        for e in fs::read_dir(&self.root).ok()?.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-            let Ok(ns) = fs::read_link(e.path().join("ns/net")) else { continue };
-            if own.as_ref() == Some(&ns) || !seen.insert(ns) {
-                continue;
-            }
-            for l in self.tcp(Some(pid)).into_iter().filter(|t| t.state == LISTEN && t.local_port == port) {
-                if l.local != ip && !(l.local.is_unspecified() && self.netns_has_addr(pid, ip)) {
-                    continue;
-                }
-                if let Some(owner) = self.pid_of_inode(l.inode) {
-                    let addr = (!l.local.is_unspecified()).then_some(l.local);
-                    return Some(Server { pid: owner, port, addr, listen_inode: l.inode });
-                }
-            }
-        }
-        None
-    }
-
-    /// Whether the network namespace of `pid` has `ip` on one of its interfaces (IPv4: a `/32 host
-    /// LOCAL` route in fib_trie; IPv6: a row of if_inet6).
-    fn netns_has_addr(&self, pid: u32, ip: IpAddr) -> bool {
-        let dir = PathBuf::from(pid.to_string());
-        match ip {
-            IpAddr::V4(a) => self.read(dir.join("net/fib_trie")).is_some_and(|t| {
-                let want = format!("|-- {a}");
-                let lines: Vec<&str> = t.lines().collect();
-                lines.windows(2).any(|w| w[0].trim() == want && w[1].contains("/32 host LOCAL"))
-            }),
-            IpAddr::V6(a) => {
-                let hex: String = a.octets().iter().map(|b| format!("{b:02x}")).collect();
-                self.read(dir.join("net/if_inet6")).is_some_and(|t| t.lines().any(|l| l.starts_with(&hex)))
-            }
-        }
+        self.find_servers(Some(ip), port).into_iter().next()
     }
 
     /// One sample of a server. `Err` when the process is gone or unreadable.
@@ -280,14 +377,16 @@ impl Procfs {
             listen_overflows: self.read(pid_dir.join("net/netstat")).as_deref().and_then(parse_listen_overflows),
             fd_limit: self.read(pid_dir.join("limits")).as_deref().and_then(parse_fd_limit),
             process: self.read(pid_dir.join("comm")).as_deref().and_then(crate::sockets::Comm::new),
+            container: self.read(pid_dir.join("cgroup")).as_deref().and_then(crate::container::Container::from_cgroup),
         })
     }
 }
 
 /// Where host samples come from in a live run.
 pub trait HostSampler {
-    /// Starts following the server behind `port` if there is one on this host; true if found.
-    fn watch(&mut self, port: u16) -> bool;
+    /// Starts following the server behind the backend `ip:port` if it runs on this host, in any
+    /// network namespace; true if found.
+    fn watch(&mut self, ip: IpAddr, port: u16) -> bool;
     /// One sample of every watched server.
     fn sample(&mut self, now: Ts) -> Vec<(BackendSpec, Sample)>;
 }
@@ -297,31 +396,60 @@ pub trait HostSampler {
 pub struct ProcSampler {
     pub proc: Procfs,
     pub servers: Vec<Server>,
-    /// Ports already looked up and not served here.
-    pub absent: HashSet<u16>,
+    /// Backends already looked up and not served here.
+    pub absent: HashSet<(IpAddr, u16)>,
+    /// Backends already looked up and served here.
+    pub present: HashSet<(IpAddr, u16)>,
+    /// Servers whose process went away: looked up again (same address and port) every round
+    /// until a new process holds the port — a restarted container.
+    pub lost: Vec<Server>,
 }
 
 impl HostSampler for ProcSampler {
-    fn watch(&mut self, port: u16) -> bool {
-        if self.servers.iter().any(|s| s.port == port) {
+    fn watch(&mut self, ip: IpAddr, port: u16) -> bool {
+        // Each backend is looked up by itself: a server of our own on all addresses of port 8080
+        // does not stand for a pod listening on 8080 at its own address.
+        if self.present.contains(&(ip, port)) {
             return true;
         }
-        if self.absent.contains(&port) {
+        if self.absent.contains(&(ip, port)) {
             return false;
         }
-        match self.proc.find_server(port, None) {
+        match self.proc.find_servers(Some(ip), port).into_iter().next() {
             Some(s) => {
-                self.servers.push(s);
+                self.present.insert((ip, port));
+                // The same listener under the same name is sampled once.
+                if !self
+                    .servers
+                    .iter()
+                    .chain(&self.lost)
+                    .any(|o| o.listen_inode == s.listen_inode && o.spec() == s.spec())
+                {
+                    self.servers.push(s);
+                }
                 true
             }
             None => {
-                self.absent.insert(port);
+                self.absent.insert((ip, port));
                 false
             }
         }
     }
 
     fn sample(&mut self, now: Ts) -> Vec<(BackendSpec, Sample)> {
+        // A restarted server has a new PID: look its address and port up again.
+        let proc = &self.proc;
+        let found: Vec<Server> = self
+            .lost
+            .iter()
+            .filter_map(|l| proc.find_servers(l.seen_as.or(l.addr), l.port).into_iter().next().map(|n| (l, n)))
+            .map(|(l, mut n)| {
+                n.seen_as = l.seen_as;
+                n
+            })
+            .collect();
+        self.lost.retain(|l| !found.iter().any(|n| n.port == l.port && n.seen_as == l.seen_as));
+        self.servers.extend(found);
         let mut out = Vec::with_capacity(self.servers.len());
         let mut gone = Vec::new();
         for (i, s) in self.servers.iter().enumerate() {
@@ -330,12 +458,8 @@ impl HostSampler for ProcSampler {
                 Err(_) => gone.push(i),
             }
         }
-        // A restarted server has a new PID: look the port up again next time.
         for i in gone.into_iter().rev() {
-            let s = self.servers.remove(i);
-            if let Some(n) = self.proc.find_server(s.port, None) {
-                self.servers.push(n);
-            }
+            self.lost.push(self.servers.remove(i));
         }
         out
     }
@@ -377,7 +501,7 @@ mod tests {
 
     #[test]
     fn a_namespace_owns_an_address_by_its_local_routes() {
-        let root = std::env::temp_dir().join(format!("hcleak-fakens-{}", std::process::id()));
+        let root = std::env::temp_dir().join(format!("hcleak-fakens-addr-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         fs::create_dir_all(root.join("7/net")).unwrap();
         fs::write(
@@ -387,11 +511,12 @@ mod tests {
         .unwrap();
         fs::write(root.join("7/net/if_inet6"), "fd000000000000000000000000000002 02 40 00 80 eth0\n").unwrap();
         let p = Procfs { root: root.clone() };
-        assert!(p.netns_has_addr(7, "10.231.1.2".parse().unwrap()));
-        assert!(!p.netns_has_addr(7, "10.231.1.0".parse().unwrap()), "a network, not an address");
-        assert!(!p.netns_has_addr(7, "10.231.1.1".parse().unwrap()));
-        assert!(p.netns_has_addr(7, "fd00::2".parse().unwrap()));
-        assert!(!p.netns_has_addr(8, "10.231.1.2".parse().unwrap()), "no such process");
+        let has = |pid: u32, ip: &str| p.addresses(&Netns { inode: 1, via: Some(pid) }).contains(&ip.parse().unwrap());
+        assert!(has(7, "10.231.1.2"));
+        assert!(!has(7, "10.231.1.0"), "a network, not an address");
+        assert!(!has(7, "10.231.1.1"));
+        assert!(has(7, "fd00::2"));
+        assert!(!has(8, "10.231.1.2"), "no such process");
         fs::remove_dir_all(&root).unwrap();
     }
 
@@ -424,6 +549,137 @@ mod tests {
         );
         assert_eq!(x.unaccepted, Some(1));
         assert!(p.find_server(9090, None).is_none());
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    const FIB: &str = "Main:
+  +-- 0.0.0.0/0 3 0 5
+     |-- 0.0.0.0
+        /0 universe UNICAST
+     +-- 10.213.0.0/24 2 0 2
+        |-- 10.213.0.0
+           /24 link UNICAST
+        |-- 10.213.0.2
+           /32 host LOCAL
+        |-- 10.213.0.255
+           /32 link BROADCAST
+Local:
+  +-- 0.0.0.0/0 3 0 5
+     +-- 127.0.0.0/8 2 0 2
+        |-- 127.0.0.1
+           /32 host LOCAL
+";
+
+    #[test]
+    fn reads_a_namespace_s_addresses() {
+        let mut v = Vec::new();
+        parse_local_addresses(FIB, "fd000000000000000000000000000002 04 40 00 82     eth0\nbad\n", &mut v);
+        let want: Vec<IpAddr> = ["10.213.0.2", "127.0.0.1", "fd00::2"].iter().map(|s| s.parse().unwrap()).collect();
+        assert_eq!(v, want, "broadcast and network routes are not addresses");
+    }
+
+    /// Two pods on port 8080, each listening on all addresses of its own namespace: the backend's
+    /// address picks the pod, and hcleak's own namespace (nothing on 8080) is not taken for either.
+    #[test]
+    fn finds_the_listener_in_the_namespace_that_owns_the_address() {
+        let root = std::env::temp_dir().join(format!("hcleak-fakens-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let wild = |ino: u64| {
+            format!("h\n   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 {ino} 1\n")
+        };
+        let fib = |ip: &str| FIB.replace("10.213.0.2", ip);
+        let tree: [(&str, u64, String, String, u64); 4] = [
+            ("self", 1, "h\n".into(), fib("192.0.2.9"), 0),
+            ("100", 2, wild(5001), fib("10.213.0.2"), 5001),
+            ("101", 2, wild(5001), fib("10.213.0.2"), 0),
+            ("200", 3, wild(6001), fib("10.213.0.3"), 6001),
+        ];
+        for (dir, ns, tcp, fib, held) in &tree {
+            let d = root.join(dir);
+            fs::create_dir_all(d.join("net")).unwrap();
+            fs::create_dir_all(d.join("fd")).unwrap();
+            fs::create_dir_all(d.join("ns")).unwrap();
+            std::os::unix::fs::symlink(format!("net:[{ns}]"), d.join("ns/net")).unwrap();
+            fs::write(d.join("net/tcp"), tcp).unwrap();
+            fs::write(d.join("net/fib_trie"), fib).unwrap();
+            if *held != 0 {
+                std::os::unix::fs::symlink(format!("socket:[{held}]"), d.join("fd/3")).unwrap();
+            }
+        }
+        fs::write(
+            root.join("200/cgroup"),
+            "0::/system.slice/docker-3f0b1a6f5d1e2c3b4a59687766554433221100ffeeddccbbaa99887766554433.scope\n",
+        )
+        .unwrap();
+        let p = Procfs { root: root.clone() };
+        let ns: Vec<u64> = p.namespaces().iter().map(|n| n.inode).collect();
+        assert_eq!(ns.len(), 3, "one entry per namespace, however many members: {ns:?}");
+        assert_eq!(ns[0], 1, "our own first");
+        let a = p.find_servers(Some("10.213.0.2".parse().unwrap()), 8080);
+        assert_eq!(a.len(), 1);
+        assert_eq!((a[0].pid, a[0].listen_inode, a[0].netns), (100, 5001, Some(2)));
+        assert_eq!(a[0].spec().to_string(), "10.213.0.2:8080", "known by its own address, not by the port alone");
+        let b = p.find_servers(Some("10.213.0.3".parse().unwrap()), 8080);
+        assert_eq!((b[0].pid, b[0].spec().to_string()), (200, "10.213.0.3:8080".to_string()));
+        let x = p.sample(&b[0], 1).unwrap();
+        assert_eq!(x.container.map(|c| c.short()), Some("docker://3f0b1a6f5d1e".to_string()));
+        assert!(p.find_servers(Some("10.213.0.4".parse().unwrap()), 8080).is_empty(), "no namespace owns it");
+        assert!(p.find_servers(Some("192.0.2.9".parse().unwrap()), 8080).is_empty(), "nothing on 8080 at home");
+        assert_eq!(p.find_servers(None, 8080).len(), 2, "by port alone: both pods");
+        // The sampler follows a backend by address: the pod that goes away is looked for again
+        // and found in its new process.
+        let mut s = ProcSampler { proc: p.clone(), ..ProcSampler::default() };
+        assert!(s.watch("10.213.0.3".parse().unwrap(), 8080));
+        assert!(!s.watch("10.213.0.9".parse().unwrap(), 8080));
+        assert_eq!(s.sample(2).len(), 1);
+        fs::remove_file(root.join("200/fd/3")).unwrap();
+        fs::remove_dir_all(root.join("200/fd")).unwrap();
+        assert!(s.sample(3).is_empty(), "the process is gone");
+        let d = root.join("300");
+        fs::create_dir_all(d.join("fd")).unwrap();
+        fs::create_dir_all(d.join("net")).unwrap();
+        fs::create_dir_all(d.join("ns")).unwrap();
+        std::os::unix::fs::symlink("net:[4]", d.join("ns/net")).unwrap();
+        fs::write(d.join("net/tcp"), wild(7001)).unwrap();
+        fs::write(d.join("net/fib_trie"), fib("10.213.0.3")).unwrap();
+        std::os::unix::fs::symlink("socket:[7001]", d.join("fd/3")).unwrap();
+        fs::remove_dir_all(root.join("200")).unwrap();
+        let got = s.sample(4);
+        assert_eq!(got.len(), 1, "the restarted container is followed");
+        assert_eq!(got[0].0.to_string(), "10.213.0.3:8080");
+        assert_eq!(s.servers[0].pid, 300);
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A server of our own on all addresses of 8080 and a pod on 8080 at its own address: each
+    /// backend gets its own server, the pod's is not taken for ours (nor ours for the pod's).
+    #[test]
+    fn our_own_wildcard_listener_does_not_stand_for_a_pod_on_the_same_port() {
+        let root = std::env::temp_dir().join(format!("hcleak-fakens2-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let wild = |ino: u64| {
+            format!("h\n   0: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 {ino} 1\n")
+        };
+        for (dir, ns, ino, ip) in
+            [("self", 1, 0, "192.0.2.9"), ("10", 1, 4001, "192.0.2.9"), ("20", 2, 5001, "10.213.0.2")]
+        {
+            let d = root.join(dir);
+            for sub in ["net", "fd", "ns"] {
+                fs::create_dir_all(d.join(sub)).unwrap();
+            }
+            std::os::unix::fs::symlink(format!("net:[{ns}]"), d.join("ns/net")).unwrap();
+            fs::write(d.join("net/tcp"), wild(if dir == "self" { 4001 } else { ino })).unwrap();
+            fs::write(d.join("net/fib_trie"), FIB.replace("10.213.0.2", ip)).unwrap();
+            if ino != 0 {
+                std::os::unix::fs::symlink(format!("socket:[{ino}]"), d.join("fd/3")).unwrap();
+            }
+        }
+        let mut s = ProcSampler { proc: Procfs { root: root.clone() }, ..ProcSampler::default() };
+        assert!(s.watch("192.0.2.9".parse().unwrap(), 8080));
+        assert!(s.watch("10.213.0.2".parse().unwrap(), 8080));
+        assert!(s.watch("127.0.0.1".parse().unwrap(), 8080), "loopback is ours");
+        let specs: Vec<(u32, String)> = s.servers.iter().map(|x| (x.pid, x.spec().to_string())).collect();
+        assert_eq!(specs, vec![(10, ":8080".to_string()), (20, "10.213.0.2:8080".to_string())]);
         fs::remove_dir_all(&root).unwrap();
     }
 }

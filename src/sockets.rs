@@ -2,13 +2,16 @@
 //! `hcleak sample` (or a shell loop) writes:
 //!
 //! ```text
-//! ts,backend,sockets[,hidden,close_wait,unaccepted,accept_queue,listen_overflows,fd_limit]
+//! ts,backend,sockets[,hidden,close_wait,unaccepted,accept_queue,listen_overflows,fd_limit,process,container]
 //! 1732543200.25,127.0.0.1:8080,118,112,0,0,0,0,1024
 //! ```
 //!
 //! `ts` is Unix seconds, `backend` is `ip:port`, `[v6]:port` or `:port` (any address), `sockets` the
-//! server process's socket file descriptors. Optional columns may be empty.
+//! server process's socket file descriptors. Optional columns may be empty. `container` is
+//! `runtime://id` with `;pod=UID` for a Kubernetes pod (`containerd://3f0b…;pod=5b1c…`), or
+//! `systemd://nginx.service`.
 
+use crate::container::Container;
 use crate::decode::Ts;
 use std::fmt;
 use std::net::IpAddr;
@@ -30,6 +33,8 @@ pub struct Sample {
     pub fd_limit: Option<u64>,
     /// The server process's name (`/proc/PID/comm`).
     pub process: Option<Comm>,
+    /// The container (or systemd unit) the server runs in (`/proc/PID/cgroup`).
+    pub container: Option<Container>,
 }
 
 /// A process name as the kernel keeps it (`/proc/PID/comm`, at most 15 bytes), kept inline so
@@ -165,13 +170,13 @@ impl std::error::Error for SamplesError {}
 
 /// The CSV header `hcleak sample` writes.
 pub const CSV_HEADER: &str =
-    "ts,backend,sockets,hidden,close_wait,unaccepted,accept_queue,listen_overflows,fd_limit,process";
+    "ts,backend,sockets,hidden,close_wait,unaccepted,accept_queue,listen_overflows,fd_limit,process,container";
 
 /// One CSV row in the format [`read_csv`] reads.
 pub fn csv_row(spec: &BackendSpec, s: &Sample) -> String {
     let o = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     format!(
-        "{}.{:06},{},{},{},{},{},{},{},{},{}",
+        "{}.{:06},{},{},{},{},{},{},{},{},{},{}",
         s.ts.div_euclid(1_000_000_000),
         s.ts.rem_euclid(1_000_000_000) / 1000,
         spec,
@@ -185,7 +190,9 @@ pub fn csv_row(spec: &BackendSpec, s: &Sample) -> String {
         // A comm is the program's own choice: keep it to characters a CSV field can hold bare.
         s.process
             .map(|p| p.as_str().replace(|c: char| c == ',' || c == '"' || c.is_control(), "_"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        // Built only from hex digits, uuids and unit names: no comma, quote or control character.
+        s.container.map(|c| c.to_field()).unwrap_or_default()
     )
 }
 
@@ -223,6 +230,7 @@ pub fn read_csv_from(r: impl std::io::Read, path: &Path) -> Result<HostSamples, 
         col("fd_limit"),
     ];
     let process_i = col("process");
+    let container_i = col("container");
     let mut out = HostSamples::default();
     for (i, rec) in rdr.records().enumerate() {
         let line = i as u64 + 2;
@@ -261,6 +269,7 @@ pub fn read_csv_from(r: impl std::io::Read, path: &Path) -> Result<HostSamples, 
                 listen_overflows: opts[4],
                 fd_limit: opts[5],
                 process: process_i.and_then(|c| Comm::new(field(c))),
+                container: container_i.and_then(|c| Container::parse(field(c))),
             },
         );
     }
@@ -315,7 +324,11 @@ mod tests {
             listen_overflows: None,
             fd_limit: Some(1024),
             process: Comm::new("beam.smp"),
+            container: Container::from_cgroup(
+                "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod5b1c2d3e_4f50_6172_8394_a5b6c7d8e9f0.slice/cri-containerd-3f0b1a6f5d1e2c3b4a59687766554433221100ffeeddccbbaa99887766554433.scope\n",
+            ),
         };
+        assert!(s.container.is_some());
         let p = write("full.csv", &format!("{CSV_HEADER}\n{}\n", csv_row(&spec, &s)));
         let h = read_csv(&p).unwrap();
         assert_eq!(h.backends[0].1[0], s);

@@ -1029,6 +1029,11 @@ impl LiveSource {
             .precision(pcap::Precision::Nano)
             .open()
             .map_err(|e| err(live_msg(&pcap_msg(&e))))?;
+        // On `any`, ask for Linux cooked v2: it names each packet's interface, which tells the
+        // two copies of a packet crossing a veth and a bridge apart from a retransmission.
+        if o.iface == "any" && cap.list_datalinks().is_ok_and(|l| l.contains(&pcap::Linktype(276))) {
+            let _ = cap.set_datalink(pcap::Linktype(276));
+        }
         let dl = cap.get_datalink();
         let link = Link::from_dlt(dl.0).ok_or_else(|| {
             err(format!("unsupported link type {} ({})", dl.0, dl.get_name().unwrap_or_else(|_| "unknown".into())))

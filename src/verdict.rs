@@ -683,6 +683,18 @@ pub enum Finding {
     },
     /// What the server is: the sampled process's name, the `Server:` header of its responses.
     ServerSoftware(Software),
+    /// Its connections were also seen to this published address, before DNAT (joined through
+    /// the host's conntrack table).
+    Published {
+        ip: IpAddr,
+        port: u16,
+    },
+    /// No conntrack to ask: this other backend carried the very same probes (same prober, count
+    /// and interval), and may be this one seen on the other side of a DNAT.
+    MaybeSameBackend {
+        ip: IpAddr,
+        port: u16,
+    },
 }
 
 /// What the evidence says the server software is.
@@ -690,6 +702,8 @@ pub enum Finding {
 pub struct Software {
     /// The sampled process (`/proc/PID/comm`): `beam.smp` is the Erlang VM.
     pub process: Option<Comm>,
+    /// The container (or systemd unit) the sampled process runs in.
+    pub container: Option<crate::container::Container>,
     /// The `Server:` header of its responses, as one of [`crate::http::SERVER_TOKENS`].
     pub header: Option<&'static str>,
 }
@@ -698,6 +712,7 @@ impl Software {
     fn of(b: &Backend, samples: &[Sample]) -> Software {
         Software {
             process: samples.iter().rev().find_map(|s| s.process),
+            container: samples.iter().rev().find_map(|s| s.container),
             header: usize::from(b.server).checked_sub(1).and_then(|i| crate::http::SERVER_TOKENS.get(i).copied()),
         }
     }

@@ -207,6 +207,15 @@ fn bad_samples_file_is_one_line_exit_3() {
     let o = hcleak(&["analyze", "fixtures/diag/reset-leak.pcap", "--sockets", "no-such.csv"]);
     assert_eq!(o.status.code(), Some(3));
     assert!(one_line_no_panic(&o).contains("no-such.csv: no such file"));
+    // The conntrack table likewise; garbage in it is simply no translation.
+    let o = hcleak(&["analyze", "fixtures/diag/reset-leak.pcap", "--conntrack", "no-such-ct.txt"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(one_line_no_panic(&o).contains("no-such-ct.txt: no such file"));
+    let junk = tmp("junk-conntrack.txt");
+    std::fs::write(&junk, b"tcp 6 src= dst=\x00\n\n\xff garbage sport=99999\n").unwrap();
+    let with = hcleak(&["analyze", "fixtures/diag/reset-leak.pcap", "--conntrack", junk.to_str().unwrap()]);
+    let without = hcleak(&["analyze", "fixtures/diag/reset-leak.pcap"]);
+    assert_eq!((with.status.code(), &with.stdout), (without.status.code(), &without.stdout));
 }
 
 #[test]

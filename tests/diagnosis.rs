@@ -455,6 +455,7 @@ fn host_samples_with_an_idle_accept_queue_overrule_the_wire() {
             listen_overflows: Some(7),
             fd_limit: None,
             process: None,
+            container: None,
         };
         h.push(BackendSpec::Port(8080), s);
     }

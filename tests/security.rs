@@ -201,8 +201,14 @@ fn rendered_reports_escape_hostile_text_in_table_nagios_and_svg() {
         // Findings carry no packet text; the one outside text they carry is a process name,
         // which any local user chooses.
         let process = hcleak::sockets::Comm::new("\u{1b}[2J\u{9b}x\u{7}");
-        be.evidence
-            .insert(0, hcleak::verdict::Finding::ServerSoftware(hcleak::verdict::Software { process, header: None }));
+        be.evidence.insert(
+            0,
+            hcleak::verdict::Finding::ServerSoftware(hcleak::verdict::Software {
+                process,
+                container: None,
+                header: None,
+            }),
+        );
     }
     assert!(seen, "the recording has probers");
     // A verdict whose headline quotes the first evidence line (what the Nagios line carries).
