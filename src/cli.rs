@@ -53,10 +53,10 @@ pub struct ProbeArgs {
     #[arg(long, value_delimiter = ',', value_name = "SHAPE,...")]
     pub kinds: Vec<String>,
     /// Connections per second.
-    #[arg(long, default_value_t = 20.0, value_name = "PER_SECOND")]
+    #[arg(long, default_value_t = 20.0, value_name = "PER_SECOND", allow_negative_numbers = true)]
     pub rate: f64,
     /// Connections per shape (default 50; reset_in_queue sends them in bursts of 8).
-    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    #[arg(long, value_name = "N", conflicts_with = "duration", allow_negative_numbers = true, value_parser = whole::<u64>)]
     pub count: Option<u64>,
     /// Time per shape instead of --count (count = rate × duration).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
@@ -90,7 +90,7 @@ pub struct ProbeArgs {
     pub interval: std::time::Duration,
     /// The server's socket (or open-file) limit, for the time to exhaustion (default: its fd limit
     /// when sampled).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = positive::<u64>)]
     pub limit: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ProbeFormat::Table)]

@@ -77,7 +77,7 @@ fn listed(sub: &[&str]) -> BTreeSet<String> {
 }
 
 /// Options checked below, per subcommand.
-const CHECKED: [(&str, &[&str]); 6] = [
+const CHECKED: [(&str, &[&str]); 7] = [
     ("", &[]),
     (
         "analyze",
@@ -90,6 +90,7 @@ const CHECKED: [(&str, &[&str]); 6] = [
             "--min-conns",
             "--plot",
             "--force",
+            "--conntrack",
             "--max-flows",
             "--threads",
         ],
@@ -117,6 +118,26 @@ const CHECKED: [(&str, &[&str]); 6] = [
         ],
     ),
     ("sample", &["--port", "--pid", "--addr", "--interval", "--duration", "-o", "--force", "--user"]),
+    (
+        "probe",
+        &[
+            "--kinds",
+            "--rate",
+            "--count",
+            "--duration",
+            "--settle",
+            "--payload",
+            "--path",
+            "--timeout",
+            "--pid",
+            "--sockets",
+            "--no-sample",
+            "--interval",
+            "--limit",
+            "--format",
+            "--user",
+        ],
+    ),
     ("completions", &[]),
     ("man", &[]),
 ];
@@ -219,6 +240,9 @@ fn analyze_options_do_what_help_says() {
     assert_eq!(hcleak(&["analyze", LEAK, "--plot", svg.to_str().unwrap(), "--force"]).status.code(), Some(2));
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
     usage_error(&["analyze", LEAK, "--force"], "--plot <FILE.svg>");
+
+    // --conntrack: a saved table (tests/containers.rs joins a real one); a missing file is one line.
+    usage_error(&["analyze", LEAK, "--conntrack", "/no/such/ct.txt"], "/no/such/ct.txt: no such file");
 
     // --max-flows: beyond it connections are finished early, and the report says how many.
     let capped = out(&hcleak(&["analyze", "fixtures/lo-basic.pcap", "--max-flows", "1"]));
@@ -469,5 +493,45 @@ fn completions_and_man_into_a_closed_pipe_end_quietly() {
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(0), "{args:?}: {}", err(&o));
         assert!(err(&o).is_empty(), "{args:?}: {}", err(&o));
+    }
+}
+
+/// `hcleak probe`: what each option does against real servers is in tests/probe.rs (root,
+/// loopback); here, that every option is used there, and that bad values are one-line refusals
+/// before anything is sent.
+#[test]
+fn probe_options_are_exercised_or_refused() {
+    let tests = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/probe.rs")).unwrap();
+    for opt in ["--kinds", "--rate", "--count", "--duration", "--settle", "--payload", "--path", "--sockets"] {
+        assert!(tests.contains(&format!("\"{opt}\"")), "tests/probe.rs never uses {opt}");
+    }
+    for opt in ["--no-sample", "--interval", "--limit", "--format"] {
+        assert!(tests.contains(opt), "tests/probe.rs never uses {opt}");
+    }
+    let t = "127.0.0.1:9";
+    usage_error(&["probe", t, "--rate", "0"], "--rate must be above 0");
+    usage_error(&["probe", t, "--rate", "-1"], "--rate must be above 0");
+    usage_error(&["probe", t, "--count", "0"], "at least 5");
+    usage_error(&["probe", t, "--count", "-3"], "--count");
+    usage_error(&["probe", t, "--kinds", "bogus"], "unknown shape 'bogus'");
+    usage_error(&["probe", t, "--format", "tsv"], "invalid value 'tsv'");
+    usage_error(&["probe", t, "--payload", "\\xZZ"], "--payload: bad \\xZZ");
+    usage_error(&["probe", t, "--limit", "0"], "must be a positive number");
+    usage_error(&["probe", t, "--settle", "soon"], "bad duration");
+    usage_error(&["probe", t, "--duration", "soon"], "bad duration");
+    usage_error(&["probe", t, "--interval", "soon"], "bad duration");
+    usage_error(&["probe", "nohostport"], "give HOST:PORT");
+    // Nothing listens on port 9: refused before any probe, whatever the timeout and sampling.
+    let o = hcleak(&["probe", t, "--no-sample", "--kinds", "connect_fin", "--timeout", "200ms", "--path", "/x"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(err(&o).contains("does not take a plain connection"), "{}", err(&o));
+    usage_error(&["probe", t, "--timeout", "soon"], "bad duration");
+    if is_root() {
+        let o = hcleak(&["probe", t, "--pid", "999999", "--kinds", "connect_fin"]);
+        assert_eq!(o.status.code(), Some(3));
+        assert!(err(&o).contains("process 999999 does not listen on port 9"), "{}", err(&o));
+        let o = hcleak(&["probe", t, "-Z", "no-such-user-hcleak"]);
+        assert_eq!(o.status.code(), Some(3));
+        assert!(err(&o).contains("no-such-user-hcleak: no such user"), "{}", err(&o));
     }
 }
