@@ -696,3 +696,52 @@ fn sources_past_the_group_cap_are_other_clients_never_probers() {
     assert_eq!(kinds.get("traffic_fin"), Some(&4120), "{kinds:?}");
     assert!(b.probers.is_empty(), "no prober is named from a bucket: {:?}", b.probers);
 }
+
+/// A check answered only now and then (nginx answers `tcp-check send PING` with `400` in some
+/// checks, racing the prober's reset) does not normally get a response: the ones left without
+/// one at the end are not "stopped answering". Pins the nine-in-ten rule of a group's normal
+/// answer: a group answered seven times in ten is not expected to answer.
+#[test]
+fn a_check_answered_seven_times_in_ten_is_not_expected_to_answer() {
+    use hcleak::decode::{ACK, FIN, PSH, RST, SYN};
+    let answered: &[(i64, bool, u8, u32)] = &[
+        (0, true, SYN, 0),
+        (1, false, SYN | ACK, 0),
+        (2, true, ACK | PSH, 6),
+        (3, false, ACK | PSH, 38),
+        (4, false, FIN | ACK, 0),
+        (5, true, RST | ACK, 0),
+    ];
+    let mut w = Wire::new();
+    for i in 0..60 {
+        let s = if i % 10 < 7 && i < 55 { answered } else { script::PING_RST };
+        w.conn(i * 200, PROBER, 30000 + i as u16, b"PING\r\n", s);
+    }
+    let b = w.judge(None);
+    assert_eq!(b.stopped, None, "{:?}", b.evidence);
+    assert_eq!(b.probes, 60, "{:?}", b.kinds);
+}
+
+/// A client reset after the server had closed (its FIN came first) cannot leave a socket
+/// behind: the application already closed it. Such connections are no reason to say "unknown".
+#[test]
+fn resets_after_the_server_closed_hide_nothing() {
+    use hcleak::decode::{ACK, FIN, PSH, RST, SYN};
+    // HAProxy's httpchk against a server that answers and closes at once: S h D a d f R.
+    let closed_then_reset: &[(i64, bool, u8, u32)] = &[
+        (0, true, SYN, 0),
+        (1, false, SYN | ACK, 0),
+        (2, true, ACK | PSH, 40),
+        (3, false, ACK | PSH, 38),
+        (4, false, FIN | ACK, 0),
+        (5, true, RST | ACK, 0),
+    ];
+    let mut w = Wire::new();
+    for i in 0..30 {
+        w.conn(i * 200, PROBER, 30000 + i as u16, b"GET /health HTTP/1.0", closed_then_reset);
+    }
+    let b = w.judge(None);
+    assert!(!b.evidence.iter().any(|f| matches!(f, Finding::ResetsInvisible { .. })), "{:?}", b.evidence);
+    assert_eq!(b.verdict, Verdict::Ok, "{:?}", b.evidence);
+    assert_eq!(b.kinds.iter().map(|(k, n)| (k.name(), *n)).collect::<Vec<_>>(), vec![("http_check", 30)]);
+}
