@@ -232,3 +232,60 @@ impl Consumer for Live<'_> {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::FlowConfig;
+    use crate::source::DropStats;
+    use std::sync::Mutex;
+
+    /// A writer whose bytes the test can read while the view still holds it.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn take(&self) -> String {
+            String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
+        }
+    }
+
+    #[test]
+    fn the_line_view_prints_kernel_drops_when_they_grow_with_a_hint() {
+        let out = Shared::default();
+        let counters = Arc::new(Mutex::new(Some(DropStats { received: 100, dropped_kernel: 0, dropped_iface: 0 })));
+        let mut live = Live::new(
+            None,
+            None,
+            HashSet::new(),
+            Arc::default(),
+            Duration::ZERO,
+            View::Lines,
+            Options::default(),
+            Box::new(out.clone()),
+        );
+        live.drops = Some(Arc::clone(&counters));
+        live.iface = "eth0".into();
+        let mut table = FlowTable::new(FlowConfig::default());
+        let stats = DecodeStats { frames: 100, ..DecodeStats::default() };
+        assert!(live.tick(&mut table, &stats));
+        assert!(!out.take().contains("dropped by kernel"), "no drops, no line");
+        *counters.lock().unwrap() = Some(DropStats { received: 300, dropped_kernel: 7, dropped_iface: 0 });
+        live.tick(&mut table, &stats);
+        let text = out.take();
+        assert!(text.contains("7 dropped by kernel") && text.contains("-B, in KiB"), "{text}");
+        // Not grown since: not repeated.
+        live.tick(&mut table, &stats);
+        assert!(!out.take().contains("dropped by kernel"));
+    }
+}
