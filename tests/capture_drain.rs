@@ -201,7 +201,8 @@ fn a_replay_stopped_half_a_second_later_is_reported_whole() {
     let pcap = dir.join("in.pcap");
     write_capture(&pcap, N);
     let ns = Netns::new("replay");
-    let (cap, err) = start_capture(&ns, &[]);
+    // 256 MiB holds the whole replay: a slow (debug) build may fall behind, but loses nothing.
+    let (cap, err) = start_capture(&ns, &["-B", "262144"]);
     replay(&ns, &pcap);
     std::thread::sleep(Duration::from_millis(500));
     signal(&cap, nix::sys::signal::Signal::SIGINT);
@@ -235,5 +236,39 @@ fn count_takes_exactly_n_packets_into_the_report_and_the_pcap() {
         n += 1;
     }
     assert_eq!(n, 1000, "records in the -w file");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// While it drains, a second SIGINT ends the capture at once (exit 130), as a second Ctrl-C does.
+#[test]
+fn a_second_sigint_during_the_drain_stops_at_once() {
+    if !ready() {
+        return;
+    }
+    const N: usize = 100_000;
+    let dir = tmpdir("second");
+    let pcap = dir.join("in.pcap");
+    write_capture(&pcap, N);
+    let ns = Netns::new("second");
+    // 256 MiB: the whole replay (both of lo's copies) waits in the ring.
+    let (cap, err) = start_capture(&ns, &["-B", "262144"]);
+    signal(&cap, nix::sys::signal::Signal::SIGSTOP);
+    replay(&ns, &pcap);
+    signal(&cap, nix::sys::signal::Signal::SIGINT);
+    signal(&cap, nix::sys::signal::Signal::SIGCONT);
+    // Draining 100 000 packets takes far longer than this on any machine.
+    std::thread::sleep(Duration::from_millis(20));
+    let sent = Instant::now();
+    signal(&cap, nix::sys::signal::Signal::SIGINT);
+    let mut cap = cap;
+    let status = loop {
+        if let Some(s) = cap.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(5), "a second SIGINT did not stop the capture");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    drop(err);
+    assert_eq!(status.code(), Some(130), "stopped at once, without a report");
     let _ = std::fs::remove_dir_all(&dir);
 }
