@@ -22,7 +22,8 @@
 #   LIVE_RATES      replay rates in packets/s, `top` for --topspeed (default "10000 30000 100000 150000 top top top")
 #   LIVE_SECS       seconds of replay per fixed rate (default 4; top speed replays the whole capture)
 #   LIVE_SOAK_SECS  seconds of the 50 k packets/s memory run (default 60; 0 skips it)
-#   LIVE_ARGS       extra arguments for hcleak capture (default none: its defaults are what is measured)
+#   LIVE_ARGS       arguments for hcleak capture (default --no-sample, as in issue 15's figures; "" for
+#                   its defaults, which sample local backends — none are local in the namespace)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +31,7 @@ N=${LIVE_PACKETS:-250000}
 RATES=${LIVE_RATES:-10000 30000 100000 150000 top top top}
 SECS=${LIVE_SECS:-4}
 SOAK=${LIVE_SOAK_SECS:-60}
-read -r -a EXTRA <<<"${LIVE_ARGS:-}"
+read -r -a EXTRA <<<"${LIVE_ARGS---no-sample}"
 
 die() { echo "live.sh: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (a network namespace and raw capture)"
@@ -88,7 +89,7 @@ run() {
   local label=$1
   shift
   local h=$TMP/h t=$TMP/t
-  ip netns exec "$NS" /usr/bin/time -f '%U %S %M' -o "$h.time" "$HCLEAK" capture -i lo --no-sample --format json "${EXTRA[@]}" >"$h.json" 2>"$h.err" &
+  ip netns exec "$NS" /usr/bin/time -f '%U %S %M' -o "$h.time" "$HCLEAK" capture -i lo --format json "${EXTRA[@]}" >"$h.json" 2>"$h.err" &
   local hp=$!
   PIDS+=("$hp")
   ip netns exec "$NS" /usr/bin/time -f '%U %S %M' -o "$t.time" tcpdump -i lo -w /dev/null 2>"$t.err" &
@@ -144,7 +145,7 @@ awk '{ if ($5 == 0 && $2 > hd) hd = $2; if ($7 == 0 && $2 > td) td = $2
 
 if [ "$SOAK" -gt 0 ]; then
   echo "== memory: hcleak capture at 50 k packets/s for $SOAK s (the capture looped), RSS every 10 s"
-  ip netns exec "$NS" "$HCLEAK" capture -i lo --no-sample --format json "${EXTRA[@]}" >"$TMP/soak.json" 2>"$TMP/soak.err" &
+  ip netns exec "$NS" "$HCLEAK" capture -i lo --format json "${EXTRA[@]}" >"$TMP/soak.json" 2>"$TMP/soak.err" &
   sp=$!
   PIDS+=("$sp")
   wait_for "$TMP/soak.err" "listening on"
