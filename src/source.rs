@@ -965,4 +965,74 @@ mod tests {
         assert_eq!(n, 3);
         let _ = std::fs::remove_file(&p);
     }
+
+    fn state(count: Option<u64>) -> LiveState {
+        LiveState {
+            link: Link::Ethernet,
+            save: None,
+            since_flush: 0,
+            drained: false,
+            since_stats: 0,
+            stop: StopWhen { count, ..StopWhen::default() },
+            frames: 0,
+            stop_ts: None,
+            done: false,
+        }
+    }
+
+    fn header(ns: i64) -> pcap::PacketHeader {
+        pcap::PacketHeader {
+            ts: libc::timeval { tv_sec: ns / 1_000_000_000, tv_usec: ns % 1_000_000_000 },
+            caplen: 60,
+            len: 60,
+        }
+    }
+
+    /// Taken or not, for packets stamped at these times (ns).
+    fn takes(st: &mut LiveState, times: &[i64]) -> Vec<bool> {
+        let data = [0u8; 60];
+        times
+            .iter()
+            .map(|&t| {
+                let h = header(t);
+                st.take(&pcap::Packet::new(&h, &data)).is_some()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn after_a_stop_packets_stamped_before_it_are_taken_and_the_first_later_one_ends_the_capture() {
+        let mut st = state(None);
+        assert_eq!(takes(&mut st, &[10, 20]), [true, true]);
+        // The stop at t = 25: what the kernel stamped before it is still read from the ring.
+        st.stop_ts = Some(25);
+        assert_eq!(takes(&mut st, &[21, 25, 26, 22]), [true, true, false, false]);
+        assert!(st.done);
+        assert_eq!(st.frames, 4);
+    }
+
+    #[test]
+    fn a_count_takes_exactly_that_many() {
+        let mut st = state(Some(3));
+        assert_eq!(takes(&mut st, &[1, 2, 3, 4, 5]), [true, true, true, false, false]);
+        assert!(st.done);
+        // The stop flag is read at the next check: nothing more either way.
+        st.check_stop();
+        assert!(st.done && st.frames == 3);
+    }
+
+    #[test]
+    fn the_stop_flag_and_the_deadline_fix_the_stop_time_once() {
+        let mut st = state(None);
+        st.check_stop();
+        assert_eq!(st.stop_ts, None);
+        st.stop.deadline = Some(std::time::Instant::now());
+        st.check_stop();
+        let first = st.stop_ts.expect("deadline passed");
+        assert!((first - now_ts()).abs() < 5_000_000_000);
+        st.stop.flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        st.check_stop();
+        assert_eq!(st.stop_ts, Some(first), "a later check does not move the stop");
+        assert!(!st.done, "stopping is not the end: the ring is drained first");
+    }
 }
