@@ -396,9 +396,11 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     if view == View::Screen {
         write!(out, "\x1b[2J\x1b[H")?;
     }
+    let kernel = src.drops();
+    stats.kernel = kernel;
     render::report(&mut out, format, &report, &stats, live::now_ts())?;
     out.flush()?;
-    if let Some(d) = src.drops() {
+    if let Some(d) = kernel {
         eprintln!("hcleak: {}", hcleak::explain::kernel_counters(&iface, stats.frames, &d, d.dropped_kernel > 0));
     }
     for w in &live.warnings {

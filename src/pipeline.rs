@@ -22,6 +22,8 @@ pub struct DecodeStats {
     pub evicted: u64,
     /// Most connections tracked at once.
     pub peak_flows: usize,
+    /// The kernel's counters at the end of a live capture (`None` for files).
+    pub kernel: Option<crate::source::DropStats>,
 }
 
 impl DecodeStats {

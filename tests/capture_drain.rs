@@ -187,6 +187,9 @@ fn packets_in_the_ring_at_sigint_are_all_reported() {
     assert_eq!(v["capture"]["packets"], N, "{stderr}");
     assert_eq!(v["capture"]["tcp_packets"], N, "{stderr}");
     assert!(stderr.contains(" 0 dropped by kernel"), "{stderr}");
+    // The same counters in the JSON report; lo counts each packet twice.
+    let k = &v["capture"]["kernel"];
+    assert_eq!((k["dropped_by_kernel"].as_u64(), k["received_by_filter"].as_u64()), (Some(0), Some(2 * N as u64)));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
