@@ -43,6 +43,12 @@ pub enum Cmd {
     Probe(ProbeArgs),
 }
 
+/// The default packet ring, in KiB: 64 MiB (about a second of a busy load balancer's traffic).
+pub const DEFAULT_BUFFER_KIB: i64 = 65_536;
+
+/// libpcap's largest snaplen, which tcpdump's `-s 0` stands for.
+pub const MAX_SNAPLEN: i32 = 262_144;
+
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
     /// The one server to probe (never anything else: no scanning).
@@ -224,8 +230,9 @@ pub struct CaptureArgs {
     /// Stop after this long (10s, 5m, 1h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<std::time::Duration>,
-    /// Bytes captured per packet (headers are enough: 96 keeps TCP options and HTTP request lines short).
-    #[arg(short = 's', long = "snaplen", default_value_t = 262_144, value_name = "BYTES", allow_negative_numbers = true, value_parser = positive::<i32>)]
+    /// Bytes captured per packet, as tcpdump's -s: 0 means 262144, the whole packet (headers are
+    /// enough for the diagnosis: 96 keeps TCP options and HTTP request lines short).
+    #[arg(short = 's', long = "snaplen", default_value_t = 262_144, value_name = "BYTES")]
     pub snaplen: i32,
     /// Also write the raw packets to this pcap file (and the host samples beside it as
     /// FILE.sockets.csv); `-` writes the pcap to standard output and the report to standard error.
@@ -234,9 +241,13 @@ pub struct CaptureArgs {
     /// Replace existing output files (-w, its .sockets.csv, --plot); never through a symlink.
     #[arg(long, requires = "outputs")]
     pub force: bool,
-    /// Kernel capture buffer in MiB.
-    #[arg(short = 'B', long = "buffer-size", default_value_t = 32, value_name = "MiB", allow_negative_numbers = true, value_parser = positive::<i32>)]
-    pub buffer_mib: i32,
+    /// Kernel capture buffer (the packet ring) in KiB, as tcpdump's -B. Until issue 15 this was
+    /// in MiB.
+    #[arg(short = 'B', long = "buffer-size", default_value_t = DEFAULT_BUFFER_KIB, value_name = "KiB")]
+    pub buffer_kib: i64,
+    /// Do not put the interface into promiscuous mode (tcpdump's -p); by default it is, as in tcpdump.
+    #[arg(short = 'p', long = "no-promiscuous-mode")]
+    pub no_promisc: bool,
     /// Do not sample local servers; lets hcleak drop root right after opening the capture.
     #[arg(long)]
     pub no_sample: bool,
@@ -300,6 +311,29 @@ pub struct SampleArgs {
     /// only the two capabilities that reading other processes' /proc/PID/fd needs are kept.
     #[arg(short = 'Z', long = "user", value_name = "USER")]
     pub user: Option<String>,
+}
+
+impl CaptureArgs {
+    /// `-s` as libpcap takes it: 0 is the largest, anything from 64 up to it as given.
+    pub fn snaplen(&self) -> Result<i32, String> {
+        match self.snaplen {
+            0 => Ok(MAX_SNAPLEN),
+            n @ 64..=MAX_SNAPLEN => Ok(n),
+            n => Err(format!("-s must be 0 (whole packets) or 64 to {MAX_SNAPLEN} bytes, not {n}")),
+        }
+    }
+
+    /// `-B` in bytes: 1 KiB up to just under 2 GiB (libpcap's limit).
+    pub fn buffer_bytes(&self) -> Result<i32, String> {
+        match self.buffer_kib.checked_mul(1024).map(i32::try_from) {
+            Some(Ok(b)) if b >= 1024 => Ok(b),
+            _ => Err(format!(
+                "-B must be 1 to {} (KiB, as tcpdump's -B: 2 GiB at most), not {}",
+                i32::MAX / 1024,
+                self.buffer_kib
+            )),
+        }
+    }
 }
 
 /// `250ms`, `10s`, `5m`, `1h`, or plain seconds.
@@ -645,6 +679,32 @@ mod tests {
         assert_eq!(parse_duration("1.5").unwrap().as_millis(), 1500);
         assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
         assert!(parse_duration("soon").is_err());
+    }
+
+    fn capture(args: &[&str]) -> CaptureArgs {
+        let mut v = vec!["hcleak", "capture", "-i", "lo"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v).expect("parses").cmd {
+            Cmd::Capture(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn capture_flags_follow_tcpdump() {
+        // -s 0 is the whole packet; below 64 bytes the headers would not fit.
+        assert_eq!(capture(&["-s", "0"]).snaplen(), Ok(MAX_SNAPLEN));
+        assert_eq!(capture(&["-s", "96"]).snaplen(), Ok(96));
+        assert!(capture(&["-s", "63"]).snaplen().is_err());
+        assert!(capture(&["-s", "262145"]).snaplen().is_err());
+        // -B is in KiB: tcpdump's -B 4096 is 4 MiB, not 4 GiB.
+        assert_eq!(capture(&["-B", "4096"]).buffer_bytes(), Ok(4 << 20));
+        assert_eq!(capture(&[]).buffer_bytes(), Ok(64 << 20));
+        assert!(capture(&["-B", "0"]).buffer_bytes().is_err());
+        assert!(capture(&["-B", "4194304"]).buffer_bytes().is_err(), "4 GiB does not fit libpcap's int");
+        // Promiscuous unless -p.
+        assert!(!capture(&[]).no_promisc);
+        assert!(capture(&["-p"]).no_promisc);
     }
 
     #[test]

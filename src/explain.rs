@@ -335,3 +335,61 @@ pub fn answer(a: Answer) -> String {
         Answer::ProcessGone => "no: the process exited".into(),
     }
 }
+
+/// Bytes a TPACKET_V3 ring spends on one packet besides its data: the packet header and the
+/// link-layer address, aligned (about 80 bytes on Linux).
+const RING_OVERHEAD: u64 = 80;
+/// The packet size the ring's cost is told in: about the average of a load balancer's traffic
+/// with full payloads (the generated captures average 500 bytes).
+const RING_TYPICAL_PACKET: u64 = 500;
+
+/// What the packet ring holds, said when it is set up: `ring 64 MiB (≈ 1.2 s at 100 k packets/s of
+/// 500 bytes)`. A large ring takes a while to set up; this line says why the start waits.
+pub fn ring_cost(bytes: u64, snaplen: u64) -> String {
+    let per = RING_OVERHEAD + RING_TYPICAL_PACKET.min(snaplen);
+    let secs = bytes as f64 / per as f64 / 100_000.0;
+    let size = if bytes >= 1 << 20 { format!("{} MiB", bytes >> 20) } else { format!("{} KiB", bytes >> 10) };
+    format!("ring {size} (≈ {secs:.1} s at 100 k packets/s of {} bytes)", RING_TYPICAL_PACKET.min(snaplen))
+}
+
+/// The kernel's capture counters in one line: `taken` packets read, what the kernel received and
+/// dropped, why `lo` counts double, and, when the drops have just grown, what to do about it.
+pub fn kernel_counters(iface: &str, taken: u64, d: &crate::source::DropStats, drops_grew: bool) -> String {
+    let mut s = format!(
+        "{taken} packets captured, {} received by filter, {} dropped by kernel, {} dropped by interface",
+        d.received, d.dropped_kernel, d.dropped_iface
+    );
+    if iface == "lo" {
+        s.push_str(
+            " (on lo the kernel counts each packet twice, as it leaves and as it arrives; hcleak reads one copy)",
+        );
+    }
+    if drops_grew {
+        s.push_str(" — packets are being lost: give the kernel a larger ring (-B, in KiB) or a tighter filter");
+    }
+    s
+}
+
+#[cfg(test)]
+mod capture_tests {
+    use super::*;
+    use crate::source::DropStats;
+
+    #[test]
+    fn the_ring_cost_is_told_in_seconds_of_busy_traffic() {
+        assert_eq!(ring_cost(64 << 20, 262_144), "ring 64 MiB (≈ 1.2 s at 100 k packets/s of 500 bytes)");
+        // With -s 96 the same ring holds four times as long.
+        assert_eq!(ring_cost(64 << 20, 96), "ring 64 MiB (≈ 3.8 s at 100 k packets/s of 96 bytes)");
+        assert!(ring_cost(512 << 10, 0).starts_with("ring 512 KiB"));
+    }
+
+    #[test]
+    fn counters_explain_lo_and_hint_only_when_drops_grow() {
+        let d = DropStats { received: 20, dropped_kernel: 3, dropped_iface: 0 };
+        let lo = kernel_counters("lo", 10, &d, false);
+        assert!(lo.starts_with("10 packets captured, 20 received by filter, 3 dropped by kernel"), "{lo}");
+        assert!(lo.contains("counts each packet twice") && !lo.contains("-B"), "{lo}");
+        let eth = kernel_counters("eth0", 10, &d, true);
+        assert!(!eth.contains("twice") && eth.contains("-B, in KiB") && eth.contains("filter"), "{eth}");
+    }
+}

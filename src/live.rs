@@ -1,6 +1,8 @@
-//! Live: the hooks a running capture needs on top of the pipeline — stop on a signal, a packet
-//! count or a deadline; sample the backend host once a second; refresh the view every few seconds.
-//! Verdicts are the same pure functions `analyze` uses, fed the same aggregates and samples.
+//! Live: the hooks a running capture needs on top of the pipeline — sample the backend host once a
+//! second; refresh the view every few seconds, with the kernel's drop counters. Stopping (a signal,
+//! a packet count, a deadline) is the source's job: it stops taking packets and drains the ring,
+//! and the pipeline ends when the source does. These hooks run on the flow thread, never on the
+//! thread that reads packets. Verdicts are the same pure functions `analyze` uses.
 
 use crate::backend::Backends;
 use crate::decode::Ts;
@@ -42,9 +44,8 @@ pub struct Live<'a> {
     pub sampler: Option<Box<dyn HostSampler + 'a>>,
     /// Where samples are also written (`dump.pcap.sockets.csv`).
     pub csv: Option<Box<dyn Write + 'a>>,
+    /// Set when the view's output is closed: the capture stops (and drains) as on a signal.
     pub stop: Arc<AtomicBool>,
-    pub deadline: Option<Instant>,
-    pub max_packets: Option<u64>,
     pub refresh: Duration,
     pub sample_every: Duration,
     pub view: View,
@@ -58,6 +59,10 @@ pub struct Live<'a> {
     /// Where the latest metrics are published, and the kernel counters they include.
     pub metrics: Option<crate::metrics::MetricsServer>,
     pub drops: Option<Arc<std::sync::Mutex<Option<crate::source::DropStats>>>>,
+    /// The interface (`lo` has its own way of counting, see [`crate::explain::kernel_counters`]).
+    pub iface: String,
+    /// Kernel drops shown at the last refresh, to tell when they grow.
+    shown_drops: u64,
     packets: u64,
     /// DNAT translations from the host's conntrack table (read while sampling), to report a
     /// published port and its container as one backend.
@@ -71,8 +76,6 @@ impl<'a> Live<'a> {
         sampler: Option<Box<dyn HostSampler + 'a>>,
         csv: Option<Box<dyn Write + 'a>>,
         stop: Arc<AtomicBool>,
-        deadline: Option<Instant>,
-        max_packets: Option<u64>,
         refresh: Duration,
         view: View,
         opts: Options,
@@ -85,8 +88,6 @@ impl<'a> Live<'a> {
             sampler,
             csv,
             stop,
-            deadline,
-            max_packets,
             refresh,
             sample_every: Duration::from_secs(1),
             view,
@@ -98,6 +99,8 @@ impl<'a> Live<'a> {
             warnings: Vec::new(),
             metrics: None,
             drops: None,
+            iface: String::new(),
+            shown_drops: 0,
             packets: 0,
             nat: None,
             next_nat: now,
@@ -183,14 +186,32 @@ impl<'a> Live<'a> {
         }
     }
 
+    /// The kernel's counters as the view shows them: always on a screen, on a line view only when
+    /// the drops have grown since the last refresh.
+    fn counters_line(&mut self, stats: &DecodeStats, always: bool) -> Option<String> {
+        let d = self.drops.as_ref().and_then(|d| d.lock().ok().and_then(|g| *g))?;
+        let dropped = u64::from(d.dropped_kernel) + u64::from(d.dropped_iface);
+        let grew = dropped > self.shown_drops;
+        self.shown_drops = dropped;
+        (always || grew).then(|| crate::explain::kernel_counters(&self.iface, stats.frames, &d, grew))
+    }
+
     fn refresh_view(&mut self, stats: &DecodeStats) {
         let r = self.report();
+        let counters = match self.view {
+            View::Screen => self.counters_line(stats, true),
+            View::Lines => self.counters_line(stats, false),
+            View::Jsonl | View::Quiet => None,
+        };
         let res = match self.view {
             View::Quiet => Ok(()),
             View::Screen => write!(self.out, "\x1b[2J\x1b[H")
                 .and_then(|_| render::report_table(&mut self.out, &r, stats))
+                .and_then(|_| counters.map_or(Ok(()), |c| writeln!(self.out, "{c}")))
                 .and_then(|_| self.out.flush()),
-            View::Lines => render::report_lines(&mut self.out, &r, now_ts()).and_then(|_| self.out.flush()),
+            View::Lines => render::report_lines(&mut self.out, &r, now_ts())
+                .and_then(|_| counters.map_or(Ok(()), |c| writeln!(self.out, "{c}")))
+                .and_then(|_| self.out.flush()),
             View::Jsonl => render::report_jsonl(&mut self.out, &r, "backend", now_ts()),
         };
         if let Err(e) = res {
@@ -213,20 +234,13 @@ impl Consumer for Live<'_> {
         self.backends.add(&c);
     }
 
-    fn keep_going(&mut self, stats: &DecodeStats) -> bool {
-        !self.stop.load(Ordering::Relaxed) && self.max_packets.is_none_or(|n| stats.frames < n)
-    }
-
     fn tick_due(&mut self) -> bool {
         let now = Instant::now();
-        now >= self.next_sample || now >= self.next_refresh || self.deadline.is_some_and(|d| now >= d)
+        now >= self.next_sample || now >= self.next_refresh
     }
 
     fn tick(&mut self, table: &mut FlowTable, stats: &DecodeStats) -> bool {
         let now = Instant::now();
-        if self.deadline.is_some_and(|d| now >= d) || self.stop.load(Ordering::Relaxed) {
-            return false;
-        }
         if now >= self.next_sample {
             self.next_sample = now + self.sample_every;
             // Packet time stands still on an idle interface: sweep by the wall clock.
@@ -249,5 +263,61 @@ impl Consumer for Live<'_> {
             self.refresh_view(stats);
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::FlowConfig;
+    use crate::source::DropStats;
+    use std::sync::Mutex;
+
+    /// A writer whose bytes the test can read while the view still holds it.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn take(&self) -> String {
+            String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
+        }
+    }
+
+    #[test]
+    fn the_line_view_prints_kernel_drops_when_they_grow_with_a_hint() {
+        let out = Shared::default();
+        let counters = Arc::new(Mutex::new(Some(DropStats { received: 100, dropped_kernel: 0, dropped_iface: 0 })));
+        let mut live = Live::new(
+            None,
+            None,
+            Arc::default(),
+            Duration::ZERO,
+            View::Lines,
+            Options::default(),
+            Box::new(out.clone()),
+        );
+        live.drops = Some(Arc::clone(&counters));
+        live.iface = "eth0".into();
+        let mut table = FlowTable::new(FlowConfig::default());
+        let stats = DecodeStats { frames: 100, ..DecodeStats::default() };
+        assert!(live.tick(&mut table, &stats));
+        assert!(!out.take().contains("dropped by kernel"), "no drops, no line");
+        *counters.lock().unwrap() = Some(DropStats { received: 300, dropped_kernel: 7, dropped_iface: 0 });
+        live.tick(&mut table, &stats);
+        let text = out.take();
+        assert!(text.contains("7 dropped by kernel") && text.contains("-B, in KiB"), "{text}");
+        // Not grown since: not repeated.
+        live.tick(&mut table, &stats);
+        assert!(!out.take().contains("dropped by kernel"));
     }
 }

@@ -15,7 +15,7 @@ use hcleak::privs;
 use hcleak::render::{self, Format};
 use hcleak::sampler::{HostSampler, ProcSampler, Procfs};
 use hcleak::sockets::{self, HostSamples};
-use hcleak::source::{self, LiveOptions, LiveSource};
+use hcleak::source::{self, LiveOptions, LiveSource, StopWhen};
 use hcleak::verdict::{self, Verdict};
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::AsFd;
@@ -377,9 +377,8 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     }
     // 1. Every argument, before anything is opened or written.
     let iface = a.iface.clone().ok_or_else(|| Failure::Usage("-i IFACE is required".into()))?;
-    if a.snaplen < 64 {
-        return Err(Failure::Usage("-s must be at least 64 bytes".into()));
-    }
+    let snaplen = a.snaplen().map_err(Failure::Usage)?;
+    let buffer = a.buffer_bytes().map_err(Failure::Usage)?;
     let pcap_to_stdout = a.write.as_deref() == Some(Path::new("-"));
     if pcap_to_stdout && io::stdout().is_terminal() {
         return Err(Failure::Usage(
@@ -407,11 +406,20 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     let stop = stop_flag()?;
     // 4. The capture: the one thing that needs CAP_NET_RAW.
     let filter = (!a.filter.is_empty()).then(|| a.filter.join(" "));
-    let opts =
-        LiveOptions { iface: iface.clone(), filter, snaplen: a.snaplen, buffer: a.buffer_mib.saturating_mul(1 << 20) };
+    let opts = LiveOptions { iface: iface.clone(), filter, snaplen, buffer, promisc: !a.no_promisc };
+    // A large ring takes a moment to set up: say what it costs and when the capture really starts.
+    eprintln!("hcleak: {}", hcleak::explain::ring_cost(buffer as u64, snaplen as u64));
     let mut src = LiveSource::open(&opts).map_err(Failure::Source)?;
     // With a filter, a watch for overlay packets it would hide (opened while we may still).
     let mut overlay_watch = opts.filter.as_ref().and_then(|_| hcleak::tunnel::LiveWatch::open(&iface));
+    eprintln!("hcleak: listening on {iface}, link-type {}, snapshot length {snaplen} bytes", src.link_name());
+    // The source stops taking packets on a signal, the deadline or the count, then drains what
+    // the kernel already holds; the pipeline ends when it does.
+    src.stop_when(StopWhen {
+        flag: Arc::clone(&stop),
+        deadline: a.duration.map(|d| Instant::now() + d),
+        count: a.count,
+    });
     // 5. Everything is open and checked: put the outputs in place while the directory is still
     // writable to us, then give up root, keeping only what sampling needs.
     let pcap_file = match pcap_out {
@@ -466,9 +474,9 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
         (_, true) => View::Screen,
         (_, false) => View::Lines,
     };
-    let deadline = a.duration.map(|d| Instant::now() + d);
     let vopts = verdict::Options { limit: a.limit, min_conns: a.min_conns };
-    let mut live = Live::new(sampler, csv, Arc::clone(&stop), deadline, a.count, a.refresh, view, vopts, report_out());
+    let mut live = Live::new(sampler, csv, Arc::clone(&stop), a.refresh, view, vopts, report_out());
+    live.iface = iface.clone();
     live.sample_every = a.sample_interval.unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(50));
     live.drops = Some(src.counters());
     if sampling {
@@ -482,7 +490,9 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     let mut table = FlowTable::new(FlowConfig::default());
     let mut stats = DecodeStats::default();
     let mut errors = Vec::new();
-    pipeline::run(&mut src, &mut table, &mut stats, &mut errors, &mut live);
+    // One thread reads, decodes and writes -w; this one tracks flows, samples, serves the view and
+    // the metrics, so none of those ever holds up the reading.
+    pipeline::run_threaded(&mut src, &mut table, &mut stats, &mut errors, &mut live);
     // Stopped: finish what is open, take a last sample, report.
     if let Err(e) = src.flush() {
         live.warnings.push(e.to_string());
@@ -502,13 +512,12 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     if view == View::Screen {
         write!(out, "\x1b[2J\x1b[H")?;
     }
+    let kernel = src.drops();
+    stats.kernel = kernel;
     render::report(&mut out, format, &report, &stats, live::now_ts())?;
     out.flush()?;
-    if let Some(d) = src.drops() {
-        eprintln!(
-            "hcleak: {} packets captured, {} received by filter, {} dropped by kernel, {} dropped by interface",
-            stats.frames, d.received, d.dropped_kernel, d.dropped_iface
-        );
+    if let Some(d) = kernel {
+        eprintln!("hcleak: {}", hcleak::explain::kernel_counters(&iface, stats.frames, &d, d.dropped_kernel > 0));
     }
     if let Some(f) = opts.filter.as_deref().filter(|_| stats.tcp == 0) {
         if overlay_watch.as_mut().is_some_and(|w| w.seen()) {

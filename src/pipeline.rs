@@ -27,6 +27,8 @@ pub struct DecodeStats {
     pub peak_flows: usize,
     /// TCP segments found inside a tunnel, by the outermost one ([`Encap`]; `None` unused).
     pub encapsulated: [u64; Encap::ALL.len()],
+    /// The kernel's counters at the end of a live capture (`None` for files).
+    pub kernel: Option<crate::source::DropStats>,
 }
 
 impl DecodeStats {

@@ -710,6 +710,12 @@ pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStat
             "first_ts": d.first_ts.map(|t| t as f64 / 1e9),
             "last_ts": d.last_ts.map(|t| t as f64 / 1e9),
             "skipped": skipped,
+            // On lo the kernel counts each packet twice (as it leaves and as it arrives).
+            "kernel": d.kernel.map(|k| json!({
+                "received_by_filter": k.received,
+                "dropped_by_kernel": k.dropped_kernel,
+                "dropped_by_interface": k.dropped_iface,
+            })),
         },
     });
     serde_json::to_writer_pretty(&mut *w, &doc).map_err(io::Error::other)?;

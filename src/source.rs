@@ -926,8 +926,105 @@ pub struct LiveOptions {
     pub iface: String,
     pub filter: Option<String>,
     pub snaplen: i32,
-    /// Kernel buffer in bytes: big enough that a burst does not overflow between reads.
+    /// Kernel buffer (the packet ring) in bytes: big enough that a burst does not overflow
+    /// between reads.
     pub buffer: i32,
+    /// Promiscuous mode (tcpdump's default; `-p` turns it off).
+    pub promisc: bool,
+}
+
+/// libpcap's packet-buffer timeout. Without immediate mode libpcap uses TPACKET_V3 on Linux:
+/// the kernel packs packets into blocks by their real size (a 32 MiB ring then holds tens of
+/// thousands of packets, not the 128 it holds as 262 144-byte immediate-mode frames) and hands a
+/// block over when it is full or this old. 25 ms keeps delivery prompt.
+pub const BUFFER_TIMEOUT_MS: u16 = 25;
+
+/// How long an idle interface keeps the reader waiting before it hands control back.
+const IDLE_WAIT_MS: u16 = 50;
+
+/// When a live capture stops taking packets: a flag (SIGINT, SIGTERM, a closed output), a
+/// deadline (`--duration`), a packet count (`-c`).
+#[derive(Clone, Debug, Default)]
+pub struct StopWhen {
+    pub flag: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub deadline: Option<std::time::Instant>,
+    pub count: Option<u64>,
+}
+
+/// What the reading side of a live capture has seen, kept apart from the libpcap handle so the
+/// per-packet callback can update it while the handle is borrowed.
+struct LiveState {
+    link: Link,
+    save: Option<PcapWriter>,
+    since_flush: u32,
+    /// The last read found nothing: wait on the descriptor before reading again.
+    drained: bool,
+    since_stats: u32,
+    stop: StopWhen,
+    /// Frames taken so far.
+    frames: u64,
+    /// Set at the stop: frames stamped up to this time are still taken (the kernel held them
+    /// already), the first one after it ends the capture.
+    stop_ts: Option<Ts>,
+    /// Nothing more will be taken.
+    done: bool,
+}
+
+impl LiveState {
+    /// Takes a packet unless it came after the stop or past the count; writes it to `-w`.
+    #[inline(always)]
+    fn take<'p>(&mut self, p: &pcap::Packet<'p>) -> Option<Frame<'p>> {
+        if self.done {
+            return None;
+        }
+        let ts = packet_ts(p.header);
+        if self.stop_ts.is_some_and(|s| ts > s) {
+            self.done = true;
+            return None;
+        }
+        self.frames += 1;
+        if self.stop.count.is_some_and(|n| self.frames >= n) {
+            self.done = true;
+        }
+        self.since_stats += 1;
+        if let Some(s) = &mut self.save {
+            s.write(p.header, p.data);
+            self.since_flush += 1;
+            if self.since_flush >= 1024 {
+                // Keep the file complete up to a recent packet even if we are killed.
+                let _ = s.flush();
+                self.since_flush = 0;
+            }
+        }
+        Some(Frame { ts, link: self.link, data: p.data, wire_len: p.header.len })
+    }
+
+    /// Checks the stop conditions: after the first, only what the kernel already holds is read.
+    fn check_stop(&mut self) {
+        if self.stop_ts.is_none()
+            && (self.stop.flag.load(std::sync::atomic::Ordering::Relaxed)
+                || self.stop.deadline.is_some_and(|d| std::time::Instant::now() >= d))
+        {
+            self.stop_ts = Some(now_ts());
+        }
+        if self.stop.count.is_some_and(|n| self.frames >= n) {
+            self.done = true;
+        }
+    }
+
+    /// A quiet moment: make the file on disk complete up to now.
+    fn quiet(&mut self) {
+        self.drained = true;
+        if let (Some(s), true) = (&mut self.save, self.since_flush > 0) {
+            let _ = s.flush();
+            self.since_flush = 0;
+        }
+    }
+}
+
+/// Wall-clock now in nanoseconds, the clock the kernel stamps live packets with.
+fn now_ts() -> Ts {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as Ts)
 }
 
 /// The raw packets written as a pcap file (nanosecond timestamps), to an already open file or
@@ -997,22 +1094,19 @@ pub struct DropStats {
     pub dropped_iface: u32,
 }
 
-/// A live interface through libpcap, in immediate mode and non-blocking, waiting at most 100 ms
-/// at a time so that an idle interface still hands control back (to refresh, sample, or stop).
+/// A live interface through libpcap: a TPACKET_V3 ring (see [`BUFFER_TIMEOUT_MS`]), read
+/// without blocking behind our own poll, so that an idle interface still hands control back (to
+/// refresh, sample, or stop). Once told to stop (see [`StopWhen`]) it takes no new packets but
+/// reads what the kernel already holds, then ends.
 pub struct LiveSource {
     iface: String,
     cap: Capture<pcap::Active>,
-    link: Link,
     dlt: i32,
     snaplen: i32,
-    save: Option<PcapWriter>,
-    since_flush: u32,
-    /// The last read found nothing: wait on the descriptor before reading again.
-    drained: bool,
+    st: LiveState,
     /// The kernel's counters, refreshed at quiet moments and every few thousand packets, for
-    /// whoever reports while the capture runs (metrics).
+    /// whoever reports while the capture runs (the live view, metrics).
     counters: std::sync::Arc<std::sync::Mutex<Option<DropStats>>>,
-    since_stats: u32,
 }
 
 impl LiveSource {
@@ -1021,11 +1115,10 @@ impl LiveSource {
         let err = |msg: String| SourceError::Live { iface: o.iface.clone(), msg };
         let inactive = Capture::from_device(o.iface.as_str()).map_err(|e| err(live_msg(&pcap_msg(&e))))?;
         let mut cap = inactive
-            .promisc(false)
+            .promisc(o.promisc)
             .snaplen(o.snaplen)
-            .immediate_mode(true)
             .buffer_size(o.buffer)
-            .timeout(100)
+            .timeout(i32::from(BUFFER_TIMEOUT_MS))
             .precision(pcap::Precision::Nano)
             .open()
             .map_err(|e| err(live_msg(&pcap_msg(&e))))?;
@@ -1047,22 +1140,38 @@ impl LiveSource {
         Ok(LiveSource {
             iface: o.iface.clone(),
             cap,
-            link,
             dlt: dl.0,
             snaplen: o.snaplen,
-            save: None,
-            since_flush: 0,
-            drained: false,
+            st: LiveState {
+                link,
+                save: None,
+                since_flush: 0,
+                drained: false,
+                since_stats: 0,
+                stop: StopWhen::default(),
+                frames: 0,
+                stop_ts: None,
+                done: false,
+            },
             counters: Default::default(),
-            since_stats: 0,
         })
+    }
+
+    /// libpcap's name for the link type (`EN10MB`), for the start-up line.
+    pub fn link_name(&self) -> String {
+        self.cap.get_datalink().get_name().unwrap_or_else(|_| self.dlt.to_string())
+    }
+
+    /// When to stop taking packets (default: never).
+    pub fn stop_when(&mut self, s: StopWhen) {
+        self.st.stop = s;
     }
 
     /// From now on, every packet read is also written to `file` as pcap (its header first).
     pub fn write_to(&mut self, file: std::fs::File) -> Result<(), SourceError> {
         let w = PcapWriter::new(file, self.dlt, self.snaplen)
             .map_err(|e| SourceError::Live { iface: self.iface.clone(), msg: format!("writing the capture: {e}") })?;
-        self.save = Some(w);
+        self.st.save = Some(w);
         Ok(())
     }
 
@@ -1076,7 +1185,7 @@ impl LiveSource {
         if let Ok(mut c) = self.counters.lock() {
             *c = d;
         }
-        self.since_stats = 0;
+        self.st.since_stats = 0;
     }
 
     pub fn drops(&mut self) -> Option<DropStats> {
@@ -1089,14 +1198,47 @@ impl LiveSource {
 
     /// Flushes the pcap being written, so the file is complete up to now.
     pub fn flush(&mut self) -> Result<(), SourceError> {
-        if let Some(s) = &mut self.save {
+        if let Some(s) = &mut self.st.save {
             s.flush().map_err(|e| SourceError::Live {
                 iface: self.iface.clone(),
                 msg: format!("writing the capture: {e}"),
             })?;
         }
-        self.since_flush = 0;
+        self.st.since_flush = 0;
         Ok(())
+    }
+
+    /// What comes before a read: counters, the stop, and (after an empty read) a wait on the
+    /// descriptor. `Some` when there is nothing to read now.
+    fn before_read(&mut self) -> Result<Option<After>, SourceError> {
+        if self.st.since_stats >= 4096 || (self.st.drained && self.st.since_stats > 0) {
+            self.refresh_counters();
+        }
+        self.st.check_stop();
+        if self.st.done {
+            self.refresh_counters();
+            return Ok(Some(After::End));
+        }
+        if self.st.drained {
+            self.st.drained = false;
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            use std::os::fd::AsFd;
+            // Stopping: the kernel hands over its last, partly filled block within one buffer
+            // timeout; nothing by then means everything it held has been read.
+            let wait = if self.st.stop_ts.is_some() { BUFFER_TIMEOUT_MS * 2 } else { IDLE_WAIT_MS };
+            let mut fds = [PollFd::new(self.cap.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(wait)) {
+                Ok(0) if self.st.stop_ts.is_some() => {
+                    self.st.done = true;
+                    self.refresh_counters();
+                    return Ok(Some(After::End));
+                }
+                Ok(0) => return Ok(Some(After::Idle)),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(SourceError::Live { iface: self.iface.clone(), msg: format!("poll: {e}") }),
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -1115,49 +1257,44 @@ fn live_msg(m: &str) -> String {
 
 impl PacketSource for LiveSource {
     fn next_frame(&mut self) -> Result<Next<'_>, SourceError> {
-        if self.since_stats >= 4096 || (self.drained && self.since_stats > 0) {
-            self.refresh_counters();
-        }
-        if self.drained {
-            self.drained = false;
-            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-            use std::os::fd::AsFd;
-            let mut fds = [PollFd::new(self.cap.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::from(100u16)) {
-                Ok(0) => return Ok(Next::Idle),
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(SourceError::Live { iface: self.iface.clone(), msg: format!("poll: {e}") }),
-            }
+        match self.before_read()? {
+            Some(After::End) => return Ok(Next::End),
+            Some(_) => return Ok(Next::Idle),
+            None => {}
         }
         match self.cap.next_packet() {
-            Ok(p) => {
-                self.since_stats += 1;
-                if let Some(s) = &mut self.save {
-                    s.write(p.header, p.data);
-                    self.since_flush += 1;
-                    if self.since_flush >= 1024 {
-                        // Keep the file complete up to a recent packet even if we are killed.
-                        let _ = s.flush();
-                        self.since_flush = 0;
-                    }
-                }
-                Ok(Next::Frame(Frame {
-                    ts: packet_ts(p.header),
-                    link: self.link,
-                    data: p.data,
-                    wire_len: p.header.len,
-                }))
-            }
+            // Nothing taken: the packet came after the stop, or past the count.
+            Ok(p) => Ok(self.st.take(&p).map_or(Next::End, Next::Frame)),
             Err(pcap::Error::TimeoutExpired) => {
-                // Nothing ready. A quiet moment: make the file on disk complete up to now.
-                self.drained = true;
-                if let (Some(s), true) = (&mut self.save, self.since_flush > 0) {
-                    let _ = s.flush();
-                    self.since_flush = 0;
-                }
+                // While stopping, the next call waits for the kernel's last block, then ends.
+                self.st.quiet();
                 Ok(Next::Idle)
             }
             Err(pcap::Error::NoMorePackets) => Ok(Next::End),
+            Err(e) => Err(SourceError::Live { iface: self.iface.clone(), msg: pcap_msg(&e) }),
+        }
+    }
+
+    /// libpcap's `pcap_dispatch`: all the packets of the ring's ready blocks, up to `max`, in
+    /// one call.
+    fn next_frames(&mut self, max: usize, each: &mut dyn FnMut(Frame<'_>)) -> Result<After, SourceError> {
+        if let Some(a) = self.before_read()? {
+            return Ok(a);
+        }
+        let st = &mut self.st;
+        let left = st.stop.count.map_or(max, |n| (n.saturating_sub(st.frames)).min(max as u64) as usize);
+        match self.cap.dispatch(Some(left.max(1)), |p| {
+            if let Some(f) = st.take(&p) {
+                each(f)
+            }
+        }) {
+            Ok(0) => {
+                self.st.quiet();
+                // While stopping, an empty ring is not the end yet: the last block may come.
+                Ok(if self.st.stop_ts.is_some() { After::More } else { After::Idle })
+            }
+            Ok(_) => Ok(After::More),
+            Err(pcap::Error::NoMorePackets) => Ok(After::End),
             Err(e) => Err(SourceError::Live { iface: self.iface.clone(), msg: pcap_msg(&e) }),
         }
     }
@@ -1359,5 +1496,75 @@ mod tests {
         }
         assert_eq!(n, 3);
         let _ = std::fs::remove_file(&p);
+    }
+
+    fn state(count: Option<u64>) -> LiveState {
+        LiveState {
+            link: Link::Ethernet,
+            save: None,
+            since_flush: 0,
+            drained: false,
+            since_stats: 0,
+            stop: StopWhen { count, ..StopWhen::default() },
+            frames: 0,
+            stop_ts: None,
+            done: false,
+        }
+    }
+
+    fn header(ns: i64) -> pcap::PacketHeader {
+        pcap::PacketHeader {
+            ts: libc::timeval { tv_sec: ns / 1_000_000_000, tv_usec: ns % 1_000_000_000 },
+            caplen: 60,
+            len: 60,
+        }
+    }
+
+    /// Taken or not, for packets stamped at these times (ns).
+    fn takes(st: &mut LiveState, times: &[i64]) -> Vec<bool> {
+        let data = [0u8; 60];
+        times
+            .iter()
+            .map(|&t| {
+                let h = header(t);
+                st.take(&pcap::Packet::new(&h, &data)).is_some()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn after_a_stop_packets_stamped_before_it_are_taken_and_the_first_later_one_ends_the_capture() {
+        let mut st = state(None);
+        assert_eq!(takes(&mut st, &[10, 20]), [true, true]);
+        // The stop at t = 25: what the kernel stamped before it is still read from the ring.
+        st.stop_ts = Some(25);
+        assert_eq!(takes(&mut st, &[21, 25, 26, 22]), [true, true, false, false]);
+        assert!(st.done);
+        assert_eq!(st.frames, 4);
+    }
+
+    #[test]
+    fn a_count_takes_exactly_that_many() {
+        let mut st = state(Some(3));
+        assert_eq!(takes(&mut st, &[1, 2, 3, 4, 5]), [true, true, true, false, false]);
+        assert!(st.done);
+        // The stop flag is read at the next check: nothing more either way.
+        st.check_stop();
+        assert!(st.done && st.frames == 3);
+    }
+
+    #[test]
+    fn the_stop_flag_and_the_deadline_fix_the_stop_time_once() {
+        let mut st = state(None);
+        st.check_stop();
+        assert_eq!(st.stop_ts, None);
+        st.stop.deadline = Some(std::time::Instant::now());
+        st.check_stop();
+        let first = st.stop_ts.expect("deadline passed");
+        assert!((first - now_ts()).abs() < 5_000_000_000);
+        st.stop.flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        st.check_stop();
+        assert_eq!(st.stop_ts, Some(first), "a later check does not move the stop");
+        assert!(!st.done, "stopping is not the end: the ring is drained first");
     }
 }

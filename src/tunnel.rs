@@ -41,7 +41,13 @@ pub struct LiveWatch(LiveSource);
 impl LiveWatch {
     /// `None` when it cannot be opened (it is only for a hint: never an error).
     pub fn open(iface: &str) -> Option<LiveWatch> {
-        let o = LiveOptions { iface: iface.into(), filter: Some(OVERLAY_FILTER.into()), snaplen: 96, buffer: 1 << 20 };
+        let o = LiveOptions {
+            iface: iface.into(),
+            filter: Some(OVERLAY_FILTER.into()),
+            snaplen: 96,
+            buffer: 1 << 20,
+            promisc: false,
+        };
         LiveSource::open(&o).ok().map(LiveWatch)
     }
 

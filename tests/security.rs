@@ -327,6 +327,7 @@ fn a_bad_metrics_plot_or_w_argument_leaves_every_existing_file_byte_identical() 
         (vec!["-w", "no/such/dir/x.pcap"], "cannot write no/such/dir/x.pcap"),
         (vec!["-Z", "no-such-user-hcleak"], "no such user"),
         (vec!["-s", "10"], "-s must be"),
+        (vec!["-B", "4194304"], "-B must be"),
     ];
     for (extra, want) in &cases {
         for force in [true, false] {
