@@ -232,7 +232,13 @@ pub struct CaptureArgs {
     pub duration: Option<std::time::Duration>,
     /// Bytes captured per packet, as tcpdump's -s: 0 means 262144, the whole packet (headers are
     /// enough for the diagnosis: 96 keeps TCP options and HTTP request lines short).
-    #[arg(short = 's', long = "snaplen", default_value_t = 262_144, value_name = "BYTES")]
+    #[arg(
+        short = 's',
+        long = "snaplen",
+        default_value_t = 262_144,
+        value_name = "BYTES",
+        allow_negative_numbers = true
+    )]
     pub snaplen: i32,
     /// Also write the raw packets to this pcap file (and the host samples beside it as
     /// FILE.sockets.csv); `-` writes the pcap to standard output and the report to standard error.
@@ -243,7 +249,7 @@ pub struct CaptureArgs {
     pub force: bool,
     /// Kernel capture buffer (the packet ring) in KiB, as tcpdump's -B. Until issue 15 this was
     /// in MiB.
-    #[arg(short = 'B', long = "buffer-size", default_value_t = DEFAULT_BUFFER_KIB, value_name = "KiB")]
+    #[arg(short = 'B', long = "buffer-size", default_value_t = DEFAULT_BUFFER_KIB, value_name = "KiB", allow_negative_numbers = true)]
     pub buffer_kib: i64,
     /// Do not put the interface into promiscuous mode (tcpdump's -p); by default it is, as in tcpdump.
     #[arg(short = 'p', long = "no-promiscuous-mode")]
