@@ -68,7 +68,13 @@ impl Sparse {
                 Ok(i) => self.0[i].1 += v,
                 Err(i) => self.0.insert(i, (idx, v)),
             },
-            _ => self.0.push((idx, v)),
+            _ => {
+                // Small series stay small (most groups hold a few connections).
+                if self.0.len() < 4 {
+                    self.0.reserve_exact(1);
+                }
+                self.0.push((idx, v))
+            }
         }
     }
     fn coarsen(&mut self) {
@@ -111,6 +117,9 @@ pub struct Ring {
 impl Ring {
     fn push(&mut self, t: Ts) {
         if self.buf.len() < RING {
+            if self.buf.len() < 4 {
+                self.buf.reserve_exact(1);
+            }
             self.buf.push(t);
         } else {
             self.buf[self.next] = t;
@@ -125,37 +134,31 @@ impl Ring {
 }
 
 /// Connections to one backend from one source with one shape and request. Groups never mix
-/// sources or shapes: past the caps, connections go to the backend's `others` bucket instead.
+/// sources or shapes; connections that cannot be a prober's, and those past the caps, share a
+/// bucket per shape (`overflow`) that is never a prober.
 #[derive(Clone, Debug)]
 pub struct Group {
     pub src: IpAddr,
     pub shape: Shape,
     pub signature: u64,
-    /// An "other clients" bucket (past the group caps): never a prober, whatever its votes.
+    /// A shared bucket (many sources: past the group caps, or clients that cannot be probers):
+    /// never a prober, whatever its votes.
     pub overflow: bool,
     /// `GET /health`, for HTTP groups.
     pub request: Option<String>,
     pub votes: GroupVotes,
-    pub endings: [u64; Ending::ALL.len()],
-    /// Arrivals, by ending.
-    pub events: [Sparse; Ending::ALL.len()],
+    /// What the group's connections did, by how they ended: only the endings seen (most groups
+    /// see one or two), so that thousands of small client groups stay small.
+    pub by_ending: Vec<ByEnding>,
     /// Sockets this group's connections visibly hold on the server (+1 established, −1 released).
     pub held: Sparse,
     pub held_now: u64,
-    /// Sockets the server keeps after the client closed and it ACKed the FIN without ever closing
-    /// its side (CLOSE_WAIT), by ending: the leak the wire can see. Open connections both sides keep
-    /// are not in here — long-lived connections are not leaks.
-    pub abandoned: [Sparse; Ending::ALL.len()],
-    pub close_wait_now: [u64; Ending::ALL.len()],
     pub starts: Ring,
     pub statuses: Vec<(u16, u64)>,
     pub response_time_sum_s: f64,
     pub response_time_n: u64,
     pub first: Ts,
     pub last: Ts,
-    /// Connections, by ending, that the client reset after the server's kernel had accepted
-    /// them (handshake completed) and before the server closed: each may leave a socket behind.
-    pub resets_after_accept: [u64; Ending::ALL.len()],
     /// Connections that carried a request and got at least one response byte.
     pub answered: u64,
     /// Starts of connections whose request got no response byte (the most recent ones), and how
@@ -176,19 +179,15 @@ impl Group {
             overflow,
             request,
             votes: GroupVotes::default(),
-            endings: [0; Ending::ALL.len()],
-            events: Default::default(),
+            by_ending: Vec::new(),
             held: Sparse::default(),
             held_now: 0,
-            abandoned: Default::default(),
-            close_wait_now: [0; Ending::ALL.len()],
             starts: Ring::default(),
             statuses: Vec::new(),
             response_time_sum_s: 0.0,
             response_time_n: 0,
             first: t,
             last: t,
-            resets_after_accept: [0; Ending::ALL.len()],
             answered: 0,
             stalled: Ring::default(),
             stalled_total: 0,
@@ -199,10 +198,26 @@ impl Group {
     pub fn count(&self) -> u64 {
         self.votes.count
     }
-    /// The ending most of the group's connections had.
+    /// The ending most of the group's connections had (ties: the first in [`Ending::ALL`]).
     pub fn main_ending(&self) -> Ending {
-        let i = (0..Ending::ALL.len()).max_by_key(|&i| (self.endings[i], std::cmp::Reverse(i))).unwrap_or(0);
-        Ending::ALL[i]
+        let rank = |e: Ending| Ending::ALL.iter().position(|x| *x == e).unwrap_or(0);
+        self.by_ending
+            .iter()
+            .max_by_key(|b| (b.count, std::cmp::Reverse(rank(b.ending))))
+            .map_or(Ending::ALL[0], |b| b.ending)
+    }
+    /// The record of one ending, made on first use.
+    fn ending_mut(&mut self, ending: Ending) -> &mut ByEnding {
+        let i = match self.by_ending.iter().position(|b| b.ending == ending) {
+            Some(i) => i,
+            None => {
+                // Most groups see one ending: grow one at a time, not by the allocator's four.
+                self.by_ending.reserve_exact(1);
+                self.by_ending.push(ByEnding { ending, ..ByEnding::default() });
+                self.by_ending.len() - 1
+            }
+        };
+        &mut self.by_ending[i]
     }
     /// What this group's connections normally get back: a response, when nine in ten of those
     /// before its last answered one got one. A check that never gets a reply by design (HAProxy's
@@ -227,8 +242,25 @@ impl Group {
         self.stalled.buf.iter().copied().filter(move |_| expects)
     }
     fn series_mut(&mut self) -> impl Iterator<Item = &mut Sparse> {
-        self.events.iter_mut().chain(self.abandoned.iter_mut()).chain(std::iter::once(&mut self.held))
+        self.by_ending.iter_mut().flat_map(|b| [&mut b.events, &mut b.abandoned]).chain(std::iter::once(&mut self.held))
     }
+}
+
+/// What a group's connections with one ending did.
+#[derive(Clone, Debug, Default)]
+pub struct ByEnding {
+    pub ending: Ending,
+    pub count: u64,
+    /// Arrivals.
+    pub events: Sparse,
+    /// Sockets the server keeps after the client closed and it ACKed the FIN without ever closing
+    /// its side (CLOSE_WAIT): the leak the wire can see. Open connections both sides keep are not
+    /// in here — long-lived connections are not leaks.
+    pub abandoned: Sparse,
+    pub close_wait_now: u64,
+    /// Connections the client reset after the server's kernel had accepted them (handshake
+    /// completed) and before the server closed: each may leave a socket behind.
+    pub resets_after_accept: u64,
 }
 
 /// Everything seen about one server address:port.
@@ -239,6 +271,8 @@ pub struct Backend {
     pub groups: Vec<Group>,
     /// Where each (source, shape, request) has its group.
     index: FxHashMap<(IpAddr, Shape, u64), u32>,
+    /// The shared buckets: shape, why, group index.
+    buckets: Vec<(Shape, Bucket, u32)>,
     pub conns: u64,
     /// Connections filed in "other clients" buckets (overflow groups) because of the group caps.
     pub other_clients: u64,
@@ -265,6 +299,7 @@ impl Backend {
             port,
             groups: Vec::new(),
             index: FxHashMap::default(),
+            buckets: Vec::new(),
             conns: 0,
             other_clients: 0,
             first: t,
@@ -281,28 +316,53 @@ impl Backend {
     pub fn last_answered(&self) -> Option<Ts> {
         self.groups.iter().filter_map(Group::last_normal_answer).max()
     }
-    /// The group for a connection, created when there is room; else the shape's "other clients"
-    /// bucket. `budget` is what is left of the table-wide cap on groups.
-    fn group_for(&mut self, src: IpAddr, shape: Shape, signature: u64, budget: &mut usize, c: &Conn) -> usize {
-        if let Some(&i) = self.index.get(&(src, shape, signature)) {
+    /// The group for a connection: its source's own, created when there is room; else the shape's
+    /// "other clients" bucket. Connections that cannot be a prober's whatever their group's vote —
+    /// ordinary traffic with no beginning or no request (`Other`), and requests that carry a
+    /// user's User-Agent — share a bucket per shape from the start: busy backends see thousands
+    /// of such clients, and a group each would cost memory and time for nothing. `budget` is what
+    /// is left of the table-wide cap on groups.
+    fn group_for(&mut self, tr: &classify::Traits, src: IpAddr, budget: &mut usize, c: &Conn) -> usize {
+        let users =
+            tr.shape == Shape::Other || (tr.agent == Agent::Other && matches!(tr.shape, Shape::Http | Shape::Data));
+        if users {
+            return self.bucket(tr.shape, Bucket::Users, c);
+        }
+        if let Some(&i) = self.index.get(&(src, tr.shape, tr.signature)) {
             return i as usize;
         }
-        let room = self.index.len() < MAX_GROUPS && *budget > 0;
-        if !room {
+        if self.index.len() >= MAX_GROUPS || *budget == 0 {
             self.other_clients += 1;
-            if let Some(i) = self.groups.iter().position(|g| g.overflow && g.shape == shape) {
-                return i;
-            }
+            return self.bucket(tr.shape, Bucket::Capped, c);
         }
         let request = http::request_line(c.request()).map(|(m, p)| format!("{m} {p}"));
-        self.groups.push(Group::new(src, shape, signature, !room, request, c.first_ts));
+        self.groups.push(Group::new(src, tr.shape, tr.signature, false, request, c.first_ts));
         let i = self.groups.len() - 1;
-        if room {
-            *budget -= 1;
-            self.index.insert((src, shape, signature), i as u32);
-        }
+        *budget -= 1;
+        self.index.insert((src, tr.shape, tr.signature), i as u32);
         i
     }
+
+    /// The shared bucket of one shape (made on first use).
+    fn bucket(&mut self, shape: Shape, why: Bucket, c: &Conn) -> usize {
+        if let Some(&(_, _, i)) = self.buckets.iter().find(|b| b.0 == shape && b.1 == why) {
+            return i as usize;
+        }
+        let unspecified = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        self.groups.push(Group::new(unspecified, shape, 0, true, None, c.first_ts));
+        let i = self.groups.len() - 1;
+        self.buckets.push((shape, why, i as u32));
+        i
+    }
+}
+
+/// Why connections share a bucket instead of their source's own group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bucket {
+    /// Past the group caps.
+    Capped,
+    /// They cannot be a prober's (no request, or a user's User-Agent).
+    Users,
 }
 
 /// The time axis shared by all series.
@@ -498,17 +558,22 @@ impl Backends {
             _ => {}
         }
 
-        let gi = b.group_for(c.orig_h, tr.shape, tr.signature, &mut self.group_budget, c);
+        let gi = b.group_for(&tr, c.orig_h, &mut self.group_budget, c);
         let g = &mut b.groups[gi];
         g.votes.count += 1;
         g.votes.bare_ack_first += u64::from(tr.bare_ack_first);
         g.votes.agent_probe += u64::from(tr.agent == Agent::Probe);
         g.votes.agent_other += u64::from(tr.agent == Agent::Other);
-        let e = Ending::ALL.iter().position(|x| *x == tr.ending).expect("ending listed");
-        g.endings[e] += 1;
-        g.events[e].add(ev, 1);
-        if reset_after_accept(c) {
-            g.resets_after_accept[e] += 1;
+        let e = g.ending_mut(tr.ending);
+        e.count += 1;
+        e.events.add(ev, 1);
+        e.resets_after_accept += u64::from(reset_after_accept(c));
+        if let Some((s, end)) = abandoned {
+            e.abandoned.add(s, 1);
+            match end {
+                Some(x) => e.abandoned.add(x, -1),
+                None => e.close_wait_now += 1,
+            }
         }
         g.starts.push(c.first_ts);
         g.first = g.first.min(c.first_ts);
@@ -530,13 +595,6 @@ impl Backends {
             match end {
                 Some(x) => g.held.add(x, -1),
                 None => g.held_now += 1,
-            }
-        }
-        if let Some((s, end)) = abandoned {
-            g.abandoned[e].add(s, 1);
-            match end {
-                Some(x) => g.abandoned[e].add(x, -1),
-                None => g.close_wait_now[e] += 1,
             }
         }
         if let Some(code) = http::status_code(c.response()) {

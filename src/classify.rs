@@ -34,9 +34,10 @@ pub enum Kind {
 }
 
 /// How an ordinary connection ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Ending {
     /// The client (load balancer) reset it — HAProxy does this to keep-alive server connections.
+    #[default]
     Rst,
     /// Closed with FINs.
     Fin,

@@ -328,17 +328,14 @@ fn settle(b: &Backend) -> (BTreeMap<Kind, KindAgg>, Vec<Prober>) {
                 kind_of(g, r, ending)
             }
         };
-        for (i, ending) in Ending::ALL.iter().enumerate() {
-            if g.endings[i] == 0 {
-                continue;
-            }
-            let k = kind(*ending);
+        for e in &g.by_ending {
+            let k = kind(e.ending);
             let a = kinds.entry(k).or_default();
-            a.count += g.endings[i];
-            a.resets_after_accept += g.resets_after_accept[i];
-            g.events[i].add_into(&mut a.events);
-            g.abandoned[i].add_into(&mut a.abandoned);
-            a.close_wait_now += g.close_wait_now[i];
+            a.count += e.count;
+            a.resets_after_accept += e.resets_after_accept;
+            e.events.add_into(&mut a.events);
+            e.abandoned.add_into(&mut a.abandoned);
+            a.close_wait_now += e.close_wait_now;
         }
         let k = kind(g.main_ending());
         if k.is_probe() && !g.overflow {
