@@ -2,18 +2,11 @@
 //! ([`Finding`], [`Remedy`]); this module alone words them, for every output format.
 
 use crate::classify::{Ending, Kind};
-use crate::decode::Ts;
 use crate::probe::{Answer, ProbeReport, ShapeRun};
-use crate::render::endpoint;
 use crate::sockets::Sample;
+pub use crate::units::clock;
+use crate::units::endpoint;
 use crate::verdict::{human_duration, BackendReport, Coverage, Finding, Remedy, Verdict};
-
-/// `12:03:44.120 UTC`.
-pub fn clock(t: Ts) -> String {
-    chrono::DateTime::from_timestamp(t.div_euclid(1_000_000_000), t.rem_euclid(1_000_000_000) as u32)
-        .map(|d| d.format("%H:%M:%S%.3f UTC").to_string())
-        .unwrap_or_else(|| t.to_string())
-}
 
 fn plural_kind(k: Kind) -> String {
     match k {
@@ -125,11 +118,11 @@ pub fn finding(f: &Finding, name: &str) -> String {
         }
         Finding::Published { ip, port } => format!(
             "it is also reached as {} (a published port: the same connections before DNAT, joined through the host's conntrack table)",
-            crate::render::endpoint(*ip, *port)
+            endpoint(*ip, *port)
         ),
         Finding::MaybeSameBackend { ip, port } => format!(
             "{} carried the very same probes: it may be this backend seen before or after DNAT (a published port or NodePort); run the capture on the host as root so that hcleak can read /proc/net/nf_conntrack and join the two",
-            crate::render::endpoint(*ip, *port)
+            endpoint(*ip, *port)
         ),
         Finding::OtherClients { conns } => format!(
             "{conns} connections from many other clients were counted together as traffic (past the per-backend group cap), never as probes"

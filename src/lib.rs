@@ -33,4 +33,5 @@ pub mod source;
 pub mod stats;
 pub mod text;
 pub mod tunnel;
+pub mod units;
 pub mod verdict;

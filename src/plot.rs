@@ -48,8 +48,7 @@ fn title(b: &BackendReport) -> String {
 type Area<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
 fn clock(t: i64) -> String {
-    chrono::DateTime::from_timestamp(t.div_euclid(1_000_000_000), 0)
-        .map_or_else(|| t.to_string(), |d| d.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+    crate::units::utc(t, "%Y-%m-%d %H:%M:%S UTC")
 }
 
 fn es(e: impl std::fmt::Display) -> String {

@@ -24,20 +24,7 @@ pub enum Format {
     Nagios,
 }
 
-/// `ip:port`, with IPv6 in brackets.
-pub fn endpoint(ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
-}
-
-/// Seconds with microseconds, like Zeek's `ts`.
-pub fn ts_secs(ts: Ts) -> String {
-    let s = ts.div_euclid(1_000_000_000);
-    let us = ts.rem_euclid(1_000_000_000) / 1000;
-    format!("{s}.{us:06}")
-}
+pub use crate::units::{endpoint, ts_secs};
 
 pub fn end_name(e: EndReason) -> &'static str {
     match e {
@@ -454,7 +441,7 @@ pub fn prober_line(p: &crate::verdict::Prober) -> String {
 pub fn headline(r: &crate::verdict::Report) -> String {
     match r.damage {
         Some(d) => {
-            let at = d.at.map_or_else(|| "its start".into(), crate::explain::clock);
+            let at = d.at.map_or_else(|| "its start".into(), crate::units::clock);
             let before = headline_for(r, d.verdict_before);
             format!("UNKNOWN — capture cut short at {at}; up to the damage: {before}")
         }
@@ -724,9 +711,7 @@ pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStat
 
 /// Plain periodic lines for a live run whose output is not a terminal: one per backend.
 pub fn report_lines(w: &mut dyn Write, r: &crate::verdict::Report, now: Ts) -> io::Result<()> {
-    let t = chrono::DateTime::from_timestamp(now.div_euclid(1_000_000_000), 0)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default();
+    let t = crate::units::utc(now, "%Y-%m-%dT%H:%M:%SZ");
     if r.backends.is_empty() {
         return writeln!(w, "{t} no backends yet");
     }

@@ -108,7 +108,7 @@ impl BackendSpec {
 impl fmt::Display for BackendSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BackendSpec::Exact(ip, port) => f.write_str(&crate::render::endpoint(*ip, *port)),
+            BackendSpec::Exact(ip, port) => f.write_str(&crate::units::endpoint(*ip, *port)),
             BackendSpec::Port(p) => write!(f, ":{p}"),
         }
     }

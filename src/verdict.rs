@@ -11,9 +11,9 @@
 use crate::backend::{Backend, Backends, Group, Series, Timeline};
 use crate::classify::{self, Ending, Kind, Rhythm, Shape};
 use crate::decode::Ts;
-use crate::render::endpoint;
 use crate::sockets::{BackendSpec, Comm, HostSamples, Sample};
 use crate::stats::{self, Fit};
+use crate::units::endpoint;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 

@@ -1,0 +1,48 @@
+//! Units: how addresses and instants are written, in one place for every stage that names them
+//! (the verdict's findings, the samples file, the renderers), so that none of them needs another's
+//! module for it.
+
+use crate::decode::Ts;
+use std::net::IpAddr;
+
+/// `ip:port`, with IPv6 in brackets.
+pub fn endpoint(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// Seconds with microseconds, like Zeek's `ts`.
+pub fn ts_secs(ts: Ts) -> String {
+    let s = ts.div_euclid(1_000_000_000);
+    let us = ts.rem_euclid(1_000_000_000) / 1000;
+    format!("{s}.{us:06}")
+}
+
+/// A packet-time instant in UTC with a chrono format; the raw nanoseconds when out of range.
+pub fn utc(t: Ts, fmt: &str) -> String {
+    chrono::DateTime::from_timestamp(t.div_euclid(1_000_000_000), t.rem_euclid(1_000_000_000) as u32)
+        .map_or_else(|| t.to_string(), |d| d.format(fmt).to_string())
+}
+
+/// `12:03:44.120 UTC`: when something happened, in a sentence.
+pub fn clock(t: Ts) -> String {
+    utc(t, "%H:%M:%S%.3f UTC")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_addresses_and_instants() {
+        assert_eq!(endpoint("10.0.0.1".parse().unwrap(), 8080), "10.0.0.1:8080");
+        assert_eq!(endpoint("::1".parse().unwrap(), 80), "[::1]:80");
+        let t = 1_700_000_000_123_456_789;
+        assert_eq!(ts_secs(t), "1700000000.123456");
+        assert_eq!(clock(t), "22:13:20.123 UTC");
+        assert_eq!(utc(t, "%Y-%m-%d %H:%M:%S UTC"), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc(i64::MAX, "%H"), i64::MAX.to_string());
+    }
+}
