@@ -590,7 +590,7 @@ pub enum Finding {
         driver: Driver,
         samples: usize,
     },
-    /// Host samples: sockets did not follow any kind (`change` from start to now).
+    /// Host samples: sockets did not follow any kind (from `start` to `now`).
     HostNoGrowth {
         start: f64,
         now: u64,
