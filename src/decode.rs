@@ -583,6 +583,46 @@ pub fn tcp_fixed(ts: Ts, src: Addr, dst: Addr, seg: &[u8], wire_len: usize) -> R
     })
 }
 
+/// What the decoder saw, for the summary: frames, bytes, TCP segments and every skip by reason.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DecodeStats {
+    pub frames: u64,
+    pub wire_bytes: u64,
+    pub tcp: u64,
+    pub skipped: [u64; Skip::ALL.len()],
+    /// TCP segments whose captured bytes were cut by the snaplen (still analysed).
+    pub cut: u64,
+    pub first_ts: Option<Ts>,
+    pub last_ts: Option<Ts>,
+    /// Bytes of input read so far and in total (files), updated at each tick.
+    pub input: (u64, u64),
+    /// Connections finished early because the flow table was full (`--max-flows`).
+    pub evicted: u64,
+    /// TCP segments seen a second time on another interface of the same `-i any` capture (a veth
+    /// and the bridge it is on), counted once.
+    pub duplicates: u64,
+    /// Most connections tracked at once.
+    pub peak_flows: usize,
+    /// TCP segments found inside a tunnel, by the outermost one ([`Encap`]; `None` unused).
+    pub encapsulated: [u64; Encap::ALL.len()],
+    /// The kernel's counters at the end of a live capture (`None` for files).
+    pub kernel: Option<DropStats>,
+}
+
+impl DecodeStats {
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.iter().sum()
+    }
+}
+
+/// The kernel's counters of a live capture (libpcap's `pcap_stats`), reported beside the decoder's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropStats {
+    pub received: u32,
+    pub dropped_kernel: u32,
+    pub dropped_iface: u32,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

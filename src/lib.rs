@@ -13,6 +13,7 @@
 pub mod backend;
 pub mod classify;
 pub mod cli;
+pub mod clock;
 pub mod container;
 pub mod decode;
 pub mod explain;

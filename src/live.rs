@@ -5,7 +5,6 @@
 //! thread that reads packets. Verdicts are the same pure functions `analyze` uses.
 
 use crate::backend::Backends;
-use crate::decode::Ts;
 use crate::flow::{Conn, FlowTable};
 use crate::nat::{self, NatTable};
 use crate::pipeline::{Consumer, DecodeStats};
@@ -18,7 +17,7 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// How the periodic view is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,10 +32,7 @@ pub enum View {
     Quiet,
 }
 
-/// Wall-clock now as packet-time nanoseconds (live packets carry the same clock).
-pub fn now_ts() -> Ts {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as Ts)
-}
+pub use crate::clock::now_ts;
 
 pub struct Live<'a> {
     pub backends: Backends,

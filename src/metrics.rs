@@ -2,7 +2,7 @@
 //! the latest one at `/metrics` while a capture runs. Names follow Prometheus conventions: base
 //! units, `_total` for counters, one `backend` label per server.
 
-use crate::source::DropStats;
+use crate::decode::DropStats;
 use crate::verdict::Report;
 use std::fmt::Write as _;
 use std::io::{Read, Write};

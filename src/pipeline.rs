@@ -1,41 +1,10 @@
 //! Pipeline: the main loop — read a frame, decode it (or count the skip), feed the flow table, hand
 //! finished connections to the consumer. Shared by `analyze` and `capture`.
 
-use crate::decode::{decode_encap_then, Addr, Encap, Link, Segment, Skip, Ts};
+pub use crate::decode::DecodeStats;
+use crate::decode::{decode_encap_then, Addr, Encap, Link, Segment, Ts};
 use crate::flow::{flow_hash, Conn, FlowTable};
 use crate::source::{After, Frame, Next, PacketSource, SourceError};
-
-/// What the decoder saw, for the summary.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct DecodeStats {
-    pub frames: u64,
-    pub wire_bytes: u64,
-    pub tcp: u64,
-    pub skipped: [u64; Skip::ALL.len()],
-    /// TCP segments whose captured bytes were cut by the snaplen (still analysed).
-    pub cut: u64,
-    pub first_ts: Option<Ts>,
-    pub last_ts: Option<Ts>,
-    /// Bytes of input read so far and in total (files), updated at each tick.
-    pub input: (u64, u64),
-    /// Connections finished early because the flow table was full (`--max-flows`).
-    pub evicted: u64,
-    /// TCP segments seen a second time on another interface of the same `-i any` capture (a veth
-    /// and the bridge it is on), counted once.
-    pub duplicates: u64,
-    /// Most connections tracked at once.
-    pub peak_flows: usize,
-    /// TCP segments found inside a tunnel, by the outermost one ([`Encap`]; `None` unused).
-    pub encapsulated: [u64; Encap::ALL.len()],
-    /// The kernel's counters at the end of a live capture (`None` for files).
-    pub kernel: Option<crate::source::DropStats>,
-}
-
-impl DecodeStats {
-    pub fn skipped_total(&self) -> u64 {
-        self.skipped.iter().sum()
-    }
-}
 
 /// Why the loop returned.
 #[derive(Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 //! it still accepts a plain connection, and fits sockets against probes sent.
 
 use crate::classify::Kind;
+use crate::clock::now_ts;
 use crate::decode::Ts;
 use crate::sampler::{Procfs, Server};
 use crate::sockets::{HostSamples, Sample};
@@ -573,10 +574,6 @@ pub struct ProbeReport {
     pub erlang: bool,
     pub interrupted: bool,
     pub samples_error: Option<String>,
-}
-
-fn now_ts() -> Ts {
-    crate::live::now_ts()
 }
 
 /// Whether the server takes a plain connection now; held open until accepted (at most `wait`).

@@ -3,7 +3,7 @@
 
 use crate::decode::{Skip, Ts};
 use crate::flow::{Conn, ConnState, EndReason};
-use crate::pipeline::DecodeStats;
+use crate::decode::DecodeStats;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
 use rustc_hash::FxHashMap;
 use serde::Serialize;

@@ -7,6 +7,7 @@
 //! typed so the CLI can say in one line what went wrong and where, and so a damaged file still
 //! yields what came before the damage.
 
+pub use crate::decode::DropStats;
 use crate::decode::{Link, Ts};
 use pcap::{Capture, Offline};
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
@@ -1022,10 +1023,7 @@ impl LiveState {
     }
 }
 
-/// Wall-clock now in nanoseconds, the clock the kernel stamps live packets with.
-fn now_ts() -> Ts {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as Ts)
-}
+use crate::clock::now_ts;
 
 /// The raw packets written as a pcap file (nanosecond timestamps), to an already open file or
 /// standard output: the caller decides how the file is created (see `output`). One 16-byte record
@@ -1084,14 +1082,6 @@ impl PcapWriter {
             None => Ok(()),
         }
     }
-}
-
-/// Counters from the kernel at the end of a live capture.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DropStats {
-    pub received: u32,
-    pub dropped_kernel: u32,
-    pub dropped_iface: u32,
 }
 
 /// A live interface through libpcap: a TPACKET_V3 ring (see [`BUFFER_TIMEOUT_MS`]), read
