@@ -5,7 +5,7 @@
 //! reads host socket samples; [`probe`] sends probes of each shape to one server and judges the
 //! sockets it keeps with the same rules. The binary in `main.rs` only parses arguments and wires
 //! stages.
-// Only source's open_offline, open_offline_fd and offline_from_stdio (the C calls that give libpcap
+// Only source::file's open_offline, open_offline_fd and offline_from_stdio (the C calls that give libpcap
 // a FILE, a file's or a pipe's, with a larger buffer) and probe::set_quickack (one setsockopt nix
 // has no wrapper for) use unsafe code. Everything else is safe Rust.
 #![deny(unsafe_code)]

@@ -15,7 +15,7 @@ use hcleak::privs;
 use hcleak::render::{self, Format};
 use hcleak::sampler::{HostSampler, ProcSampler, Procfs};
 use hcleak::sockets::{self, HostSamples};
-use hcleak::source::{self, LiveOptions, LiveSource, StopWhen};
+use hcleak::source::{self, LiveOptions, LiveSource, PacketSource, StopWhen};
 use hcleak::verdict::{self, Verdict};
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::AsFd;
@@ -478,7 +478,7 @@ fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
     let mut live = Live::new(sampler, csv, Arc::clone(&stop), a.refresh, view, vopts, report_out());
     live.iface = iface.clone();
     live.sample_every = a.sample_interval.unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(50));
-    live.drops = Some(src.counters());
+    live.drops = src.counters();
     if sampling {
         live.nat = Some(hcleak::nat::NatTable::default());
     }

@@ -438,36 +438,10 @@ pub fn read_flows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{Link, ACK, FIN, PSH, SYN};
+    use crate::decode::{Link, Skip, ACK, FIN, PSH, SYN};
     use crate::flow::FlowConfig;
 
-    /// One step of a scripted source: a frame, an idle moment (`None`), or a read error.
-    type Step = Result<Option<(Ts, Vec<u8>)>, SourceError>;
-
-    /// Frames from memory, with read errors and idle moments where the script says.
-    struct Script {
-        items: Vec<Step>,
-        next: usize,
-        link: Link,
-    }
-
-    impl PacketSource for Script {
-        fn next_frame(&mut self) -> Result<Next<'_>, SourceError> {
-            let i = self.next;
-            self.next += 1;
-            match self.items.get(i) {
-                None => Ok(Next::End),
-                Some(Err(e)) => Err(e.clone()),
-                Some(Ok(None)) => Ok(Next::Idle),
-                Some(Ok(Some((ts, data)))) => {
-                    Ok(Next::Frame(Frame { ts: *ts, link: self.link, data, wire_len: data.len() as u32 }))
-                }
-            }
-        }
-        fn progress(&self) -> (u64, u64) {
-            (self.next as u64, self.items.len() as u64)
-        }
-    }
+    use crate::source::{MemorySource, Step};
 
     fn frame(client: u16, to_server: bool, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
         let (src, dst, sp, dp) = if to_server {
@@ -510,21 +484,21 @@ mod tests {
                 (true, ACK, c + 26, s + 2 + r, &b""[..]),
             ] {
                 t += 700_000;
-                v.push(Ok(Some((t, frame(port, to_server, flags, seq, ack, payload)))));
+                v.push(Step::Frame(t, frame(port, to_server, flags, seq, ack, payload)));
             }
             if i % 500 == 7 {
-                v.push(Ok(None));
-                v.push(Ok(Some((t, vec![0u8; 60]))));
+                v.push(Step::Idle(std::time::Duration::ZERO));
+                v.push(Step::Frame(t, vec![0u8; 60]));
             }
             if i == 1234 {
-                v.push(Err(SourceError::Damaged { path: "a.pcap".into(), frames: 7, msg: "cut".into() }));
+                v.push(Step::Error(SourceError::Damaged { path: "a.pcap".into(), frames: 7, msg: "cut".into() }));
             }
         }
         v
     }
 
     fn go(threaded: bool) -> (Vec<String>, DecodeStats, Vec<SourceError>) {
-        let mut src = Script { items: script(), next: 0, link: Link::Ethernet };
+        let mut src = MemorySource::new(Link::Ethernet, script());
         let mut table = FlowTable::new(FlowConfig::default());
         let (mut stats, mut errors, mut conns) = (DecodeStats::default(), Vec::new(), Vec::new());
         let mut sink = |c: Conn| conns.push(format!("{c:?}"));
@@ -565,13 +539,13 @@ mod tests {
                 self.0 > 0
             }
         }
-        let mut src = Script { items: script(), next: 0, link: Link::Ethernet };
+        let mut src = MemorySource::new(Link::Ethernet, script());
         let mut table = FlowTable::new(FlowConfig::default());
         let (mut stats, mut errors) = (DecodeStats::default(), Vec::new());
         let stop = run_threaded(&mut src, &mut table, &mut stats, &mut errors, &mut StopAfter(10));
         assert_eq!(stop, Stop::Asked);
         // The reader was stopped while at most a few batches ahead, not run to the end.
-        assert!(src.next < src.items.len(), "reader went on to the end");
+        assert!(src.position() < script().len(), "reader went on to the end");
     }
 
     /// An Ethernet frame as `-i any` hands it over: Linux cooked v2 on interface `ifindex`.
@@ -606,7 +580,7 @@ mod tests {
     }
 
     fn run_frames(items: Vec<Step>, link: Link, threaded: bool) -> (Vec<Conn>, DecodeStats) {
-        let mut src = Script { items, next: 0, link };
+        let mut src = MemorySource::new(link, items);
         let mut table = FlowTable::new(FlowConfig::default());
         let (mut stats, mut errors, mut conns) = (DecodeStats::default(), Vec::new(), Vec::new());
         let mut sink = |c: Conn| conns.push(c);
@@ -624,10 +598,10 @@ mod tests {
     /// the veth alone gives — packets, bytes and history — and the retransmission is still there.
     #[test]
     fn each_packet_once_on_any_with_a_veth_and_a_bridge() {
-        let once: Vec<Step> = exchange().into_iter().map(|(t, f)| Ok(Some((t, sll2(&f, 7))))).collect();
+        let once: Vec<Step> = exchange().into_iter().map(|(t, f)| Step::Frame(t, sll2(&f, 7))).collect();
         let twice: Vec<Step> = exchange()
             .into_iter()
-            .flat_map(|(t, f)| [Ok(Some((t, sll2(&f, 7)))), Ok(Some((t + 12_000, sll2(&f, 3))))])
+            .flat_map(|(t, f)| [Step::Frame(t, sll2(&f, 7)), Step::Frame(t + 12_000, sll2(&f, 3))])
             .collect();
         for threaded in [false, true] {
             let (want, ws) = run_frames(once.clone(), Link::Sll2, threaded);
@@ -650,11 +624,11 @@ mod tests {
         // The same copies a long time apart are not copies; nor is anything on an Ethernet capture.
         let late: Vec<Step> = exchange()
             .into_iter()
-            .flat_map(|(t, f)| [Ok(Some((t, sll2(&f, 7)))), Ok(Some((t + Dedup::WINDOW + 1, sll2(&f, 3))))])
+            .flat_map(|(t, f)| [Step::Frame(t, sll2(&f, 7)), Step::Frame(t + Dedup::WINDOW + 1, sll2(&f, 3))])
             .collect();
         assert_eq!(run_frames(late, Link::Sll2, false).1.duplicates, 0);
         let eth: Vec<Step> =
-            exchange().into_iter().flat_map(|(t, f)| [Ok(Some((t, f.clone()))), Ok(Some((t + 1, f)))]).collect();
+            exchange().into_iter().flat_map(|(t, f)| [Step::Frame(t, f.clone()), Step::Frame(t + 1, f)]).collect();
         let (c, s) = run_frames(eth, Link::Ethernet, false);
         assert_eq!((s.duplicates, c[0].orig.pkts), (0, 12));
     }

@@ -1,9 +1,9 @@
 //! Render: turns finished connections and summaries into text — TSV and JSON lines for `--flows`,
 //! comfy-table summaries for people. Nothing here decides anything.
 
+use crate::decode::DecodeStats;
 use crate::decode::{Skip, Ts};
 use crate::flow::{Conn, ConnState, EndReason};
-use crate::decode::DecodeStats;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
 use rustc_hash::FxHashMap;
 use serde::Serialize;
