@@ -1,5 +1,7 @@
-//! CLI: parses arguments into plain structs and validates them into run configurations. Nothing is
-//! done while parsing.
+//! CLI: parses arguments into plain structs (`*Args`), then validates each subcommand's into the
+//! configuration it runs with (`AnalyzeConfig`, `CaptureConfig`, `SampleConfig`, `probe::Config`):
+//! every check that needs no capture, file or socket opened happens in `validate`. Nothing is done
+//! while parsing. The exit codes the help text names are [`crate::verdict::Verdict::exit_code`]'s.
 
 use crate::render::Format;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -339,6 +341,142 @@ impl CaptureArgs {
                 self.buffer_kib
             )),
         }
+    }
+}
+
+/// Where `capture -w` sends the raw packets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PcapOut {
+    None,
+    File(PathBuf),
+    /// `-w -`: the pcap on standard output, the report on standard error (as tcpdump does).
+    Stdout,
+}
+
+/// A validated `capture` run: what to open, where to write, and how the running capture reports.
+#[derive(Clone, Debug)]
+pub struct CaptureConfig {
+    pub live: crate::source::LiveOptions,
+    /// `-c`: stop after this many packets.
+    pub count: Option<u64>,
+    /// `--duration`: stop after this long.
+    pub duration: Option<std::time::Duration>,
+    pub pcap: PcapOut,
+    /// The host samples beside the pcap (`FILE.sockets.csv`), when sampling and writing a file.
+    pub samples_csv: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
+    pub force: bool,
+    /// Sample local backends (root keeps the two capabilities the sampler needs).
+    pub sampling: bool,
+    /// The user to become (resolved: an unknown name fails before anything is opened).
+    pub user: Option<crate::privs::Target>,
+    /// Where to serve metrics.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// How the running capture reports (its view chosen by where the report goes).
+    pub settings: crate::capture::Settings,
+}
+
+impl CaptureConfig {
+    /// The report goes to standard error when the pcap takes standard output.
+    pub fn report_to_stderr(&self) -> bool {
+        self.pcap == PcapOut::Stdout
+    }
+}
+
+impl CaptureArgs {
+    /// Every argument checked, before anything is opened or written (`-D` is not a run: `main`
+    /// lists the interfaces before this).
+    pub fn validate(&self) -> Result<CaptureConfig, String> {
+        use std::io::IsTerminal;
+        let iface = self.iface.clone().ok_or_else(|| "-i IFACE is required".to_string())?;
+        let snaplen = self.snaplen()?;
+        let buffer = self.buffer_bytes()?;
+        let pcap = match &self.write {
+            Some(p) if p.as_os_str() == "-" => PcapOut::Stdout,
+            Some(p) => PcapOut::File(p.clone()),
+            None => PcapOut::None,
+        };
+        let stdout_terminal = std::io::stdout().is_terminal();
+        if pcap == PcapOut::Stdout && stdout_terminal {
+            return Err("-w - writes binary pcap to standard output, which is a terminal: redirect it".into());
+        }
+        let metrics = self.metrics.as_deref().map(crate::metrics::bind_addr).transpose()?;
+        let sampling = !self.no_sample;
+        // -Z is resolved now, root or not: an unknown user stops the run before anything is opened.
+        let user = crate::privs::target(self.user.as_deref())?;
+        let samples_csv = match &pcap {
+            PcapOut::File(p) if sampling => {
+                let mut s = p.clone().into_os_string();
+                s.push(".sockets.csv");
+                Some(PathBuf::from(s))
+            }
+            _ => None,
+        };
+        let on_terminal = if pcap == PcapOut::Stdout { std::io::stderr().is_terminal() } else { stdout_terminal };
+        let format: Format = self.format.into();
+        let filter = (!self.filter.is_empty()).then(|| self.filter.join(" "));
+        Ok(CaptureConfig {
+            live: crate::source::LiveOptions {
+                iface: iface.clone(),
+                filter,
+                snaplen,
+                buffer,
+                promisc: !self.no_promisc,
+            },
+            count: self.count,
+            duration: self.duration,
+            pcap,
+            samples_csv,
+            plot: self.plot.clone(),
+            force: self.force,
+            sampling,
+            user,
+            metrics,
+            settings: crate::capture::Settings {
+                iface,
+                format,
+                view: crate::capture::View::choose(format, on_terminal),
+                refresh: self.refresh,
+                sample_every: self
+                    .sample_interval
+                    .unwrap_or(std::time::Duration::from_secs(1))
+                    .max(std::time::Duration::from_millis(50)),
+                opts: crate::verdict::Options { limit: self.limit, min_conns: self.min_conns },
+                nat: sampling.then(|| PathBuf::from("/proc")),
+                threaded: true,
+            },
+        })
+    }
+}
+
+/// A validated `sample` run.
+#[derive(Clone, Debug)]
+pub struct SampleConfig {
+    pub port: u16,
+    pub pid: Option<u32>,
+    /// The address the rows are labelled with (and the namespace chosen by).
+    pub addr: Option<std::net::IpAddr>,
+    pub interval: std::time::Duration,
+    pub duration: Option<std::time::Duration>,
+    pub output: Option<PathBuf>,
+    pub force: bool,
+    /// The user to become (resolved).
+    pub user: Option<crate::privs::Target>,
+}
+
+impl SampleArgs {
+    /// `-Z` resolved; the rest needs no check beyond parsing.
+    pub fn validate(&self) -> Result<SampleConfig, String> {
+        Ok(SampleConfig {
+            user: crate::privs::target(self.user.as_deref())?,
+            port: self.port,
+            pid: self.pid,
+            addr: self.addr,
+            interval: self.interval,
+            duration: self.duration,
+            output: self.output.clone(),
+            force: self.force,
+        })
     }
 }
 

@@ -4,9 +4,11 @@
 //!
 //! Two readings, both from the same clock: [`Clock::wall`], Unix time in nanoseconds (the clock the
 //! kernel stamps live packets with, so samples and packets line up), and [`Clock::instant`], a
-//! monotonic instant for schedules (sample every second, refresh every few).
+//! monotonic instant for schedules (sample every second, refresh every few). Waiting goes through
+//! it too ([`Clock::sleep_until`]): a fake clock just moves on.
 
 use crate::decode::Ts;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +23,8 @@ pub trait Clock: Send + Sync {
     fn wall(&self) -> Ts;
     /// A monotonic instant, for schedules.
     fn instant(&self) -> Instant;
+    /// Waits until `t`, or until `stop` is set, whichever comes first.
+    fn sleep_until(&self, t: Instant, stop: &AtomicBool);
 }
 
 /// The system's clocks.
@@ -33,6 +37,12 @@ impl Clock for SystemClock {
     }
     fn instant(&self) -> Instant {
         Instant::now()
+    }
+    fn sleep_until(&self, t: Instant, stop: &AtomicBool) {
+        // In short steps, so that a signal stops the wait at once.
+        while Instant::now() < t && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep((t - Instant::now()).min(Duration::from_millis(50)));
+        }
     }
 }
 
@@ -74,6 +84,13 @@ impl Clock for FakeClock {
     }
     fn instant(&self) -> Instant {
         self.now.lock().unwrap_or_else(|e| e.into_inner()).1
+    }
+    /// Moves the clock to `t` at once (unless stopped).
+    fn sleep_until(&self, t: Instant, stop: &AtomicBool) {
+        let now = self.instant();
+        if t > now && !stop.load(Ordering::Relaxed) {
+            self.advance(t - now);
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod backend;
+pub mod capture;
 pub mod classify;
 pub mod cli;
 pub mod clock;
@@ -19,7 +20,6 @@ pub mod decode;
 pub mod explain;
 pub mod flow;
 pub mod http;
-pub mod live;
 pub mod metrics;
 pub mod nat;
 pub mod output;

@@ -1,49 +1,32 @@
-//! The `hcleak` binary: parses arguments, wires the stages, and turns the result into an exit code
-//! (0 no leak, 1 suspicious, 2 leak, 3 could not decide or error) in one place.
+//! The `hcleak` binary: parse → validate into a per-subcommand config (`cli`) → one orchestration
+//! function per subcommand, which opens the real sources and outputs, gives up privileges and hands
+//! over to the library → the exit code, decided once in `main` from the run's verdict
+//! ([`Verdict::exit_code`]: 0 no leak, 1 suspicious, 2 leak, 3 could not decide or error).
 #![forbid(unsafe_code)]
 
 use clap::{CommandFactory, Parser};
 use hcleak::backend::Backends;
+use hcleak::capture::{Capture, Io};
 use hcleak::classify;
-use hcleak::cli::{AnalyzeConfig, CaptureArgs, Cli, Cmd, ProbeArgs, ProbeFormat, SampleArgs};
+use hcleak::cli::{AnalyzeConfig, CaptureConfig, Cli, Cmd, PcapOut, ProbeArgs, ProbeFormat, SampleConfig};
+use hcleak::clock::{Clock, SystemClock};
 use hcleak::flow::{Conn, FlowConfig, FlowTable};
-use hcleak::live::{self, Live, View};
 use hcleak::metrics::MetricsListener;
 use hcleak::output::Output;
 use hcleak::pipeline::{self, Consumer, DecodeStats};
 use hcleak::privs;
 use hcleak::render::{self, Format};
 use hcleak::sampler::{HostSampler, ProcSampler, Procfs};
-use hcleak::sockets::{self, HostSamples};
-use hcleak::source::{self, LiveOptions, LiveSource, PacketSource, StopWhen};
+use hcleak::sockets::{self, BackendSpec};
+use hcleak::source::{self, LiveSource, StopWhen};
 use hcleak::verdict::{self, Verdict};
 use std::io::{self, IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// Exit codes on-call already scripts against (the Nagios convention).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Exit {
-    Ok = 0,
-    Suspicious = 1,
-    Leak = 2,
-    Unknown = 3,
-}
-
-impl From<Verdict> for Exit {
-    fn from(v: Verdict) -> Self {
-        match v {
-            Verdict::Ok => Exit::Ok,
-            Verdict::Suspicious => Exit::Suspicious,
-            Verdict::Leak => Exit::Leak,
-            Verdict::Unknown => Exit::Unknown,
-        }
-    }
-}
+use std::time::Instant;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -54,34 +37,32 @@ fn main() -> ExitCode {
             // "leak" (clap's 2).
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
                 let _ = e.print();
-                return ExitCode::from(Exit::Ok as u8);
+                return ExitCode::from(Verdict::Ok.exit_code());
             }
             eprintln!("{}", usage_line(&e));
-            return ExitCode::from(Exit::Unknown as u8);
+            return ExitCode::from(Verdict::Unknown.exit_code());
         }
     };
+    // Every subcommand ends in a verdict (those that judge nothing: `Ok`) or a failure.
     let result = match cli.cmd {
         Cmd::Analyze(a) => a.validate().map_err(Failure::Usage).and_then(|cfg| analyze(&cfg)),
-        Cmd::Capture(c) => capture(&c),
-        Cmd::Sample(s) => sample(&s),
-        Cmd::Completions { shell } => {
-            // clap_complete panics when its writer fails: write to memory, then to stdout, so a
-            // closed pipe (`| head`) ends quietly.
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "hcleak", &mut script);
-            io::stdout().lock().write_all(&script).map(|()| Exit::Ok).map_err(Failure::from)
-        }
+        Cmd::Capture(a) if a.list_interfaces => list_interfaces(),
+        Cmd::Capture(a) => a.validate().map_err(Failure::Usage).and_then(|cfg| capture(&cfg)),
+        Cmd::Sample(a) => a.validate().map_err(Failure::Usage).and_then(|cfg| sample(&cfg)),
+        Cmd::Completions { shell } => completions(shell),
         Cmd::Man => man(),
         Cmd::Probe(p) => probe(&p),
     };
-    match result {
-        Ok(code) => ExitCode::from(code as u8),
-        Err(Failure::Pipe) => ExitCode::from(Exit::Ok as u8),
+    let verdict = match result {
+        Ok(v) => v,
+        // A closed pipe (`| head`) ends quietly.
+        Err(Failure::Pipe) => Verdict::Ok,
         Err(f) => {
             eprintln!("hcleak: {f}");
-            ExitCode::from(Exit::Unknown as u8)
+            Verdict::Unknown
         }
-    }
+    };
+    ExitCode::from(verdict.exit_code())
 }
 
 /// clap's error as one line: which subcommand, what is wrong, where to look.
@@ -101,7 +82,7 @@ fn usage_line(e: &clap::Error) -> String {
 }
 
 /// The man page, from the same definitions as the parser: `hcleak man > hcleak.1`.
-fn man() -> Result<Exit, Failure> {
+fn man() -> Result<Verdict, Failure> {
     let cmd = Cli::command();
     let mut out = io::stdout().lock();
     clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
@@ -120,7 +101,30 @@ fn man() -> Result<Exit, Failure> {
         }
         out.write_all(part.as_bytes())?;
     }
-    Ok(Exit::Ok)
+    Ok(Verdict::Ok)
+}
+
+/// A completion script for `shell` on stdout.
+fn completions(shell: clap_complete::Shell) -> Result<Verdict, Failure> {
+    // clap_complete panics when its writer fails: write to memory, then to stdout, so a closed
+    // pipe (`| head`) ends quietly.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "hcleak", &mut script);
+    io::stdout().lock().write_all(&script)?;
+    Ok(Verdict::Ok)
+}
+
+/// `capture -D`: the interfaces libpcap can open.
+fn list_interfaces() -> Result<Verdict, Failure> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    for (i, (name, desc)) in source::list_interfaces().map_err(Failure::Source)?.into_iter().enumerate() {
+        match desc {
+            Some(d) => writeln!(out, "{}.{name} ({d})", i + 1)?,
+            None => writeln!(out, "{}.{name}", i + 1)?,
+        }
+    }
+    Ok(Verdict::Ok)
 }
 
 /// A run that could not produce a verdict. Rendered as one line on stderr.
@@ -214,7 +218,7 @@ fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
     Some(p)
 }
 
-fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
+fn analyze(cfg: &AnalyzeConfig) -> Result<Verdict, Failure> {
     // Read the samples first: a bad samples file should fail before minutes of packet reading.
     let host = match &cfg.sockets {
         Some(p) => Some(sockets::read_csv(p).map_err(|e| Failure::Usage(e.to_string()))?),
@@ -249,8 +253,7 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     // Zeek draws uids at random: seeded by the clock and the process, two runs' logs can be merged.
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let zeek = render::ZeekLog::new(now ^ u64::from(std::process::id()) << 40);
+    let zeek = render::ZeekLog::new(hcleak::clock::now_ts() as u64 ^ u64::from(std::process::id()) << 40);
     if cfg.flows && cfg.format == Format::Tsv {
         render::flow_tsv_header(&mut out)?;
     }
@@ -282,28 +285,14 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
         sink.zeek.close(&mut *sink.out)?;
     }
     let (summary, backends) = (sink.summary, sink.backends);
-    let mut code = Exit::Ok;
+    let mut verdict = Verdict::Ok;
     if cfg.flows {
         if cfg.format == Format::Table {
             render::flow_summary(&mut out, &summary, &stats, cfg.files.len())?;
         }
     } else {
         let opts = verdict::Options { limit: cfg.limit, min_conns: cfg.min_conns };
-        let report = match &nat {
-            Some(n) => {
-                let (joined_backends, joined) = n.join(&backends);
-                let mut r = verdict::judge(&joined_backends, host.as_ref(), &opts);
-                hcleak::nat::annotate(&mut r, &joined);
-                r
-            }
-            None => {
-                // No conntrack table given: say which backends may be one behind DNAT.
-                let mut r = verdict::judge(&backends, host.as_ref(), &opts);
-                hcleak::nat::maybe_one(&mut r);
-                r
-            }
-        };
-        let mut report = report;
+        let mut report = hcleak::nat::judge(&backends, host.as_ref(), &opts, nat.as_ref());
         if !errors.is_empty() {
             report.cut_short(stats.last_ts);
         }
@@ -316,15 +305,23 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
             write_plot(o.file(), &path, &report)?;
             o.commit().map_err(Failure::Usage)?;
         }
-        code = report.verdict.into();
+        verdict = report.verdict;
     }
     out.flush()?;
+    analyze_notes(cfg, &stats, &errors);
+    // A damaged input means the verdict may be missing what came after the damage.
+    Ok(if errors.is_empty() { verdict } else { Verdict::Unknown })
+}
+
+/// What `analyze` says on stderr after its output: why a filter may have kept nothing, the read
+/// errors.
+fn analyze_notes(cfg: &AnalyzeConfig, stats: &DecodeStats, errors: &[source::SourceError]) {
     if let Some(f) = cfg.filter.as_deref().filter(|_| stats.tcp == 0) {
         if hcleak::tunnel::overlay_in_files(&cfg.files) {
             eprintln!("hcleak: {}", hcleak::tunnel::hint(f));
         }
     }
-    for e in &errors {
+    for e in errors {
         eprintln!("hcleak: {e}");
     }
     // A filter that kept nothing: say why when tags or tunnels explain it (standard input is gone).
@@ -337,8 +334,6 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Exit, Failure> {
             }
         }
     }
-    // A damaged input means the verdict may be missing what came after the damage.
-    Ok(if errors.is_empty() { code } else { Exit::Unknown })
 }
 
 /// Draws the report into an output file opened earlier (see `output`).
@@ -360,178 +355,87 @@ fn stop_flag() -> Result<Arc<AtomicBool>, Failure> {
     Ok(stop)
 }
 
-/// The host sampler and where its samples are also written.
-type Sampling = (Option<Box<dyn HostSampler>>, Option<Box<dyn Write>>);
-
-fn capture(a: &CaptureArgs) -> Result<Exit, Failure> {
-    if a.list_interfaces {
-        let stdout = io::stdout();
-        let mut out = stdout.lock();
-        for (i, (name, desc)) in source::list_interfaces().map_err(Failure::Source)?.into_iter().enumerate() {
-            match desc {
-                Some(d) => writeln!(out, "{}.{name} ({d})", i + 1)?,
-                None => writeln!(out, "{}.{name}", i + 1)?,
-            }
-        }
-        return Ok(Exit::Ok);
-    }
-    // 1. Every argument, before anything is opened or written.
-    let iface = a.iface.clone().ok_or_else(|| Failure::Usage("-i IFACE is required".into()))?;
-    let snaplen = a.snaplen().map_err(Failure::Usage)?;
-    let buffer = a.buffer_bytes().map_err(Failure::Usage)?;
-    let pcap_to_stdout = a.write.as_deref() == Some(Path::new("-"));
-    if pcap_to_stdout && io::stdout().is_terminal() {
-        return Err(Failure::Usage(
-            "-w - writes binary pcap to standard output, which is a terminal: redirect it".into(),
-        ));
-    }
-    let metrics_addr = a.metrics.as_deref().map(hcleak::metrics::bind_addr).transpose().map_err(Failure::Usage)?;
-    let sampling = !a.no_sample;
-    // -Z is resolved now, root or not: an unknown user stops the run before anything is opened.
-    let target = privs::target(a.user.as_deref()).map_err(Failure::Usage)?;
-    // 2. Outputs, under temporary names beside their own: nothing that exists is touched yet.
-    let csv_path = a.write.as_ref().filter(|_| sampling && !pcap_to_stdout).map(|p| {
-        let mut s = p.clone().into_os_string();
-        s.push(".sockets.csv");
-        std::path::PathBuf::from(s)
-    });
-    let pcap_out = match &a.write {
-        Some(p) if !pcap_to_stdout => Some(Output::create(p, a.force).map_err(Failure::Usage)?),
-        _ => None,
+/// `capture`: opens the outputs, the interface and the metrics port while still privileged, gives
+/// up root (keeping only what sampling needs), then runs the library's [`Capture`] on the real
+/// source, procfs and the system clock.
+fn capture(cfg: &CaptureConfig) -> Result<Verdict, Failure> {
+    // Outputs, under temporary names beside their own: nothing that exists is touched yet.
+    let create = |p: &Path| Output::create(p, cfg.force).map_err(Failure::Usage);
+    let pcap_out = match &cfg.pcap {
+        PcapOut::File(p) => Some(create(p)?),
+        PcapOut::None | PcapOut::Stdout => None,
     };
-    let csv_out = csv_path.map(|p| Output::create(&p, a.force)).transpose().map_err(Failure::Usage)?;
-    let plot_out = a.plot.as_ref().map(|p| Output::create(p, a.force)).transpose().map_err(Failure::Usage)?;
-    // 3. The metrics port (served only after the privilege drop).
-    let listener = metrics_addr.map(MetricsListener::bind).transpose().map_err(Failure::Usage)?;
+    let csv_out = cfg.samples_csv.as_deref().map(create).transpose()?;
+    let plot_out = cfg.plot.as_deref().map(create).transpose()?;
+    // The metrics port (served only after the privilege drop).
+    let listener = cfg.metrics.map(MetricsListener::bind).transpose().map_err(Failure::Usage)?;
     let stop = stop_flag()?;
-    // 4. The capture: the one thing that needs CAP_NET_RAW.
-    let filter = (!a.filter.is_empty()).then(|| a.filter.join(" "));
-    let opts = LiveOptions { iface: iface.clone(), filter, snaplen, buffer, promisc: !a.no_promisc };
-    // A large ring takes a moment to set up: say what it costs and when the capture really starts.
-    eprintln!("hcleak: {}", hcleak::explain::ring_cost(buffer as u64, snaplen as u64));
-    let mut src = LiveSource::open(&opts).map_err(Failure::Source)?;
+    // The capture: the one thing that needs CAP_NET_RAW. A large ring takes a moment to set up:
+    // say what it costs and when the capture really starts.
+    let (iface, snaplen) = (&cfg.live.iface, cfg.live.snaplen);
+    eprintln!("hcleak: {}", hcleak::explain::ring_cost(cfg.live.buffer as u64, snaplen as u64));
+    let mut src = LiveSource::open(&cfg.live).map_err(Failure::Source)?;
     // With a filter, a watch for overlay packets it would hide (opened while we may still).
-    let mut overlay_watch = opts.filter.as_ref().and_then(|_| hcleak::tunnel::LiveWatch::open(&iface));
+    let mut overlay_watch = cfg.live.filter.as_ref().and_then(|_| hcleak::tunnel::LiveWatch::open(iface));
     eprintln!("hcleak: listening on {iface}, link-type {}, snapshot length {snaplen} bytes", src.link_name());
     // The source stops taking packets on a signal, the deadline or the count, then drains what
     // the kernel already holds; the pipeline ends when it does.
     src.stop_when(StopWhen {
         flag: Arc::clone(&stop),
-        deadline: a.duration.map(|d| Instant::now() + d),
-        count: a.count,
+        deadline: cfg.duration.map(|d| Instant::now() + d),
+        count: cfg.count,
     });
-    // 5. Everything is open and checked: put the outputs in place while the directory is still
+    // Everything is open and checked: put the outputs in place while the directory is still
     // writable to us, then give up root, keeping only what sampling needs.
     let pcap_file = match pcap_out {
         Some(o) => Some(o.commit().map_err(Failure::Usage)?),
-        None if pcap_to_stdout => Some(std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?)),
+        None if cfg.pcap == PcapOut::Stdout => Some(std::fs::File::from(io::stdout().as_fd().try_clone_to_owned()?)),
         None => None,
     };
     let csv_file = csv_out.map(Output::commit).transpose().map_err(Failure::Usage)?;
     let mut plot_file = match plot_out {
-        Some(o) => {
-            let path = o.path().to_path_buf();
-            Some((path, o.commit().map_err(Failure::Usage)?))
-        }
+        Some(o) => Some((o.path().to_path_buf(), o.commit().map_err(Failure::Usage)?)),
         None => None,
     };
     if let Some(f) = pcap_file {
         src.write_to(f).map_err(Failure::Source)?;
     }
-    let keep: &[caps::Capability] = if sampling { &privs::SAMPLER_CAPS } else { &[] };
-    let dropped = match &target {
-        Some(t) => privs::drop_root(t, keep),
-        None => privs::drop_caps(keep),
-    };
-    eprintln!("hcleak: {}", dropped.map_err(Failure::Usage)?);
-    let (sampler, csv): Sampling = if sampling {
-        let csv: Option<Box<dyn Write>> = match csv_file {
-            Some(f) => {
-                let mut f = io::BufWriter::new(f);
-                writeln!(f, "{}", sockets::CSV_HEADER)?;
-                Some(Box::new(f))
-            }
-            None => None,
-        };
-        (Some(Box::new(ProcSampler::default())), csv)
-    } else {
-        (None, None)
-    };
-    // With the pcap on standard output, everything else goes to standard error (as tcpdump does).
-    let report_out = || -> Box<dyn Write> {
-        if pcap_to_stdout {
-            Box::new(io::stderr())
-        } else {
-            Box::new(io::stdout())
+    let keep: &[caps::Capability] = if cfg.sampling { &privs::SAMPLER_CAPS } else { &[] };
+    eprintln!("hcleak: {}", privs::drop_to(cfg.user.as_ref(), keep).map_err(Failure::Usage)?);
+    let sampler: Option<Box<dyn HostSampler>> = cfg.sampling.then(|| Box::new(ProcSampler::default()) as _);
+    let csv: Option<Box<dyn Write>> = match csv_file {
+        Some(f) => {
+            let mut f = io::BufWriter::new(f);
+            writeln!(f, "{}", sockets::CSV_HEADER)?;
+            Some(Box::new(f))
         }
+        None => None,
     };
-    let on_terminal = if pcap_to_stdout { io::stderr().is_terminal() } else { io::stdout().is_terminal() };
-    let format: Format = a.format.into();
-    let view = match (format, on_terminal) {
-        // A JSON document or a Nagios line on stdout must stay just that.
-        (Format::Json | Format::Nagios, _) => View::Quiet,
-        (Format::Jsonl, _) => View::Jsonl,
-        (_, true) => View::Screen,
-        (_, false) => View::Lines,
-    };
-    let vopts = verdict::Options { limit: a.limit, min_conns: a.min_conns };
-    let mut live = Live::new(sampler, csv, Arc::clone(&stop), a.refresh, view, vopts, report_out());
-    live.iface = iface.clone();
-    live.sample_every = a.sample_interval.unwrap_or(Duration::from_secs(1)).max(Duration::from_millis(50));
-    live.drops = src.counters();
-    if sampling {
-        live.nat = Some(hcleak::nat::NatTable::default());
-    }
-    if let Some(l) = listener {
-        let m = l.start().map_err(Failure::Usage)?;
+    let metrics = listener.map(MetricsListener::start).transpose().map_err(Failure::Usage)?;
+    if let Some(m) = &metrics {
         eprintln!("hcleak: serving metrics at http://{}/metrics", m.addr);
-        live.metrics = Some(m);
     }
-    let mut table = FlowTable::new(FlowConfig::default());
-    let mut stats = DecodeStats::default();
-    let mut errors = Vec::new();
-    // One thread reads, decodes and writes -w; this one tracks flows, samples, serves the view and
-    // the metrics, so none of those ever holds up the reading.
-    pipeline::run_threaded(&mut src, &mut table, &mut stats, &mut errors, &mut live);
-    // Stopped: finish what is open, take a last sample, report.
-    if let Err(e) = src.flush() {
-        live.warnings.push(e.to_string());
-    }
-    table.finish(&mut |c| live.conn(c));
-    live.sample_now();
-    live.read_nat();
-    let report = live.report();
+    // With the pcap on standard output, everything else goes to standard error (as tcpdump does).
+    let out: Box<dyn Write> = if cfg.report_to_stderr() { Box::new(io::stderr()) } else { Box::new(io::stdout()) };
+    let io = Io { sampler, csv, out, stop, clock: Arc::new(SystemClock), metrics };
+    let mut run = Capture::new(cfg.settings.clone(), io);
+    let mut ended = run.run(&mut src);
     // The plot first: its file was opened before the privilege drop, so this cannot be refused,
     // and a closed report pipe does not lose it.
     if let Some((p, f)) = &mut plot_file {
-        if let Err(e) = write_plot(f, p, &report) {
-            live.warnings.push(e.to_string());
+        if let Err(e) = write_plot(f, p, &ended.report) {
+            ended.warnings.push(e.to_string());
         }
     }
-    let mut out = io::BufWriter::new(report_out());
-    if view == View::Screen {
-        write!(out, "\x1b[2J\x1b[H")?;
+    run.write_report(&ended)?;
+    let hint = match (&cfg.live.filter, ended.stats.tcp) {
+        (Some(f), 0) if overlay_watch.as_mut().is_some_and(|w| w.seen()) => Some(hcleak::tunnel::hint(f)),
+        _ => None,
+    };
+    for note in ended.notes(iface, hint) {
+        eprintln!("hcleak: {note}");
     }
-    let kernel = src.drops();
-    stats.kernel = kernel;
-    render::report(&mut out, format, &report, &stats, live::now_ts())?;
-    out.flush()?;
-    if let Some(d) = kernel {
-        eprintln!("hcleak: {}", hcleak::explain::kernel_counters(&iface, stats.frames, &d, d.dropped_kernel > 0));
-    }
-    if let Some(f) = opts.filter.as_deref().filter(|_| stats.tcp == 0) {
-        if overlay_watch.as_mut().is_some_and(|w| w.seen()) {
-            eprintln!("hcleak: {}", hcleak::tunnel::hint(f));
-        }
-    }
-    for w in &live.warnings {
-        eprintln!("hcleak: {w}");
-    }
-    if let Some(e) = errors.first() {
-        eprintln!("hcleak: {e}");
-        return Ok(Exit::Unknown);
-    }
-    Ok(report.verdict.into())
+    Ok(ended.verdict())
 }
 
 /// The one server a `sample --port` means; several (pods in different namespaces on the same
@@ -554,80 +458,60 @@ fn one_server(mut found: Vec<hcleak::sampler::Server>, port: u16) -> Result<Opti
     Ok(found.pop())
 }
 
-fn sample(a: &SampleArgs) -> Result<Exit, Failure> {
-    // -Z and the output are checked first; the output is put in place once the server is found.
-    let target = privs::target(a.user.as_deref()).map_err(Failure::Usage)?;
-    let output = a.output.as_ref().map(|p| Output::create(p, a.force)).transpose().map_err(Failure::Usage)?;
+/// `sample`: finds the server, opens the output, gives up root (keeping what reading another
+/// process's /proc/PID/fd needs), then samples it until stopped.
+fn sample(cfg: &SampleConfig) -> Result<Verdict, Failure> {
+    // The output is checked first, and put in place once the server is found.
+    let output = cfg.output.as_ref().map(|p| Output::create(p, cfg.force)).transpose().map_err(Failure::Usage)?;
     let stop = stop_flag()?;
     let proc = Procfs::default();
-    let server = match a.pid {
-        Some(_) => proc.find_server(a.port, a.pid),
-        None => {
-            // --addr may be a load balancer's name for the backend, held by no namespace here.
-            let mut found = proc.find_servers(a.addr, a.port);
-            if found.is_empty() && a.addr.is_some() {
-                found = proc.find_servers(None, a.port);
-            }
-            one_server(found, a.port)?
-        }
-    };
-    let server = server.ok_or_else(|| {
-        Failure::Usage(match a.pid {
-            Some(p) => {
-                format!("process {p} does not listen on port {} (or /proc/{p} is not readable: run as root)", a.port)
-            }
-            None => format!(
-                "no process on this host listens on TCP port {} in any network namespace (or its /proc/PID/fd is not readable: run as root)",
-                a.port
-            ),
-        })
-    })?;
+    let server = sampled_server(&proc, cfg)?;
     let mut out: Box<dyn Write> = match output {
         Some(o) => Box::new(io::BufWriter::new(o.commit().map_err(Failure::Usage)?)),
         None => Box::new(io::stdout()),
     };
     // Sampling goes on as the unprivileged user with the two capabilities it needs, nothing else.
-    let dropped = match &target {
-        Some(t) => privs::drop_root(t, &privs::SAMPLER_CAPS),
-        None => privs::drop_caps(&privs::SAMPLER_CAPS),
-    };
-    eprintln!("hcleak: {}", dropped.map_err(Failure::Usage)?);
+    eprintln!("hcleak: {}", privs::drop_to(cfg.user.as_ref(), &privs::SAMPLER_CAPS).map_err(Failure::Usage)?);
     writeln!(out, "{}", sockets::CSV_HEADER)?;
-    let deadline = a.duration.map(|d| Instant::now() + d);
-    let mut samples = HostSamples::default();
-    let mut server = server;
-    let label = |s: &hcleak::sampler::Server| match a.addr {
-        Some(ip) => sockets::BackendSpec::Exact(ip, s.port),
-        None => s.spec(),
-    };
-    let mut next = Instant::now();
-    while !stop.load(Ordering::Relaxed) && deadline.is_none_or(|d| Instant::now() < d) {
-        match proc.sample(&server, live::now_ts()) {
-            Ok(x) => {
-                writeln!(out, "{}", sockets::csv_row(&label(&server), &x))?;
-                out.flush()?;
-                samples.push(label(&server), x);
-            }
-            // Restarted: follow the new process on the same port.
-            Err(_) => {
-                if let Some(s) = proc.find_servers(server.seen_as.or(server.addr), a.port).into_iter().next() {
-                    server = s;
-                    continue;
-                }
-            }
-        }
-        next += a.interval;
-        // Sleep in short steps so a signal stops us at once.
-        while Instant::now() < next && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep((next - Instant::now()).min(Duration::from_millis(50)));
-        }
-    }
-    let n: usize = samples.backends.iter().map(|(_, v)| v.len()).sum();
-    eprintln!("hcleak: {n} samples of pid {} (port {})", server.pid, a.port);
-    Ok(Exit::Ok)
+    let clock = SystemClock;
+    let until = cfg.duration.map(|d| clock.instant() + d);
+    // The rows are named by --addr when given (the load balancer's name for the backend).
+    let label = |spec: BackendSpec| cfg.addr.map_or(spec, |ip| BackendSpec::Exact(ip, cfg.port));
+    let first_pid = server.pid;
+    let mut sampler = ProcSampler { proc, servers: vec![server], ..ProcSampler::default() };
+    let n = hcleak::sampler::sample_every(&mut sampler, &label, cfg.interval, until, &stop, &clock, &mut out)?;
+    let pid = sampler.servers.iter().chain(&sampler.lost).next().map_or(first_pid, |s| s.pid);
+    eprintln!("hcleak: {n} samples of pid {pid} (port {})", cfg.port);
+    Ok(Verdict::Ok)
 }
 
-fn probe(a: &ProbeArgs) -> Result<Exit, Failure> {
+/// The server `sample` follows: `--pid`'s, or the one process listening on `--port` (at `--addr`).
+fn sampled_server(proc: &Procfs, cfg: &SampleConfig) -> Result<hcleak::sampler::Server, Failure> {
+    let server = match cfg.pid {
+        Some(_) => proc.find_server(cfg.port, cfg.pid),
+        None => {
+            // --addr may be a load balancer's name for the backend, held by no namespace here.
+            let mut found = proc.find_servers(cfg.addr, cfg.port);
+            if found.is_empty() && cfg.addr.is_some() {
+                found = proc.find_servers(None, cfg.port);
+            }
+            one_server(found, cfg.port)?
+        }
+    };
+    server.ok_or_else(|| {
+        Failure::Usage(match cfg.pid {
+            Some(p) => {
+                format!("process {p} does not listen on port {} (or /proc/{p} is not readable: run as root)", cfg.port)
+            }
+            None => format!(
+                "no process on this host listens on TCP port {} in any network namespace (or its /proc/PID/fd is not readable: run as root)",
+                cfg.port
+            ),
+        })
+    })
+}
+
+fn probe(a: &ProbeArgs) -> Result<Verdict, Failure> {
     use hcleak::probe::{self, Counter};
     let cfg = a.validate().map_err(Failure::Usage)?;
     let target = privs::target(a.user.as_deref()).map_err(Failure::Usage)?;
@@ -694,11 +578,7 @@ fn probe(a: &ProbeArgs) -> Result<Exit, Failure> {
         }
     };
     let keep: &[caps::Capability] = if matches!(counter, Counter::Local { .. }) { &privs::SAMPLER_CAPS } else { &[] };
-    let dropped = match &target {
-        Some(t) => privs::drop_root(t, keep),
-        None => privs::drop_caps(keep),
-    };
-    eprintln!("hcleak: {}", dropped.map_err(Failure::Usage)?);
+    eprintln!("hcleak: {}", privs::drop_to(target.as_ref(), keep).map_err(Failure::Usage)?);
     let report = probe::run(&cfg, &mut counter, &stop).map_err(Failure::Usage)?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
@@ -708,5 +588,5 @@ fn probe(a: &ProbeArgs) -> Result<Exit, Failure> {
         ProbeFormat::Nagios => probe::render_nagios(&mut out, &report)?,
     }
     out.flush()?;
-    Ok(report.verdict.into())
+    Ok(report.verdict)
 }

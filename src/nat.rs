@@ -9,6 +9,29 @@ use crate::verdict::{Finding, Report};
 use std::net::IpAddr;
 use std::path::Path;
 
+/// The verdict on `backends`, joined through a conntrack table that could be read (a published
+/// port and its container are one backend); without one, the report says which may be one.
+pub fn judge(
+    backends: &Backends,
+    host: Option<&crate::sockets::HostSamples>,
+    opts: &crate::verdict::Options,
+    nat: Option<&NatTable>,
+) -> Report {
+    match nat {
+        Some(n) if n.readable == Some(true) => {
+            let (b, joined) = n.join(backends);
+            let mut r = crate::verdict::judge(&b, host, opts);
+            annotate(&mut r, &joined);
+            r
+        }
+        _ => {
+            let mut r = crate::verdict::judge(backends, host, opts);
+            maybe_one(&mut r);
+            r
+        }
+    }
+}
+
 /// A published address and the backend conntrack says it was translated to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Dnat {

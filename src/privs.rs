@@ -95,6 +95,15 @@ pub fn drop_root(to: &Target, keep: &[Capability]) -> Result<String, String> {
     })
 }
 
+/// Gives up root for `to` (see [`drop_root`]), or, with no one to become, every capability but
+/// `keep` (see [`drop_caps`]).
+pub fn drop_to(to: Option<&Target>, keep: &[Capability]) -> Result<String, String> {
+    match to {
+        Some(t) => drop_root(t, keep),
+        None => drop_caps(keep),
+    }
+}
+
 /// Not root, but maybe given capabilities (`setcap cap_net_raw…`): keep only what sampling needs
 /// of what we have.
 pub fn drop_caps(keep: &[Capability]) -> Result<String, String> {

@@ -1,10 +1,14 @@
-//! Sampler: reads the backend host's own socket tables (procfs) for the server process behind a
-//! backend, in whichever network namespace holds its LISTEN socket (a container's too) — socket fds, fds in no kernel table (accepted, reset, never closed), CLOSE_WAIT and
+//! Sampler: takes host samples — the backend host's own socket counts for the server process
+//! behind a backend, in whichever network namespace holds its LISTEN socket (a container's too):
+//! socket fds, fds in no kernel table (accepted, reset, never closed), CLOSE_WAIT and
 //! never-accepted connections, the accept queue, the fd limit, ListenOverflows.
 //!
-//! Everything is read relative to a root directory (normally `/proc`) so tests can point it at a
-//! fake tree; a [`HostSampler`] trait lets the live loop take samples from procfs or from a fake.
+//! [`HostSampler`] is to host samples what [`crate::source::PacketSource`] is to frames: procfs
+//! ([`ProcSampler`], everything read relative to a root directory, normally `/proc`, so tests can
+//! point it at a fake tree) or a script ([`FakeSampler`]). [`sample_every`] is `hcleak sample`'s
+//! loop over any of them. The samples themselves, and their CSV, are [`crate::sockets`].
 
+use crate::clock::Clock;
 use crate::decode::Ts;
 use crate::sockets::{BackendSpec, Sample};
 use std::collections::HashSet;
@@ -463,6 +467,108 @@ impl HostSampler for ProcSampler {
         }
         out
     }
+}
+
+/// A sample as a fake server gives it at a time.
+pub type SampleFn = Box<dyn FnMut(Ts) -> Sample + Send>;
+
+/// What a [`FakeSampler`] was asked, for the test that holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FakeLog {
+    /// Every backend it was asked to watch, in order.
+    pub asked: Vec<(IpAddr, u16)>,
+    /// The time of every round of samples.
+    pub rounds: Vec<Ts>,
+}
+
+/// A sampler with scripted servers, for tests: the backends it serves and each one's sample as a
+/// function of time. What it is asked is logged where the test can read it.
+#[derive(Default)]
+pub struct FakeSampler {
+    serves: Vec<((IpAddr, u16), SampleFn)>,
+    watched: Vec<usize>,
+    log: std::sync::Arc<std::sync::Mutex<FakeLog>>,
+}
+
+impl FakeSampler {
+    /// Serves the backend `ip:port`, whose sample at time `ts` is `f(ts)` (its `ts` set to the
+    /// round's time).
+    pub fn serve(mut self, ip: IpAddr, port: u16, f: impl FnMut(Ts) -> Sample + Send + 'static) -> Self {
+        self.serves.push(((ip, port), Box::new(f)));
+        self
+    }
+
+    /// Where it logs what it is asked.
+    pub fn log(&self) -> std::sync::Arc<std::sync::Mutex<FakeLog>> {
+        std::sync::Arc::clone(&self.log)
+    }
+
+    /// Watches every backend it serves from the start (as `hcleak sample` does with its server).
+    pub fn watching_all(mut self) -> Self {
+        self.watched = (0..self.serves.len()).collect();
+        self
+    }
+}
+
+impl HostSampler for FakeSampler {
+    fn watch(&mut self, ip: IpAddr, port: u16) -> bool {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).asked.push((ip, port));
+        match self.serves.iter().position(|(b, _)| *b == (ip, port)) {
+            Some(i) => {
+                if !self.watched.contains(&i) {
+                    self.watched.push(i);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn sample(&mut self, now: Ts) -> Vec<(BackendSpec, Sample)> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).rounds.push(now);
+        self.watched
+            .iter()
+            .map(|&i| {
+                let ((ip, port), f) = &mut self.serves[i];
+                (BackendSpec::Exact(*ip, *port), Sample { ts: now, ..f(now) })
+            })
+            .collect()
+    }
+}
+
+/// `hcleak sample`'s loop: a round of samples every `every`, each written to `out` as a CSV row
+/// (under the name `label` gives it) and flushed, until `stop` is set or `until` passes on
+/// `clock`. A server that went away is looked up again at once (the sampler follows a restarted
+/// process on the same port); not found, it is looked up again at the next round. Returns the
+/// number of samples written.
+pub fn sample_every(
+    sampler: &mut dyn HostSampler,
+    label: &dyn Fn(BackendSpec) -> BackendSpec,
+    every: std::time::Duration,
+    until: Option<std::time::Instant>,
+    stop: &std::sync::atomic::AtomicBool,
+    clock: &dyn Clock,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<u64> {
+    use std::sync::atomic::Ordering;
+    let mut n = 0;
+    let mut next = clock.instant();
+    while !stop.load(Ordering::Relaxed) && until.is_none_or(|d| clock.instant() < d) {
+        let now = clock.wall();
+        let mut round = sampler.sample(now);
+        if round.is_empty() {
+            // Gone since the last round: the sampler looks it up again first thing.
+            round = sampler.sample(now);
+        }
+        for (spec, x) in round {
+            writeln!(out, "{}", crate::sockets::csv_row(&label(spec), &x))?;
+            out.flush()?;
+            n += 1;
+        }
+        next += every;
+        clock.sleep_until(next, stop);
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
