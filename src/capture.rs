@@ -355,3 +355,312 @@ impl Consumer for Capture<'_> {
         true
     }
 }
+#[cfg(test)]
+mod tests {
+    //! The capture's logic without root, an interface or HAProxy: an in-memory source whose frames
+    //! move a fake clock, a fake sampler, and the view written to memory. Nothing sleeps.
+    use super::*;
+    use crate::clock::FakeClock;
+    use crate::decode::{DropStats, Link, ACK, RST, SYN};
+    use crate::sampler::{FakeLog, FakeSampler};
+    use crate::sockets::Sample;
+    use crate::source::{MemorySource, Step, StopWhen};
+    use std::sync::Mutex;
+
+    /// A writer whose bytes the test can read while the capture still holds it.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn take(&self) -> String {
+            String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
+        }
+    }
+
+    /// A reader that has gone away (`hcleak capture | head`).
+    struct Closed;
+
+    impl Write for Closed {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+    }
+
+    const T0: Ts = 1_700_000_000_000_000_000;
+    const LEAKY: [u8; 4] = [10, 0, 0, 1];
+    const HEALTHY: [u8; 4] = [10, 0, 0, 2];
+    const PROBER: [u8; 4] = [10, 0, 0, 9];
+    /// One probe to each backend every 200 ms.
+    const EVERY: Ts = 200_000_000;
+
+    fn ip(a: [u8; 4]) -> IpAddr {
+        IpAddr::from(a)
+    }
+
+    fn frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
+        let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(src, dst, 64).tcp(sport, dport, seq, 512);
+        let b = if flags & SYN != 0 { b.syn() } else { b };
+        let b = if flags & ACK != 0 { b.ack(ack) } else { b };
+        let b = if flags & RST != 0 { b.rst() } else { b };
+        let mut out = Vec::new();
+        b.write(&mut out, &[]).expect("build frame");
+        out
+    }
+
+    /// HAProxy's `tcp-check connect` + `expect`: handshake, bare ACK, RST (`S h A R`).
+    fn probe(server: [u8; 4], t: Ts, sport: u16) -> Vec<Step> {
+        let (c, s) = (1000u32, 5000u32);
+        [
+            (t, frame(PROBER, server, sport, 8080, SYN, c, 0)),
+            (t + 100_000, frame(server, PROBER, 8080, sport, SYN | ACK, s, c + 1)),
+            (t + 200_000, frame(PROBER, server, sport, 8080, ACK, c + 1, s + 1)),
+            (t + 300_000, frame(PROBER, server, sport, 8080, RST | ACK, c + 1, s + 1)),
+        ]
+        .into_iter()
+        .map(|(t, f)| Step::Frame(t, f))
+        .collect()
+    }
+
+    /// `n` probes to each backend, with a quiet moment (the interface idle) after each round.
+    fn probes(n: usize) -> Vec<Step> {
+        let mut v = Vec::new();
+        for i in 0..n {
+            let t = T0 + i as Ts * EVERY;
+            let sport = 20_000 + i as u16;
+            v.extend(probe(LEAKY, t, sport));
+            v.extend(probe(HEALTHY, t + 1_000_000, sport));
+            v.push(Step::Idle(Duration::from_millis(50)));
+        }
+        // The interface stays idle long enough for the last connections to be swept.
+        v.extend((0..8).map(|_| Step::Idle(Duration::from_secs(1))));
+        v
+    }
+
+    fn sample(ts: Ts, sockets: u64) -> Sample {
+        Sample {
+            ts,
+            sockets,
+            hidden: None,
+            close_wait: None,
+            unaccepted: None,
+            accept_queue: None,
+            listen_overflows: None,
+            fd_limit: None,
+            process: None,
+            container: None,
+        }
+    }
+
+    /// The leaky server keeps one socket per probe it has seen; the healthy one keeps none.
+    fn sampler() -> FakeSampler {
+        FakeSampler::default().serve(ip(LEAKY), 8080, |ts| sample(ts, 2 + ((ts - T0).max(0) / EVERY) as u64)).serve(
+            ip(HEALTHY),
+            8080,
+            |ts| sample(ts, 2),
+        )
+    }
+
+    fn settings(view: View, threaded: bool) -> Settings {
+        Settings {
+            iface: "eth0".into(),
+            // As `--format jsonl` gives: JSON lines while running and at the end.
+            format: if view == View::Jsonl { Format::Jsonl } else { Format::Json },
+            view,
+            refresh: Duration::from_secs(2),
+            sample_every: Duration::from_secs(1),
+            opts: Options { limit: None, min_conns: 3 },
+            nat: None,
+            threaded,
+        }
+    }
+
+    struct Run {
+        ended: Ended,
+        out: String,
+        csv: String,
+        log: FakeLog,
+        read: usize,
+        steps: usize,
+    }
+
+    fn run(view: View, threaded: bool, steps: Vec<Step>, out: Box<dyn Write>, shown: Shared) -> Run {
+        let clock = Arc::new(FakeClock::at(T0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let n = steps.len();
+        let mut src = MemorySource::new(Link::Ethernet, steps)
+            .with_clock(Arc::clone(&clock))
+            .with_counters(DropStats { received: 10, dropped_kernel: 0, dropped_iface: 0 });
+        src.stop_when(StopWhen { flag: Arc::clone(&stop), ..StopWhen::default() });
+        let fake = sampler();
+        let log = fake.log();
+        let csv = Shared::default();
+        let io = Io {
+            sampler: Some(Box::new(fake)),
+            csv: Some(Box::new(csv.clone())),
+            out,
+            stop,
+            clock: clock as Arc<dyn Clock>,
+            metrics: None,
+        };
+        let mut cap = Capture::new(settings(view, threaded), io);
+        let ended = cap.run(&mut src);
+        cap.write_report(&ended).ok();
+        let log = log.lock().unwrap().clone();
+        Run { ended, out: shown.take(), csv: csv.take(), log, read: src.position(), steps: n }
+    }
+
+    fn backend<'r>(r: &'r Report, a: [u8; 4]) -> &'r crate::verdict::BackendReport {
+        r.backends.iter().find(|b| (b.ip, b.port) == (ip(a), 8080)).unwrap_or_else(|| panic!("no {a:?} in {r:#?}"))
+    }
+
+    /// The capture's whole job, without root: backends found on the wire are handed to the
+    /// sampler, sampled once a second of packet time, and judged with those samples at the end.
+    #[test]
+    fn a_capture_samples_the_backends_it_sees_and_tells_the_leaking_one() {
+        let shown = Shared::default();
+        let r = run(View::Lines, false, probes(60), Box::new(shown.clone()), shown);
+        let report = &r.ended.report;
+        assert_eq!(backend(report, LEAKY).verdict, Verdict::Leak, "{report:#?}");
+        assert_eq!(backend(report, HEALTHY).verdict, Verdict::Ok, "{report:#?}");
+        assert_eq!(r.ended.verdict(), Verdict::Leak);
+        assert!(r.ended.errors.is_empty() && r.ended.warnings.is_empty());
+        // Each backend is asked for once, as soon as its first connection is seen.
+        assert_eq!(r.log.asked, vec![(ip(LEAKY), 8080), (ip(HEALTHY), 8080)]);
+        // A round a second of packet time (60 × 200 ms of probes, 8 s idle), and one at the end.
+        let secs: Vec<Ts> = r.log.rounds.windows(2).map(|w| (w[1] - w[0]) / 1_000_000_000).collect();
+        assert!((19..=22).contains(&r.log.rounds.len()), "{} rounds: {:?}", r.log.rounds.len(), r.log.rounds);
+        assert!(secs[..secs.len() - 1].iter().all(|s| *s == 1), "a round every second: {secs:?}");
+        // Every sample also went to the CSV, under its header's columns.
+        let rows: Vec<&str> = r.csv.lines().collect();
+        assert!(rows.len() >= 2 * (r.log.rounds.len() - 2), "{}", r.csv);
+        assert!(rows.iter().all(|l| l.contains(",10.0.0.1:8080,") || l.contains(",10.0.0.2:8080,")));
+        // The final report, on the view's output, with the kernel's counters.
+        assert_eq!(r.ended.stats.kernel, Some(DropStats { received: 10, dropped_kernel: 0, dropped_iface: 0 }));
+        assert!(r.out.contains("\"verdict\": \"leak\"") || r.out.contains("\"verdict\":\"leak\""), "{}", r.out);
+        let notes = r.ended.notes("eth0", None);
+        assert_eq!(notes.len(), 1, "the kernel's counters, nothing else: {notes:?}");
+        assert!(r.read == r.steps, "the source was read to its end");
+    }
+
+    /// The same verdicts when the source is read on a thread of its own, as a real capture is.
+    #[test]
+    fn two_threads_judge_the_same() {
+        let shown = Shared::default();
+        let r = run(View::Quiet, true, probes(60), Box::new(shown.clone()), shown);
+        assert_eq!(backend(&r.ended.report, LEAKY).verdict, Verdict::Leak);
+        assert_eq!(backend(&r.ended.report, HEALTHY).verdict, Verdict::Ok);
+        assert_eq!(r.log.asked.len(), 2);
+    }
+
+    /// The line view: a line per backend every refresh (2 s of packet time), nothing else; the
+    /// JSON-lines view: every connection and backend summaries; quiet: only the final report.
+    #[test]
+    fn each_view_writes_what_it_promises_and_when() {
+        let shown = Shared::default();
+        let lines = run(View::Lines, false, probes(60), Box::new(shown.clone()), shown).out;
+        let count = |b: &str| lines.lines().filter(|l| l.contains(&format!(" backend={b} "))).count();
+        let (leaky, healthy) = (count("10.0.0.1:8080"), count("10.0.0.2:8080"));
+        // 20 s of packet time at one refresh every 2 s; the backends appear once they have
+        // finished connections (5 s after the first).
+        let times: std::collections::BTreeSet<&str> =
+            lines.lines().filter(|l| l.starts_with("2023-")).filter_map(|l| l.split(' ').next()).collect();
+        assert!((9..=10).contains(&times.len()), "{} refreshes:\n{lines}", times.len());
+        assert!(leaky == healthy && (6..=8).contains(&leaky), "{leaky}/{healthy} backend lines:\n{lines}");
+        assert!(!lines.contains("\x1b["), "no escapes off a terminal");
+
+        let shown = Shared::default();
+        let screen = run(View::Screen, false, probes(20), Box::new(shown.clone()), shown).out;
+        assert!(screen.matches("\x1b[2J\x1b[H").count() >= 3, "{screen}");
+
+        let shown = Shared::default();
+        let jsonl = run(View::Jsonl, false, probes(20), Box::new(shown.clone()), shown).out;
+        let mut kinds = std::collections::HashMap::<String, usize>::new();
+        for l in jsonl.lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+            *kinds.entry(v["type"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+        }
+        assert_eq!(kinds.get("conn"), Some(&40), "every connection, once: {kinds:?}");
+        assert!(kinds.get("backend").is_some_and(|n| *n >= 2), "{kinds:?}");
+
+        let shown = Shared::default();
+        let quiet = run(View::Quiet, false, probes(20), Box::new(shown.clone()), shown).out;
+        assert!(quiet.trim_start().starts_with('{'), "only the final report: {quiet}");
+        serde_json::from_str::<serde_json::Value>(&quiet).expect("one JSON document");
+    }
+
+    /// `hcleak capture | head`: the view's reader goes away, the capture stops taking packets
+    /// (as on Ctrl-C) and still judges what it saw.
+    #[test]
+    fn a_closed_view_stops_the_capture() {
+        let r = run(View::Lines, false, probes(60), Box::new(Closed), Shared::default());
+        assert!(r.read < r.steps / 2, "read {} of {} steps after the view closed", r.read, r.steps);
+        assert!(!r.ended.report.backends.is_empty());
+    }
+
+    /// A read error (a live source's is fatal) makes the verdict "could not decide", and is said.
+    #[test]
+    fn a_read_error_makes_the_verdict_unknown() {
+        let mut steps = probes(30);
+        steps.insert(40, Step::Error(SourceError::Live { iface: "eth0".into(), msg: "interface went down".into() }));
+        let shown = Shared::default();
+        let r = run(View::Quiet, false, steps, Box::new(shown.clone()), shown);
+        assert_eq!(r.ended.verdict(), Verdict::Unknown);
+        let notes = r.ended.notes("eth0", Some("a hint".into()));
+        assert_eq!(notes[1..], ["a hint".to_string(), "capture on eth0: interface went down".to_string()]);
+    }
+
+    #[test]
+    fn the_view_follows_the_format_and_the_terminal() {
+        use View::*;
+        for (format, tty, want) in [
+            (Format::Table, true, Screen),
+            (Format::Table, false, Lines),
+            (Format::Json, true, Quiet),
+            (Format::Nagios, true, Quiet),
+            (Format::Jsonl, true, Jsonl),
+            (Format::Jsonl, false, Jsonl),
+        ] {
+            assert_eq!(View::choose(format, tty), want, "{format:?} on a terminal: {tty}");
+        }
+    }
+
+    #[test]
+    fn the_line_view_prints_kernel_drops_when_they_grow_with_a_hint() {
+        let out = Shared::default();
+        let counters = Arc::new(Mutex::new(Some(DropStats { received: 100, dropped_kernel: 0, dropped_iface: 0 })));
+        let io = Io {
+            sampler: None,
+            csv: None,
+            out: Box::new(out.clone()),
+            stop: Arc::default(),
+            clock: Arc::new(FakeClock::at(T0)),
+            metrics: None,
+        };
+        let mut cap = Capture::new(Settings { refresh: Duration::ZERO, ..settings(View::Lines, false) }, io);
+        cap.drops = Some(Arc::clone(&counters));
+        let mut table = FlowTable::new(FlowConfig::default());
+        let stats = DecodeStats { frames: 100, ..DecodeStats::default() };
+        assert!(cap.tick(&mut table, &stats));
+        assert!(!out.take().contains("dropped by kernel"), "no drops, no line");
+        *counters.lock().unwrap() = Some(DropStats { received: 300, dropped_kernel: 7, dropped_iface: 0 });
+        cap.tick(&mut table, &stats);
+        let text = out.take();
+        assert!(text.contains("7 dropped by kernel") && text.contains("-B, in KiB"), "{text}");
+        // Not grown since: not repeated.
+        cap.tick(&mut table, &stats);
+        assert!(!out.take().contains("dropped by kernel"));
+    }
+}

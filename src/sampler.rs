@@ -788,4 +788,51 @@ Local:
         assert_eq!(specs, vec![(10, ":8080".to_string()), (20, "10.213.0.2:8080".to_string())]);
         fs::remove_dir_all(&root).unwrap();
     }
+
+    /// `hcleak sample`'s loop on a fake server and a fake clock: a row a round, named as asked,
+    /// until the deadline; nothing once stopped.
+    #[test]
+    fn sample_every_writes_a_row_each_round_until_the_deadline() {
+        use crate::clock::{Clock, FakeClock};
+        use std::sync::atomic::AtomicBool;
+        use std::time::Duration;
+        const T0: Ts = 1_700_000_000_000_000_000;
+        let sample = |ts: Ts| Sample {
+            ts,
+            sockets: 3 + ((ts - T0) / 100_000_000) as u64,
+            hidden: Some(1),
+            close_wait: None,
+            unaccepted: None,
+            accept_queue: None,
+            listen_overflows: None,
+            fd_limit: None,
+            process: None,
+            container: None,
+        };
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        let clock = FakeClock::at(T0);
+        let mut fake = FakeSampler::default().serve(ip, 8080, sample).watching_all();
+        let log = fake.log();
+        let until = Some(clock.instant() + Duration::from_secs(1));
+        let label = |_: BackendSpec| BackendSpec::Exact("192.0.2.7".parse().unwrap(), 8080);
+        let mut out = Vec::new();
+        let stop = AtomicBool::new(false);
+        let n = sample_every(&mut fake, &label, Duration::from_millis(100), until, &stop, &clock, &mut out).unwrap();
+        assert_eq!(n, 10);
+        let text = String::from_utf8(out).unwrap();
+        let rows: Vec<&str> = text.lines().collect();
+        assert_eq!(rows.len(), 10, "{text}");
+        assert!(rows.iter().all(|r| r.split(',').nth(1) == Some("192.0.2.7:8080")), "{text}");
+        assert_eq!(rows[9].split(',').nth(2), Some("12"), "{text}");
+        let rounds = log.lock().unwrap().rounds.clone();
+        assert!(rounds.windows(2).all(|w| w[1] - w[0] == 100_000_000), "{rounds:?}");
+        // Stopped before it starts: no round at all.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut out = Vec::new();
+        assert_eq!(
+            sample_every(&mut fake, &label, Duration::from_millis(100), None, &stop, &clock, &mut out).unwrap(),
+            0
+        );
+        assert!(out.is_empty());
+    }
 }

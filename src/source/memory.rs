@@ -82,18 +82,17 @@ impl PacketSource for MemorySource {
         if self.stopped() {
             return Ok(Next::End);
         }
-        let i = self.next;
+        let Some(step) = self.steps.get(self.next) else { return Ok(Next::End) };
         self.next += 1;
-        match self.steps.get(i) {
-            None => Ok(Next::End),
-            Some(Step::Error(e)) => Err(e.clone()),
-            Some(Step::Idle(d)) => {
+        match step {
+            Step::Error(e) => Err(e.clone()),
+            Step::Idle(d) => {
                 if let Some(c) = &self.clock {
                     c.advance(*d);
                 }
                 Ok(Next::Idle)
             }
-            Some(Step::Frame(ts, data)) => {
+            Step::Frame(ts, data) => {
                 if let Some(c) = &self.clock {
                     c.set(*ts);
                 }
