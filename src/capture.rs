@@ -522,7 +522,7 @@ mod tests {
         Run { ended, out: shown.take(), csv: csv.take(), log, read: src.position(), steps: n }
     }
 
-    fn backend<'r>(r: &'r Report, a: [u8; 4]) -> &'r crate::verdict::BackendReport {
+    fn backend(r: &Report, a: [u8; 4]) -> &crate::verdict::BackendReport {
         r.backends.iter().find(|b| (b.ip, b.port) == (ip(a), 8080)).unwrap_or_else(|| panic!("no {a:?} in {r:#?}"))
     }
 
