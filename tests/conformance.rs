@@ -1,9 +1,10 @@
 //! The flow engine against Zeek's own conn.log answers for real traces (../shared/conformance/zeek).
 //! Every connection must agree on conn_state, history and packet counts: that is the level reached,
-//! and this test keeps it there.
+//! and this test keeps it there. Without the corpus the tests are ignored, and fail under CI=true
+//! (CI has ../shared beside the clone); run through libtest-mimic (`harness = false`) for that.
 
 mod common;
-use common::missing;
+use common::gated;
 
 use hcleak::flow::FlowConfig;
 use hcleak::pipeline::read_flows;
@@ -15,19 +16,16 @@ type Tuple = (String, u16, String, u16);
 /// conn_state, history, orig_pkts, resp_pkts
 type Row = (String, String, u32, u32);
 
-fn corpus() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/zeek");
-    p.is_dir().then_some(p)
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/zeek")
 }
 
-#[test]
+fn mixed() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/pcapng-mixed-snaplen")
+}
+
 fn agrees_with_zeek_on_every_connection() {
-    let Some(dir) = corpus() else {
-        // CI has ../shared beside the clone: there a missing corpus is a failure.
-        let why = "the Zeek conformance corpus is not at ../shared/conformance/zeek";
-        missing(why);
-        return;
-    };
+    let dir = corpus();
     let mut expected_files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -93,16 +91,9 @@ fn agrees_with_zeek_on_every_connection() {
 /// `../shared/conformance/pcapng-mixed-snaplen`: a pcapng file whose interfaces have different
 /// snapshot lengths, which libpcap refuses at its first packet. Zeek's baseline names one TCP
 /// connection; hcleak reads the file with its own pcapng reader and finds the same one.
-#[test]
 fn pcapng_with_mixed_snaplens_is_read_without_libpcap() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/pcapng-mixed-snaplen");
+    let dir = mixed();
     let trace = dir.join("modify-request.pcapng");
-    if !trace.exists() {
-        // CI has ../shared beside the clone: there a missing trace is a failure.
-        let why = format!("{} not found", trace.display());
-        missing(&why);
-        return;
-    }
     // Zeek's baseline: uid, id.orig_h, id.resp_h, id.resp_p, service.
     let baseline = std::fs::read_to_string(dir.join("modify-request.conn.log")).unwrap();
     let want: Vec<Vec<&str>> =
@@ -129,4 +120,22 @@ fn pcapng_with_mixed_snaplens_is_read_without_libpcap() {
         read_flows(std::slice::from_ref(&trace), Some("vlan and tcp port 80"), FlowConfig::default()).unwrap();
     assert!(conns.is_empty() && errors.is_empty());
     std::fs::remove_file(&zst).ok();
+}
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let trace = mixed().join("modify-request.pcapng");
+    let tests = vec![
+        gated(
+            "agrees_with_zeek_on_every_connection",
+            (!corpus().is_dir()).then(|| format!("the Zeek conformance corpus is not at {}", corpus().display())),
+            agrees_with_zeek_on_every_connection,
+        ),
+        gated(
+            "pcapng_with_mixed_snaplens_is_read_without_libpcap",
+            (!trace.exists()).then(|| format!("{} not found", trace.display())),
+            pcapng_with_mixed_snaplens_is_read_without_libpcap,
+        ),
+    ];
+    libtest_mimic::run(&args, tests).exit();
 }

@@ -2,12 +2,15 @@
 //! keeps every reset socket and one that closes correctly; `hcleak capture` must tell them apart with
 //! its own host samples, write a pcap that `analyze` judges the same way, and stop at once on SIGINT.
 //!
-//! The servers are this test binary re-run in server mode (`HCLEAK_TEST_SERVER`), one process each,
-//! so the sampler sees one process per port. Every process is stopped by its own PID; every wait is
-//! bounded. These tests need root (raw capture) and `haproxy`; `.ci/run` provides both.
+//! The servers are this test binary re-run in server mode (`HCLEAK_TEST_SERVER` set: `main` serves
+//! instead of testing, so server mode is no test), one process each, so the sampler sees one
+//! process per port. Every process is stopped by its own PID; every wait is on a condition and
+//! bounded. The tests need root (raw capture, other processes' /proc/PID/fd) and the first also
+//! `haproxy`; `.ci/run` provides both. Without them a test is ignored, and under CI=true it fails
+//! (tests/common). Run through libtest-mimic (`harness = false`) for that.
 
 mod common;
-use common::{missing, Proc};
+use common::{gated, wait_until, Proc};
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
@@ -18,14 +21,11 @@ use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hcleak");
 
-/// Server mode: the other tests re-run this binary with `--ignored --exact test_server_process`
-/// and HCLEAK_TEST_SERVER set. Not a test by itself, so it is ignored (never counted as passed).
-#[test]
-#[ignore = "server mode for the other live tests, not a test"]
-fn test_server_process() {
-    let Ok(mode) = std::env::var("HCLEAK_TEST_SERVER") else { return };
+/// Server mode: a TCP server on a free loopback port that prints `PORT n` and, by `mode`, keeps
+/// the sockets its peers reset (`hold-reset`), never closes after the peer's FIN (`close-wait`),
+/// or always closes (`close`).
+fn serve(mode: &str) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    // Straight to the stdout pipe: libtest may capture print!.
     {
         use std::io::Write;
         let mut out = std::io::stdout();
@@ -33,7 +33,7 @@ fn test_server_process() {
         out.flush().unwrap();
     }
     let held: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-    // Bounded: a forgotten server ends by itself.
+    // Bounded: a forgotten server ends by itself at its next connection.
     let end = Instant::now() + Duration::from_secs(120);
     for s in l.incoming() {
         if Instant::now() > end {
@@ -41,7 +41,7 @@ fn test_server_process() {
         }
         let Ok(mut s) = s else { continue };
         let held = Arc::clone(&held);
-        let mode = mode.clone();
+        let mode = mode.to_string();
         std::thread::spawn(move || {
             let mut buf = [0u8; 512];
             let outcome = loop {
@@ -67,7 +67,6 @@ fn test_server_process() {
 
 fn server(mode: &str) -> (Proc, u16) {
     let mut c = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "test_server_process", "--nocapture", "--test-threads", "1"])
         .env("HCLEAK_TEST_SERVER", mode)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -77,22 +76,74 @@ fn server(mode: &str) -> (Proc, u16) {
     let mut lines = BufReader::new(out).lines();
     let port = loop {
         let line = lines.next().expect("server printed its port").unwrap();
-        // libtest may put its own "test … " prefix on the same line.
-        if let Some((_, p)) = line.split_once("PORT ") {
+        if let Some(p) = line.strip_prefix("PORT ") {
             break p.trim().parse().unwrap();
         }
     };
     (Proc(c), port)
 }
 
-fn ready() -> bool {
+/// What the machine lacks for a test that needs root, and haproxy when `haproxy`.
+fn lacking(haproxy: bool) -> Option<String> {
     let root = nix::unistd::geteuid().is_root();
-    let haproxy = Command::new("haproxy").arg("-v").output().is_ok_and(|o| o.status.success());
-    if !root || !haproxy {
-        let why = format!("live tests need root and haproxy (root={root}, haproxy={haproxy}); .ci/run provides both");
-        missing(&why);
+    let have_haproxy = !haproxy || Command::new("haproxy").arg("-v").output().is_ok_and(|o| o.status.success());
+    (!root || !have_haproxy).then(|| {
+        format!(
+            "needs root{} (root={root}, haproxy={have_haproxy}); .ci/run provides both",
+            if haproxy { " and haproxy" } else { "" }
+        )
+    })
+}
+
+/// `hcleak capture` started with its stderr read as it comes, to wait on what it says.
+struct Started {
+    child: Proc,
+    stderr: Arc<Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Started {
+    fn spawn(cmd: &mut Command) -> Started {
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let err = child.stderr.take().unwrap();
+        let stderr: Arc<Mutex<String>> = Arc::default();
+        let sink = Arc::clone(&stderr);
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Started { child: Proc(child), stderr, reader: Some(reader) }
     }
-    root && haproxy
+
+    /// Waits (at most 20 s) until the capture has said `what` on stderr.
+    fn wait_for(&self, what: &str) {
+        wait_until(&format!("capture to say {what:?}"), Duration::from_secs(20), || {
+            self.stderr.lock().unwrap().contains(what)
+        });
+    }
+
+    /// Waits for the exit (bounded by the capture's own --duration, or 30 s); stdout, stderr.
+    fn finish(mut self) -> (std::process::ExitStatus, Vec<u8>, String) {
+        let mut out = Vec::new();
+        self.child.0.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "capture did not end");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if let Some(r) = self.reader.take() {
+            r.join().unwrap();
+        }
+        let err = self.stderr.lock().unwrap().clone();
+        (status, out, err)
+    }
 }
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -116,11 +167,7 @@ fn backend(v: &serde_json::Value, port: u16) -> &serde_json::Value {
         .unwrap_or_else(|| panic!("no {name} in {v:#}"))
 }
 
-#[test]
 fn capture_with_haproxy_flags_the_leaking_backend_and_writes_an_analysable_pcap() {
-    if !ready() {
-        return;
-    }
     let (_leaky, lport) = server("hold-reset");
     let (_healthy, hport) = server("close");
     let dir = tmpdir("e2e");
@@ -141,15 +188,14 @@ fn capture_with_haproxy_flags_the_leaking_backend_and_writes_an_analysable_pcap(
     )
     .unwrap();
     let dump = dir.join("dump.pcap");
-    let cap = Command::new(BIN)
-        .args(["capture", "-i", "lo", "--duration", "8s", "--sample-interval", "250ms", "--format", "json", "-w"])
-        .arg(&dump)
-        .args(["tcp", "port", &lport.to_string(), "or", "tcp", "port", &hport.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    let cap = Started::spawn(
+        Command::new(BIN)
+            .args(["capture", "-i", "lo", "--duration", "8s", "--sample-interval", "250ms", "--format", "json", "-w"])
+            .arg(&dump)
+            .args(["tcp", "port", &lport.to_string(), "or", "tcp", "port", &hport.to_string()]),
+    );
+    // HAProxy starts checking once the capture is taking packets.
+    cap.wait_for("listening on lo");
     let _haproxy = Proc(
         Command::new("haproxy")
             .arg("-db")
@@ -161,10 +207,9 @@ fn capture_with_haproxy_flags_the_leaking_backend_and_writes_an_analysable_pcap(
             .unwrap(),
     );
     // Bounded by --duration: the capture ends by itself.
-    let out = cap.wait_with_output().unwrap();
-    let v = json(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{v:#}\n{stderr}");
+    let (status, stdout, stderr) = cap.finish();
+    let v = json(&stdout);
+    assert_eq!(status.code(), Some(2), "{v:#}\n{stderr}");
     assert!(stderr.contains("dropped by kernel"), "{stderr}");
 
     let leaky = backend(&v, lport);
@@ -202,35 +247,28 @@ fn capture_with_haproxy_flags_the_leaking_backend_and_writes_an_analysable_pcap(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
 fn capture_on_an_idle_interface_stops_within_a_second_of_sigint() {
-    if !ready() {
-        return;
-    }
-    let child = Command::new(BIN)
-        .args(["capture", "-i", "lo", "--no-sample", "tcp", "port", "9", "and", "host", "127.0.0.254"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    let mut child = Proc(child);
-    std::thread::sleep(Duration::from_millis(800));
+    let cap = Started::spawn(Command::new(BIN).args([
+        "capture",
+        "-i",
+        "lo",
+        "--no-sample",
+        "tcp",
+        "port",
+        "9",
+        "and",
+        "host",
+        "127.0.0.254",
+    ]));
+    // Interrupted once it runs: the privilege drop is the last thing said before the capture loop.
+    cap.wait_for("running as");
+    let pid = nix::unistd::Pid::from_raw(cap.child.0.id() as i32);
     let sent = Instant::now();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(sent.elapsed() < Duration::from_secs(5), "capture did not stop on SIGINT");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let (status, out, err) = cap.finish();
     let took = sent.elapsed();
     assert!(took < Duration::from_secs(1), "took {took:?} to stop");
-    let mut out = String::new();
-    child.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-    let mut err = String::new();
-    child.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let out = String::from_utf8_lossy(&out);
     // Nothing seen: a report that says so, the kernel's counters, and "could not decide".
     assert!(out.contains("no TCP connections"), "{out}");
     assert!(err.contains("received by filter"), "{err}");
@@ -239,21 +277,18 @@ fn capture_on_an_idle_interface_stops_within_a_second_of_sigint() {
 }
 
 /// The sampler against real processes: one holding reset sockets, one leaving CLOSE_WAIT.
-#[test]
 fn sampler_sees_reset_and_held_sockets_and_close_wait() {
-    if !nix::unistd::geteuid().is_root() {
-        let why = "sampling another process's /proc/PID/fd needs root";
-        missing(why);
-        return;
-    }
+    use hcleak::sampler::{parse_tcp_table, CLOSE_WAIT, LISTEN};
     use std::os::fd::AsFd;
     let (hold, hport) = server("hold-reset");
     let (cw, cport) = server("close-wait");
     let fds = |pid: u32| std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
     let (hold_base, cw_base) = (fds(hold.0.id()), fds(cw.0.id()));
-    for _ in 0..5 {
+    let limit = Duration::from_secs(5);
+    for i in 1..=5 {
         let s = TcpStream::connect(("127.0.0.1", hport)).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        // Reset once accepted: the server then holds a socket in no kernel table.
+        wait_until("the server to accept", limit, || fds(hold.0.id()) >= hold_base + i);
         // SO_LINGER 0: close() sends a RST, like a health checker giving up.
         nix::sys::socket::setsockopt(
             &s.as_fd(),
@@ -263,18 +298,23 @@ fn sampler_sees_reset_and_held_sockets_and_close_wait() {
         .unwrap();
         drop(s);
     }
-    for _ in 0..4 {
+    for i in 1..=4 {
         let s = TcpStream::connect(("127.0.0.1", cport)).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        wait_until("the server to accept", limit, || fds(cw.0.id()) >= cw_base + i);
         drop(s); // FIN
     }
-    // Wait (bounded) until both servers have accepted everything: their fd tables are what the
-    // sampler reads, and a busy machine schedules them late.
-    let t0 = Instant::now();
-    while (fds(hold.0.id()) < hold_base + 5 || fds(cw.0.id()) < cw_base + 4) && t0.elapsed() < Duration::from_secs(5) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(100));
+    // Wait (bounded) until the kernel's tables show what the sampler must see: the reset sockets
+    // gone from them, the four closed by the peer in CLOSE_WAIT.
+    let on = |port: u16| {
+        let text = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        parse_tcp_table(&text)
+            .into_iter()
+            .filter(move |e| e.local_port == port && e.state != LISTEN)
+            .collect::<Vec<_>>()
+    };
+    wait_until("the resets and FINs to reach the tables", limit, || {
+        on(hport).is_empty() && on(cport).iter().filter(|e| e.state == CLOSE_WAIT).count() == 4
+    });
     let dir = tmpdir("sampler");
     for (port, check) in [(hport, "hold"), (cport, "close-wait")] {
         let csv = dir.join(format!("{check}.csv"));
@@ -332,33 +372,27 @@ fn scrape(addr: &str) -> std::collections::HashMap<String, f64> {
 }
 
 /// `/metrics` is scraped while a capture runs: its counters move with the traffic.
-#[test]
 fn metrics_endpoint_counts_probes_as_they_happen_and_jsonl_streams() {
-    if !ready() {
-        return;
-    }
     let (_srv, port) = server("close");
     let mport = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{mport}");
-    let cap = Command::new(BIN)
-        .args([
-            "capture",
-            "-i",
-            "lo",
-            "--duration",
-            "14s",
-            "--sample-interval",
-            "200ms",
-            "--format",
-            "jsonl",
-            "--metrics",
-        ])
-        .arg(&addr)
-        .args(["tcp", "port", &port.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let cap = Started::spawn(Command::new(BIN).args([
+        "capture",
+        "-i",
+        "lo",
+        "--duration",
+        "14s",
+        "--sample-interval",
+        "200ms",
+        "--format",
+        "jsonl",
+        "--metrics",
+        &addr,
+        "tcp",
+        "port",
+        &port.to_string(),
+    ]));
+    cap.wait_for("serving metrics at");
     // A prober of our own: connect, then close (FIN), every 100 ms for 10 s.
     let prober = std::thread::spawn(move || {
         let end = Instant::now() + Duration::from_secs(10);
@@ -370,23 +404,29 @@ fn metrics_endpoint_counts_probes_as_they_happen_and_jsonl_streams() {
         }
     });
     let key = format!("hcleak_probes_total{{backend=\"127.0.0.1:{port}\",kind=\"connect_fin\"}}");
-    // Finished connections are counted 5 s after they close (late packets still land there).
-    std::thread::sleep(Duration::from_millis(7500));
-    let first = scrape(&addr);
-    std::thread::sleep(Duration::from_millis(2500));
-    let second = scrape(&addr);
+    let probes = |m: &std::collections::HashMap<String, f64>| m.get(&key).copied().unwrap_or(0.0);
+    // Finished connections are counted 5 s after they close (late packets still land there):
+    // scrape until the first ones are, then until ten more have been.
+    let mut first = scrape(&addr);
+    wait_until("the first probes to be counted", Duration::from_secs(9), || {
+        first = scrape(&addr);
+        probes(&first) >= 5.0
+    });
+    let mut second = first.clone();
+    wait_until("ten more probes to be counted", Duration::from_secs(5), || {
+        second = scrape(&addr);
+        probes(&second) >= probes(&first) + 10.0
+    });
     prober.join().unwrap();
-    let (a, b) = (first.get(&key).copied().unwrap_or(0.0), second[&key]);
-    assert!(a >= 5.0 && b >= a + 10.0, "probes counter must move with the traffic: {a} then {b}");
     assert!(second["hcleak_packets_total"] > first["hcleak_packets_total"]);
     assert_eq!(second[&format!("hcleak_verdict{{backend=\"127.0.0.1:{port}\"}}")], 0.0);
     assert!(second.contains_key("hcleak_capture_dropped_total{by=\"kernel\"}"));
     assert!(second.contains_key(&format!("hcleak_sockets{{backend=\"127.0.0.1:{port}\",source=\"host\"}}")));
 
     // Bounded by --duration: the capture ends by itself.
-    let out = cap.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let (status, stdout, stderr) = cap.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let text = String::from_utf8_lossy(&stdout);
     let (mut conns, mut summaries, mut finals) = (0, 0, 0);
     for line in text.lines() {
         let v: serde_json::Value =
@@ -399,4 +439,36 @@ fn metrics_endpoint_counts_probes_as_they_happen_and_jsonl_streams() {
         }
     }
     assert!(conns >= 50 && summaries >= 3 && finals >= 1, "{conns} conns, {summaries} summaries, {finals} finals");
+}
+
+fn main() {
+    // Server mode for the tests below: serve, not test.
+    if let Ok(mode) = std::env::var("HCLEAK_TEST_SERVER") {
+        serve(&mode);
+        return;
+    }
+    let args = libtest_mimic::Arguments::from_args();
+    let tests = vec![
+        gated(
+            "capture_with_haproxy_flags_the_leaking_backend_and_writes_an_analysable_pcap",
+            lacking(true),
+            capture_with_haproxy_flags_the_leaking_backend_and_writes_an_analysable_pcap,
+        ),
+        gated(
+            "capture_on_an_idle_interface_stops_within_a_second_of_sigint",
+            lacking(false),
+            capture_on_an_idle_interface_stops_within_a_second_of_sigint,
+        ),
+        gated(
+            "sampler_sees_reset_and_held_sockets_and_close_wait",
+            lacking(false),
+            sampler_sees_reset_and_held_sockets_and_close_wait,
+        ),
+        gated(
+            "metrics_endpoint_counts_probes_as_they_happen_and_jsonl_streams",
+            lacking(false),
+            metrics_endpoint_counts_probes_as_they_happen_and_jsonl_streams,
+        ),
+    ];
+    libtest_mimic::run(&args, tests).exit();
 }

@@ -1,6 +1,6 @@
 //! The byte format the `decode_flow` fuzz target reads, and the stages both targets drive after the
-//! frames are read. Shared by the targets and by `examples/make_seeds.rs`, which turns real captures
-//! into seeds in this format.
+//! frames are read (the real pipeline on an in-memory source, then every renderer). Shared by the
+//! targets and by `examples/make_seeds.rs`, which turns real captures into seeds in this format.
 //!
 //! Format (all integers big-endian):
 //!
@@ -21,9 +21,10 @@
 
 use hcleak::backend::Backends;
 use hcleak::classify;
-use hcleak::decode::{Link, Skip, Ts};
+use hcleak::decode::{DecodeStats, Link, Ts};
 use hcleak::flow::{Conn, FlowConfig, FlowTable};
-use hcleak::pipeline::DecodeStats;
+use hcleak::pipeline::{self, Consumer};
+use hcleak::source::MemorySource;
 use hcleak::render;
 use hcleak::verdict::{self, Options};
 
@@ -122,33 +123,69 @@ pub fn judge_and_render(conns: &[Conn], stats: &DecodeStats) {
     assert_eq!(doc["capture"]["packets"].as_u64(), Some(stats.frames), "capture.packets counts every frame");
 }
 
-/// Feeds decoded frames through a flow table, as `pipeline::run` does, keeping its counters.
+/// The frames through the real pipeline (`pipeline::run` on an in-memory source: the timestamp
+/// clamp, the decoder with its tunnels, the `-i any` de-duplication, the flow table), checking
+/// after every frame that the table holds at most `max_flows`, and that `finish` hands out every
+/// connection still open.
 pub fn run_frames(ctl: Control, frames: &[(Ts, &[u8])]) -> (Vec<Conn>, DecodeStats) {
+    struct Sink {
+        conns: Vec<Conn>,
+        max_flows: usize,
+    }
+    impl Consumer for Sink {
+        fn conn(&mut self, c: Conn) {
+            self.conns.push(c);
+        }
+        fn tick_due(&mut self) -> bool {
+            true
+        }
+        fn tick(&mut self, table: &mut FlowTable, _: &DecodeStats) -> bool {
+            assert!(table.len() <= self.max_flows, "the table holds at most max_flows connections");
+            true
+        }
+    }
+    let mut src = MemorySource::frames(ctl.link, frames.iter().map(|&(ts, f)| (ts, f.to_vec())));
     let mut table = FlowTable::new(FlowConfig { max_flows: ctl.max_flows, ..FlowConfig::default() });
     let mut stats = DecodeStats::default();
-    let mut conns = Vec::new();
-    for &(ts, data) in frames {
-        stats.frames += 1;
-        stats.wire_bytes += data.len() as u64;
-        stats.first_ts.get_or_insert(ts);
-        stats.last_ts = Some(stats.last_ts.map_or(ts, |t| t.max(ts)));
-        match hcleak::decode::decode(ctl.link, ts, data) {
-            Ok(seg) => {
-                stats.tcp += 1;
-                assert!(seg.payload.len() <= data.len());
-                table.push(&seg, &mut |c| conns.push(c));
-            }
-            Err(skip) => {
-                assert!(Skip::ALL.contains(&skip));
-                stats.skipped[skip as usize] += 1;
-            }
-        }
-        assert!(table.len() <= ctl.max_flows, "the table holds at most max_flows connections");
-    }
+    let mut errors = Vec::new();
+    let mut sink = Sink { conns: Vec::new(), max_flows: ctl.max_flows };
+    pipeline::run(&mut src, &mut table, &mut stats, &mut errors, &mut sink);
+    assert!(errors.is_empty(), "memory has no read errors");
+    assert_eq!(stats.frames, frames.len() as u64, "every frame is counted");
+    assert_eq!(stats.tcp + stats.duplicates + stats.skipped_total(), stats.frames, "every frame is TCP, a copy or a skip");
     let live = table.live().count();
-    let before = conns.len();
-    table.finish(&mut |c| conns.push(c));
-    assert_eq!(conns.len() - before, live, "finish hands out every live connection");
+    let before = sink.conns.len();
+    table.finish(&mut |c| sink.conns.push(c));
+    assert_eq!(sink.conns.len() - before, live, "finish hands out every live connection");
     assert!(table.is_empty());
-    (conns, stats)
+    (sink.conns, stats)
+}
+
+/// The `decode_flow` target: frames in this format through the pipeline, the verdict and every
+/// renderer.
+pub fn decode_flow(data: &[u8]) {
+    let Some((ctl, frames)) = frames(data) else { return };
+    let (conns, stats) = run_frames(ctl, &frames);
+    judge_and_render(&conns, &stats);
+}
+
+/// The `capture_file` target: `data` written to `path` as a capture file, read back through
+/// `pipeline::read_flows` (libpcap, the file source, the pipeline), then the verdict and every
+/// renderer. Every error message is one line.
+pub fn capture_file(data: &[u8], path: &std::path::Path) {
+    std::fs::write(path, data).expect("write the capture");
+    match pipeline::read_flows(&[path.to_path_buf()], None, FlowConfig::default()) {
+        Ok((conns, stats, errors)) => {
+            for e in &errors {
+                // Every error is one line naming the file.
+                let s = e.to_string();
+                assert!(!s.contains('\n'), "error message spans lines: {s:?}");
+            }
+            judge_and_render(&conns, &stats);
+        }
+        Err(e) => {
+            let s = e.to_string();
+            assert!(!s.contains('\n'), "error message spans lines: {s:?}");
+        }
+    }
 }
