@@ -1,13 +1,18 @@
 //! hcleak: finds backends that lose a socket per health-check probe.
 //!
 //! Data flows one way: [`source`] → [`decode`] → [`flow`] → [`classify`] → [`backend`] →
-//! [`verdict`] → [`render`]. [`pipeline`] is the loop that drives the first stages; [`sockets`]
-//! reads host socket samples; [`probe`] sends probes of each shape to one server and judges the
-//! sockets it keeps with the same rules. The binary in `main.rs` only parses arguments and wires
-//! stages.
-// Only source::file's open_offline, open_offline_fd and offline_from_stdio (the C calls that give libpcap
-// a FILE, a file's or a pipe's, with a larger buffer) and probe::set_quickack (one setsockopt nix
-// has no wrapper for) use unsafe code. Everything else is safe Rust.
+//! [`verdict`] → [`render`]. [`pipeline`] is the loop that drives the first stages.
+//!
+//! Host samples (the backend host's socket counts) come from a [`sampler`] (procfs, or a fake) as
+//! frames come from a source, and [`sockets`] holds them and reads and writes their CSV. A running
+//! `capture` ([`capture`]) is the pipeline plus sampling, views and metrics, with its source,
+//! sampler and [`clock`] passed in; [`probe`] sends probes of each shape to one server and judges
+//! the sockets it keeps with the same rules. [`cli`] validates each subcommand's arguments into
+//! its configuration; the binary in `main.rs` opens the real sources and outputs, drops
+//! privileges, runs the subcommand and turns its verdict into the exit code.
+// Only source::file's open_offline, open_offline_fd and offline_from_stdio (the C calls that give
+// libpcap a FILE, a file's or a pipe's, with a larger buffer) and probe::set_quickack (one
+// setsockopt nix has no wrapper for) use unsafe code. Everything else is safe Rust.
 #![deny(unsafe_code)]
 
 pub mod backend;
