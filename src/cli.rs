@@ -851,6 +851,22 @@ mod tests {
         assert!(capture(&["-p"]).no_promisc);
     }
 
+    /// The help's exit codes are the one table's, `Verdict::exit_code`.
+    #[test]
+    fn the_help_names_the_exit_codes_verdict_gives() {
+        use crate::verdict::Verdict;
+        use clap::CommandFactory;
+        let about = Cli::command().get_long_about().map(|a| a.to_string()).unwrap_or_default();
+        for (v, words) in [
+            (Verdict::Ok, "no leak"),
+            (Verdict::Suspicious, "suspicious"),
+            (Verdict::Leak, "leak"),
+            (Verdict::Unknown, "could not decide or error"),
+        ] {
+            assert!(about.contains(&format!("{} {words}", v.exit_code())), "{v:?}: {about}");
+        }
+    }
+
     #[test]
     fn first_argument_is_always_a_file() {
         let (f, flt) = split_files_filter(&s(&["missing"]));

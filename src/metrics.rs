@@ -3,7 +3,7 @@
 //! units, `_total` for counters, one `backend` label per server.
 
 use crate::decode::DropStats;
-use crate::verdict::Report;
+use crate::verdict::{Report, Verdict};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -106,12 +106,13 @@ pub fn exposition(r: &Report, c: &CaptureCounters) -> String {
             );
         }
     }
-    family(
-        &mut o,
-        "hcleak_verdict",
-        "gauge",
-        "Verdict per backend: 0 ok, 1 suspicious, 2 leak, 3 unknown (the exit-code convention).",
-    );
+    // The help names the codes from the one table, `Verdict::exit_code`.
+    let codes: Vec<String> = [Verdict::Ok, Verdict::Suspicious, Verdict::Leak, Verdict::Unknown]
+        .iter()
+        .map(|v| format!("{} {}", v.exit_code(), v.name()))
+        .collect();
+    let help = format!("Verdict per backend: {} (the exit-code convention).", codes.join(", "));
+    family(&mut o, "hcleak_verdict", "gauge", &help);
     for b in &r.backends {
         let _ = writeln!(o, "hcleak_verdict{{backend=\"{}\"}} {}", esc(&b.name()), b.verdict.exit_code());
     }

@@ -1,5 +1,6 @@
-//! Host samples: the backend host's own socket counts over time, read from the CSV that
-//! `hcleak sample` (or a shell loop) writes:
+//! Host samples: the backend host's own socket counts over time ([`Sample`], [`HostSamples`]), and
+//! their CSV. A [`crate::sampler`] takes them (procfs, or a fake); `hcleak sample` and `capture -w`
+//! write them as CSV, and `analyze --sockets` reads that back:
 //!
 //! ```text
 //! ts,backend,sockets[,hidden,close_wait,unaccepted,accept_queue,listen_overflows,fd_limit,process,container]
