@@ -539,8 +539,8 @@ impl HostSampler for FakeSampler {
 /// `hcleak sample`'s loop: a round of samples every `every`, each written to `out` as a CSV row
 /// (under the name `label` gives it) and flushed, until `stop` is set or `until` passes on
 /// `clock`. A server that went away is looked up again at once (the sampler follows a restarted
-/// process on the same port); not found, it is looked up again at the next round. Returns the
-/// number of samples written.
+/// process on the same port); not found, it is looked up once a round. Returns the number of
+/// samples written.
 pub fn sample_every(
     sampler: &mut dyn HostSampler,
     label: &dyn Fn(BackendSpec) -> BackendSpec,
@@ -553,13 +553,16 @@ pub fn sample_every(
     use std::sync::atomic::Ordering;
     let mut n = 0;
     let mut next = clock.instant();
+    let mut sampled = true;
     while !stop.load(Ordering::Relaxed) && until.is_none_or(|d| clock.instant() < d) {
         let now = clock.wall();
         let mut round = sampler.sample(now);
-        if round.is_empty() {
-            // Gone since the last round: the sampler looks it up again first thing.
+        if round.is_empty() && sampled {
+            // Gone since the last round: looked up again at once (the sampler does that first
+            // thing). Still gone, it is looked up once a round, not twice.
             round = sampler.sample(now);
         }
+        sampled = !round.is_empty();
         for (spec, x) in round {
             writeln!(out, "{}", crate::sockets::csv_row(&label(spec), &x))?;
             out.flush()?;
