@@ -6,7 +6,8 @@ use crate::probe::{Answer, ProbeReport, ShapeRun};
 use crate::sockets::Sample;
 pub use crate::units::clock;
 use crate::units::endpoint;
-use crate::verdict::{human_duration, BackendReport, Coverage, Finding, Remedy, Verdict};
+use crate::units::human_duration;
+use crate::verdict::{BackendReport, Coverage, Finding, Remedy, Verdict};
 
 fn plural_kind(k: Kind) -> String {
     match k {

@@ -450,7 +450,8 @@ pub fn headline(r: &crate::verdict::Report) -> String {
 }
 
 fn headline_for(r: &crate::verdict::Report, verdict: crate::verdict::Verdict) -> String {
-    use crate::verdict::{human_duration, Verdict};
+    use crate::units::human_duration;
+    use crate::verdict::Verdict;
     let worst = r.backends.first();
     match (verdict, worst) {
         (_, None) if r.minor_backends > 0 => {
@@ -511,7 +512,7 @@ fn headline_for(r: &crate::verdict::Report, verdict: crate::verdict::Verdict) ->
 
 /// The default diagnosis view: verdict line, one row per backend worst first, then evidence.
 pub fn report_table(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStats) -> io::Result<()> {
-    use crate::verdict::human_duration;
+    use crate::units::human_duration;
     writeln!(w, "{}", crate::text::escape(&headline(r)))?;
     match (d.first_ts, d.last_ts) {
         (Some(a), Some(b)) => {
