@@ -1,10 +1,7 @@
 use super::growth::*;
-use super::steps::*;
 use super::*;
 use crate::stats;
 use crate::units::human_duration;
-
-use super::*;
 
 #[test]
 fn the_incident_arithmetic() {
