@@ -201,6 +201,17 @@ pub fn coverage(c: &Coverage) -> String {
     s
 }
 
+/// The Nagios plugin state word for a verdict (`hcleak` keeps `LEAK` for exit code 2, as its
+/// README documents; the exit code carries the state for the plugin API).
+pub fn nagios_state(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Ok => "OK",
+        Verdict::Suspicious => "WARNING",
+        Verdict::Leak => "LEAK",
+        Verdict::Unknown => "UNKNOWN",
+    }
+}
+
 /// `hcleak probe`'s headline: which shapes leak, whether it stopped answering, the time to
 /// exhaustion at the production interval.
 pub fn probe_headline(r: &ProbeReport) -> String {

@@ -1,5 +1,7 @@
-//! Render: turns finished connections and summaries into text — TSV and JSON lines for `--flows`,
-//! comfy-table summaries for people. Nothing here decides anything.
+//! Render: lays out what the other stages found — finished connections as TSV, Zeek conn.log
+//! and JSON lines for `--flows`; the report as a comfy-table, JSON, Prometheus text and the
+//! Nagios line ([`probe`] does the same for `hcleak probe`). Sentences come from
+//! [`crate::explain`]; nothing here decides anything.
 
 use crate::decode::{Skip, Ts};
 use crate::flow::{Conn, ConnState, EndReason};
@@ -9,6 +11,8 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::io::{self, Write};
 use std::net::IpAddr;
+
+pub mod probe;
 
 /// Output format chosen with `--format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -741,13 +745,7 @@ pub fn report_lines(w: &mut dyn Write, r: &crate::verdict::Report, now: Ts) -> i
 
 /// The Nagios plugin line: `HCLEAK LEAK - … | perfdata`. The exit code carries the state.
 pub fn report_nagios(w: &mut dyn Write, r: &crate::verdict::Report) -> io::Result<()> {
-    use crate::verdict::Verdict;
-    let state = match r.verdict {
-        Verdict::Ok => "OK",
-        Verdict::Suspicious => "WARNING",
-        Verdict::Leak => "LEAK",
-        Verdict::Unknown => "UNKNOWN",
-    };
+    let state = crate::explain::nagios_state(r.verdict);
     let head = headline(r);
     let text = head.split_once(" — ").map_or(head.as_str(), |(_, t)| t);
     let mut perf = Vec::new();
