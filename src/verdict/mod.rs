@@ -7,6 +7,11 @@
 //! connection kind whose arrivals line up with the socket increments (so a server hit by plain and
 //! agent checks is tied to the agent checks only), and the slope against that driver's cumulative
 //! count is "sockets kept per driver event". Decisions are pure functions of the aggregates.
+//!
+//! [`judge`] runs the steps in `steps` (settle each group's kind and probers, the socket curve
+//! from host samples or the wire, the stall check, the projection) over the growth rule in
+//! `growth`, and returns data: a [`Report`] whose evidence is [`Finding`]s and [`Remedy`]s.
+//! Nothing here writes a sentence; [`crate::explain`] does.
 
 use crate::backend::{Backend, Backends, Series, Timeline};
 use crate::classify::Kind;
