@@ -31,19 +31,6 @@ impl Series {
         }
         self.0[idx] += v;
     }
-    /// Running sum up to and including each bucket, over `n` buckets.
-    pub fn cumulative(&self, n: usize) -> Vec<i64> {
-        let mut acc = 0i64;
-        (0..n)
-            .map(|i| {
-                acc += i64::from(self.0.get(i).copied().unwrap_or(0));
-                acc
-            })
-            .collect()
-    }
-    pub fn total(&self) -> i64 {
-        self.0.iter().map(|&v| i64::from(v)).sum()
-    }
     pub fn add_from(&mut self, other: &Series) {
         if self.0.len() < other.0.len() {
             self.0.resize(other.0.len(), 0);
@@ -101,9 +88,6 @@ impl Sparse {
         for &(i, v) in &self.0 {
             dense.add(i as usize, v);
         }
-    }
-    pub fn total(&self) -> i64 {
-        self.0.iter().map(|&(_, v)| i64::from(v)).sum()
     }
 }
 
@@ -335,7 +319,7 @@ impl Backend {
             self.other_clients += 1;
             return self.bucket(tr.shape, Bucket::Capped, c);
         }
-        let request = http::request_line(c.request()).map(|(m, p)| format!("{m} {p}"));
+        let request = tr.request.map(|(m, p)| format!("{m} {p}"));
         self.groups.push(Group::new(src, tr.shape, tr.signature, false, request, c.first_ts));
         let i = self.groups.len() - 1;
         *budget -= 1;
@@ -623,11 +607,11 @@ mod tests {
         s.add(2, 10); // out of order: a connection that ended earlier than the last one added
         s.coarsen();
         assert_eq!(s.0, vec![(0, 3), (1, 17), (2, 5)]);
-        assert_eq!(s.total(), 25);
+        assert_eq!(s.0.iter().map(|p| p.1).sum::<i32>(), 25);
         s.shift(2);
         let mut d = Series::default();
         s.add_into(&mut d);
-        assert_eq!(d.cumulative(6), vec![0, 0, 3, 20, 25, 25]);
+        assert_eq!(d.0, vec![0, 0, 3, 17, 5]);
     }
 
     #[test]

@@ -66,16 +66,6 @@ impl Ending {
 }
 
 impl Kind {
-    pub const PROBES: [Kind; 7] = [
-        Kind::HalfOpenRst,
-        Kind::HandshakeRst,
-        Kind::DataRst,
-        Kind::HttpCheck,
-        Kind::ConnectFin,
-        Kind::Refused,
-        Kind::Unanswered,
-    ];
-
     pub fn is_probe(self) -> bool {
         !matches!(self, Kind::Traffic(_))
     }
@@ -97,26 +87,6 @@ impl Kind {
             Kind::Traffic(Ending::Open) => "traffic_open",
             Kind::Traffic(Ending::Unanswered) => "traffic_unanswered",
             Kind::Traffic(Ending::Refused) => "traffic_refused",
-        }
-    }
-
-    /// Words for people.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Kind::HalfOpenRst => "half-open RST probe (SYN, SYN-ACK, RST)",
-            Kind::HandshakeRst => "handshake-then-RST probe",
-            Kind::DataRst => "data-then-RST probe",
-            Kind::HttpCheck => "HTTP check",
-            Kind::ConnectFin => "connect-then-FIN probe",
-            Kind::Refused => "refused probe",
-            Kind::Unanswered => "unanswered probe",
-            Kind::Traffic(Ending::Rst) => "traffic ended by a client RST",
-            Kind::Traffic(Ending::Fin) => "traffic closed with FIN",
-            Kind::Traffic(Ending::ServerRst) => "traffic reset by the server",
-            Kind::Traffic(Ending::Stalled) => "requests that got no response",
-            Kind::Traffic(Ending::Open) => "traffic still open",
-            Kind::Traffic(Ending::Unanswered) => "client SYNs nobody answered",
-            Kind::Traffic(Ending::Refused) => "client connections refused",
         }
     }
 }
@@ -154,7 +124,7 @@ impl Shape {
 
 /// Per-connection classification input: shape, ending and the traits groups vote with.
 #[derive(Clone, Copy, Debug)]
-pub struct Traits {
+pub struct Traits<'a> {
     pub shape: Shape,
     pub ending: Ending,
     /// The client sent a bare ACK before its first payload (HAProxy traffic does, its checks don't).
@@ -163,6 +133,8 @@ pub struct Traits {
     /// Hash of the HTTP method and path, or of a non-HTTP payload's first bytes (0 when nothing
     /// was sent), to group identical checks.
     pub signature: u64,
+    /// The HTTP request line (method, path) the shape was recognised by, for the group's label.
+    pub request: Option<(&'a str, &'a str)>,
 }
 
 /// How the connection ended, for ordinary traffic. A FIN from the server means its application
@@ -235,7 +207,7 @@ pub(crate) fn shape_and_request(c: &Conn) -> (Shape, Option<(&str, &str)>) {
 const DATA_SIGNATURE_BYTES: usize = 6;
 
 /// Everything the grouping needs from one connection.
-pub fn traits(c: &Conn) -> Traits {
+pub fn traits(c: &Conn) -> Traits<'_> {
     let (shape, line) = shape_and_request(c);
     let signature = match line {
         Some((m, p)) => {
@@ -258,6 +230,7 @@ pub fn traits(c: &Conn) -> Traits {
         ending: ending(c),
         bare_ack_first: f.handshake_ack.is_some() && f.orig_data.is_some(),
         agent: f.agent,
+        request: line,
         signature,
     }
 }

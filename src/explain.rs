@@ -6,7 +6,8 @@ use crate::probe::{Answer, ProbeReport, ShapeRun};
 use crate::sockets::Sample;
 pub use crate::units::clock;
 use crate::units::endpoint;
-use crate::verdict::{human_duration, BackendReport, Coverage, Finding, Remedy, Verdict};
+use crate::units::human_duration;
+use crate::verdict::{BackendReport, Coverage, Finding, Remedy, Verdict};
 
 fn plural_kind(k: Kind) -> String {
     match k {
@@ -198,6 +199,17 @@ pub fn coverage(c: &Coverage) -> String {
         s.push_str("; none of the samples fall inside the capture (Unix seconds, same clock?)");
     }
     s
+}
+
+/// The Nagios plugin state word for a verdict (`hcleak` keeps `LEAK` for exit code 2, as its
+/// README documents; the exit code carries the state for the plugin API).
+pub fn nagios_state(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Ok => "OK",
+        Verdict::Suspicious => "WARNING",
+        Verdict::Leak => "LEAK",
+        Verdict::Unknown => "UNKNOWN",
+    }
 }
 
 /// `hcleak probe`'s headline: which shapes leak, whether it stopped answering, the time to

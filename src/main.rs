@@ -583,9 +583,9 @@ fn probe(a: &ProbeArgs) -> Result<Verdict, Failure> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match a.format {
-        ProbeFormat::Table => probe::render_table(&mut out, &report)?,
-        ProbeFormat::Json => probe::render_json(&mut out, &report)?,
-        ProbeFormat::Nagios => probe::render_nagios(&mut out, &report)?,
+        ProbeFormat::Table => hcleak::render::probe::table(&mut out, &report)?,
+        ProbeFormat::Json => hcleak::render::probe::json(&mut out, &report)?,
+        ProbeFormat::Nagios => hcleak::render::probe::nagios(&mut out, &report)?,
     }
     out.flush()?;
     Ok(report.verdict)

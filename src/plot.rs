@@ -2,7 +2,8 @@
 //! driver's cumulative count with the fitted line and the limit, and sockets against time with the
 //! projected crossing. Written as SVG with plotters.
 
-use crate::verdict::{human_duration, BackendReport, Report};
+use crate::units::human_duration;
+use crate::verdict::{BackendReport, Report};
 use plotters::prelude::*;
 
 const ROW_H: u32 = 320;

@@ -844,179 +844,6 @@ impl ProbeReport {
         }
         out
     }
-
-    /// The remedies worded, each once (several kinds share the reset advice).
-    pub fn remedy_sentences(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for m in self.remedies() {
-            let s = crate::explain::remedy(&m);
-            if !out.contains(&s) {
-                out.push(s);
-            }
-        }
-        out
-    }
-
-    /// The one line on-call reads first (worded in [`crate::explain::probe_headline`]).
-    pub fn headline(&self) -> String {
-        crate::explain::probe_headline(self)
-    }
-}
-
-fn sockets_cell(r: &ShapeRun) -> String {
-    match (r.before, r.after) {
-        (Some(b), Some(a)) => format!("{} → {}", b.sockets, a.sockets),
-        _ => "-".into(),
-    }
-}
-
-fn per_probe_cell(r: &ShapeRun) -> String {
-    match r.per_probe {
-        Some((p, ci, _)) => format!("{p:.2} ({:.2}–{:.2})", ci.0, ci.1),
-        None => "-".into(),
-    }
-}
-
-/// The report as a table, the headline first, remedies last.
-pub fn render_table(w: &mut dyn Write, r: &ProbeReport) -> io::Result<()> {
-    use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, ContentArrangement, Table};
-    writeln!(w, "{}", crate::text::escape(&r.headline()))?;
-    let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_content_arrangement(ContentArrangement::Dynamic);
-    t.set_header(vec![
-        "shape",
-        "wire",
-        "sent",
-        "sockets before → after",
-        "kept per probe (95% CI)",
-        "verdict",
-        "accept queue",
-        "still answers",
-    ]);
-    for s in &r.runs {
-        let mut sent = s.sent.connections.to_string();
-        if s.sent.connected < s.sent.connections {
-            sent.push_str(&format!(" ({} connected)", s.sent.connected));
-        }
-        if let Some((code, n)) = s.statuses.first() {
-            sent.push_str(&format!("\n→ {code} ×{n}"));
-        }
-        if s.cut_short {
-            sent.push_str("\n(cut short)");
-        }
-        t.add_row(vec![
-            Cell::new(s.shape.name()),
-            Cell::new(s.shape.wire()),
-            Cell::new(sent).set_alignment(CellAlignment::Right),
-            Cell::new(sockets_cell(s)),
-            Cell::new(per_probe_cell(s)),
-            Cell::new(s.verdict.name().to_uppercase()),
-            Cell::new(s.after.and_then(|a| a.accept_queue).map_or("-".into(), |q| q.to_string())),
-            Cell::new(s.answer.describe()),
-        ]);
-    }
-    writeln!(w, "{t}")?;
-    for n in crate::explain::probe_notes(r) {
-        writeln!(w, "  • {}", crate::text::escape(&n))?;
-    }
-    for m in r.remedy_sentences() {
-        writeln!(w, "  → {m}")?;
-    }
-    Ok(())
-}
-
-/// The report as one JSON document.
-pub fn render_json(w: &mut dyn Write, r: &ProbeReport) -> io::Result<()> {
-    use serde_json::json;
-    let secs = |t: Ts| t as f64 / 1e9;
-    let shapes: Vec<serde_json::Value> = r
-        .runs
-        .iter()
-        .map(|s| {
-            json!({
-                "shape": s.shape.name(),
-                "wire": s.shape.wire(),
-                "flow_label": s.shape.flow_label(),
-                "sent": s.sent.connections,
-                "connected": s.sent.connected,
-                "refused": s.sent.refused,
-                "timed_out": s.sent.timed_out,
-                "failed": s.sent.failed,
-                "http_statuses": s.statuses.iter().map(|(c, n)| (c.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
-                "started_at": secs(s.started),
-                "last_probe_at": secs(s.last_probe),
-                "ended_at": secs(s.ended),
-                "sockets_before": s.before.map(|x| x.sockets),
-                "sockets_after": s.after.map(|x| x.sockets),
-                "kept": s.kept(),
-                "sockets_peak": s.peak,
-                "came_back": s.came_back(),
-                "hidden_after": s.after.and_then(|x| x.hidden),
-                "close_wait_after": s.after.and_then(|x| x.close_wait),
-                "accept_queue_after": s.after.and_then(|x| x.accept_queue),
-                "samples": s.samples,
-                "per_probe": s.per_probe.map(|p| p.0),
-                "per_probe_ci95": s.per_probe.map(|p| [p.1 .0, p.1 .1]),
-                "spearman": s.per_probe.map(|p| p.2),
-                "verdict": s.verdict.name(),
-                "still_answers": s.answer.ok(),
-                "answer": s.answer.describe(),
-                "cut_short": s.cut_short,
-            })
-        })
-        .collect();
-    let doc = json!({
-        "target": r.target,
-        "address": r.addr.to_string(),
-        "verdict": r.verdict.name(),
-        "summary": r.headline(),
-        "shapes": shapes,
-        "skipped": r.skipped.iter().map(|(k, why)| json!({"shape": k.name(), "why": why})).collect::<Vec<_>>(),
-        "leaking": r.leaking().map(|s| s.shape.name()).collect::<Vec<_>>(),
-        "stopped_answering_after": r.runs.iter().find(|s| s.stopped()).map(|s| s.shape.name()),
-        "in_use": r.in_use,
-        "limit": r.limit,
-        "rate_per_s": r.rate,
-        "count_per_shape": r.count,
-        "interval_s": r.interval.as_secs_f64(),
-        "exhaustion_eta_s": r.exhaustion_eta_s,
-        "notes": crate::explain::probe_notes(r),
-        "remedies": r.remedy_sentences(),
-        "interrupted": r.interrupted,
-        "samples_error": r.samples_error,
-    });
-    serde_json::to_writer_pretty(&mut *w, &doc).map_err(io::Error::other)?;
-    writeln!(w)
-}
-
-/// The Nagios plugin line.
-pub fn render_nagios(w: &mut dyn Write, r: &ProbeReport) -> io::Result<()> {
-    let state = match r.verdict {
-        Verdict::Ok => "OK",
-        Verdict::Suspicious => "WARNING",
-        Verdict::Leak => "LEAK",
-        Verdict::Unknown => "UNKNOWN",
-    };
-    let head = r.headline();
-    let text = head.split_once(" — ").map_or(head.as_str(), |(_, t)| t);
-    let mut perf = Vec::new();
-    for s in &r.runs {
-        if let Some((p, _, _)) = s.per_probe {
-            perf.push(format!("'{} per_probe'={p:.3}", s.shape.name()));
-        }
-        if let Some(k) = s.kept() {
-            perf.push(format!("'{} kept'={k}", s.shape.name()));
-        }
-    }
-    if let Some(e) = r.exhaustion_eta_s {
-        perf.push(format!("'eta'={e:.0}s"));
-    }
-    let text = crate::text::escape(text).replace('|', " ");
-    if perf.is_empty() {
-        writeln!(w, "HCLEAK {state} - {text}")
-    } else {
-        writeln!(w, "HCLEAK {state} - {text} | {}", perf.join(" "))
-    }
 }
 
 #[cfg(test)]
@@ -1138,7 +965,7 @@ mod tests {
             ],
             Verdict::Leak,
         );
-        let h = r.headline();
+        let h = crate::explain::probe_headline(&r);
         assert!(h.starts_with("LEAK — 10.0.0.12:8080 keeps sockets after data_rst probes (1.00 per probe"), "{h}");
         assert!(
             h.contains("at one check every 5 s this server runs out of sockets in 5h41m (limit 4096, 0 in use)"),
@@ -1146,19 +973,19 @@ mod tests {
         );
         assert!(h.contains("stopped answering after 50 handshake_rst probes"), "{h}");
         let mut t = Vec::new();
-        render_table(&mut t, &r).unwrap();
+        crate::render::probe::table(&mut t, &r).unwrap();
         let t = String::from_utf8(t).unwrap();
         assert!(t.contains("1 → 51") && t.contains("never accepted, accept queue 9"), "{t}");
         assert!(t.contains("reset_in_queue not run: stopped (Ctrl-C)"), "{t}");
         assert_eq!(t.matches("  → ").count(), 2, "one remedy for the reset leak, one for the stop: {t}");
         let mut j = Vec::new();
-        render_json(&mut j, &r).unwrap();
+        crate::render::probe::json(&mut j, &r).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&j).unwrap();
         assert_eq!(v["leaking"], serde_json::json!(["data_rst"]));
         assert_eq!(v["stopped_answering_after"], "handshake_rst");
         assert_eq!(v["shapes"][1]["kept"], 50);
         let mut n = Vec::new();
-        render_nagios(&mut n, &r).unwrap();
+        crate::render::probe::nagios(&mut n, &r).unwrap();
         let n = String::from_utf8(n).unwrap();
         assert!(n.starts_with("HCLEAK LEAK - 10.0.0.12:8080 keeps sockets"), "{n}");
         assert!(n.contains("| ") && n.contains("'data_rst per_probe'=1.000") && n.contains("'eta'=20480s"), "{n}");
@@ -1170,14 +997,17 @@ mod tests {
         slow.peak = Some(20);
         assert_eq!(slow.came_back(), Some(true));
         let mut t = Vec::new();
-        render_table(&mut t, &report(vec![slow.clone()], Verdict::Ok)).unwrap();
+        crate::render::probe::table(&mut t, &report(vec![slow.clone()], Verdict::Ok)).unwrap();
         assert!(String::from_utf8(t).unwrap().contains("rose to 20 and came back to 3"));
         slow.after = Some(sample(12, None));
         assert_eq!(slow.came_back(), Some(false));
 
         let ok = report(vec![run(Shape::ConnectFin, Verdict::Ok, 0.0, Answer::Accepted, 3, 3)], Verdict::Ok);
         let ok = ProbeReport { exhaustion_eta_s: None, skipped: vec![], ..ok };
-        assert_eq!(ok.headline(), "OK — 10.0.0.12:8080 kept no sockets after any of 1 probe shape");
+        assert_eq!(
+            crate::explain::probe_headline(&ok),
+            "OK — 10.0.0.12:8080 kept no sockets after any of 1 probe shape"
+        );
         assert!(ok.remedies().is_empty());
     }
 

@@ -1,4 +1,4 @@
-//! Units: how addresses and instants are written, in one place for every stage that names them
+//! Units: how addresses, instants and durations are written, in one place for every stage that names them
 //! (the verdict's findings, the samples file, the renderers), so that none of them needs another's
 //! module for it.
 
@@ -10,6 +10,20 @@ pub fn endpoint(ip: IpAddr, port: u16) -> String {
     match ip {
         IpAddr::V4(a) => format!("{a}:{port}"),
         IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+/// Human duration: 5h33m, 2m58s, 41s.
+pub fn human_duration(s: f64) -> String {
+    if !s.is_finite() {
+        return "never".into();
+    }
+    let s = s.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        3600..=172_799 => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{:02}h", s / 86400, (s % 86400) / 3600),
     }
 }
 

@@ -1,5 +1,7 @@
-//! Render: turns finished connections and summaries into text — TSV and JSON lines for `--flows`,
-//! comfy-table summaries for people. Nothing here decides anything.
+//! Render: lays out what the other stages found — finished connections as TSV, Zeek conn.log
+//! and JSON lines for `--flows`; the report as a comfy-table, JSON, Prometheus text and the
+//! Nagios line ([`probe`] does the same for `hcleak probe`). Sentences come from
+//! [`crate::explain`]; nothing here decides anything.
 
 use crate::decode::DecodeStats;
 use crate::decode::{Skip, Ts};
@@ -9,6 +11,8 @@ use rustc_hash::FxHashMap;
 use serde::Serialize;
 use std::io::{self, Write};
 use std::net::IpAddr;
+
+pub mod probe;
 
 /// Output format chosen with `--format`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -450,7 +454,8 @@ pub fn headline(r: &crate::verdict::Report) -> String {
 }
 
 fn headline_for(r: &crate::verdict::Report, verdict: crate::verdict::Verdict) -> String {
-    use crate::verdict::{human_duration, Verdict};
+    use crate::units::human_duration;
+    use crate::verdict::Verdict;
     let worst = r.backends.first();
     match (verdict, worst) {
         (_, None) if r.minor_backends > 0 => {
@@ -511,7 +516,7 @@ fn headline_for(r: &crate::verdict::Report, verdict: crate::verdict::Verdict) ->
 
 /// The default diagnosis view: verdict line, one row per backend worst first, then evidence.
 pub fn report_table(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStats) -> io::Result<()> {
-    use crate::verdict::human_duration;
+    use crate::units::human_duration;
     writeln!(w, "{}", crate::text::escape(&headline(r)))?;
     match (d.first_ts, d.last_ts) {
         (Some(a), Some(b)) => {
@@ -583,91 +588,7 @@ pub fn report_table(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeSta
 
 /// The report as one JSON document.
 pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStats) -> io::Result<()> {
-    use serde_json::{json, Map, Value};
-    let backends: Vec<Value> = r
-        .backends
-        .iter()
-        .map(|b| {
-            let mut probe_kinds = Map::new();
-            let mut traffic = Map::new();
-            for (k, n) in &b.kinds {
-                if k.is_probe() {
-                    probe_kinds.insert(k.name().into(), json!(n));
-                } else {
-                    traffic.insert(k.name().into(), json!(n));
-                }
-            }
-            let probers: Vec<Value> = b
-                .probers
-                .iter()
-                .map(|p| {
-                    json!({
-                        "src": p.src.to_string(),
-                        "kind": p.kind.name(),
-                        "count": p.count,
-                        "rate_per_s": p.rate_per_s,
-                        "interval_s": p.interval_s,
-                        "jitter_s": p.jitter_s,
-                        "request": p.request,
-                        "statuses": p.statuses.iter().map(|(c, n)| (c.to_string(), json!(n))).collect::<Map<_, _>>(),
-                        "response_time_s": p.response_time_s,
-                    })
-                })
-                .collect();
-            json!({
-                "backend": b.name(),
-                "verdict": b.verdict.name(),
-                "connections": b.conns,
-                "probes": b.probes,
-                "probe_kinds": probe_kinds,
-                "traffic": traffic,
-                "driver": b.driver.map(|d| d.kind.name()),
-                "sockets_per_driver": b.driver.map(|d| d.per_event),
-                "sockets_per_driver_ci95": b.driver.map(|d| [d.ci95.0, d.ci95.1]),
-                "driver_rate_per_s": b.driver.map(|d| d.rate_per_s),
-                "driver_spearman": b.driver.map(|d| d.rho),
-                "sockets_source": b.sockets_source.name(),
-                "sockets_start": b.sockets_start,
-                "sockets_now": b.sockets_now,
-                "hidden_now": b.hidden_now,
-                "close_wait_now": b.close_wait_now,
-                "limit": b.limit,
-                "exhaustion_eta_s": b.exhaustion_eta_s,
-                "stopped": b.stopped.map(|s| json!({
-                    "at": s.at as f64 / 1e9,
-                    "probes_before": s.probes_before,
-                    "unanswered_since": s.unanswered_since,
-                })),
-                "probers": probers,
-                "other_clients": b.other_clients,
-                "server": json!({
-                    "process": b.software.process.map(|p| p.to_string()),
-                    "server_header": b.software.header,
-                    "container": b.software.container.map(|c| json!({
-                        "runtime": c.runtime.name(),
-                        "id": c.id(),
-                        "pod_uid": c.pod(),
-                        "name": c.short(),
-                    })),
-                    "erlang_vm": b.software.is_erlang(),
-                }),
-                "published_as": b.evidence.iter().find_map(|f| match f {
-                    crate::verdict::Finding::Published { ip, port } => Some(endpoint(*ip, *port)),
-                    _ => None,
-                }),
-                "maybe_same_as": b.evidence.iter().filter_map(|f| match f {
-                    crate::verdict::Finding::MaybeSameBackend { ip, port } => Some(endpoint(*ip, *port)),
-                    _ => None,
-                }).collect::<Vec<_>>(),
-                "evidence": crate::explain::evidence(b),
-                "remedies": crate::explain::remedies(b),
-            })
-        })
-        .collect();
-    let mut skipped = Map::new();
-    for s in Skip::ALL {
-        skipped.insert(s.name().into(), json!(d.skipped[s as usize]));
-    }
+    use serde_json::json;
     let doc = json!({
         "verdict": r.verdict.name(),
         "summary": headline(r),
@@ -682,31 +603,120 @@ pub fn report_json(w: &mut dyn Write, r: &crate::verdict::Report, d: &DecodeStat
             "backends_judged_with_them": c.used,
             "summary": crate::explain::coverage(c),
         })),
-        "backends": backends,
-        "capture": {
-            "packets": d.frames,
-            "tcp_packets": d.tcp,
-            "duplicates": d.duplicates,
-            "encapsulated": crate::decode::Encap::ALL
-                .iter()
-                .filter(|e| d.encapsulated[**e as usize] > 0)
-                .map(|e| (e.name().to_string(), json!(d.encapsulated[*e as usize])))
-                .collect::<Map<String, serde_json::Value>>(),
-            "flows_evicted": d.evicted,
-            "peak_flows": d.peak_flows,
-            "first_ts": d.first_ts.map(|t| t as f64 / 1e9),
-            "last_ts": d.last_ts.map(|t| t as f64 / 1e9),
-            "skipped": skipped,
-            // On lo the kernel counts each packet twice (as it leaves and as it arrives).
-            "kernel": d.kernel.map(|k| json!({
-                "received_by_filter": k.received,
-                "dropped_by_kernel": k.dropped_kernel,
-                "dropped_by_interface": k.dropped_iface,
-            })),
-        },
+        "backends": r.backends.iter().map(backend_json).collect::<Vec<_>>(),
+        "capture": capture_json(d),
     });
     serde_json::to_writer_pretty(&mut *w, &doc).map_err(io::Error::other)?;
     writeln!(w)
+}
+
+/// One backend of the JSON report.
+fn backend_json(b: &crate::verdict::BackendReport) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let mut probe_kinds = Map::new();
+    let mut traffic = Map::new();
+    for (k, n) in &b.kinds {
+        if k.is_probe() {
+            probe_kinds.insert(k.name().into(), json!(n));
+        } else {
+            traffic.insert(k.name().into(), json!(n));
+        }
+    }
+    let probers: Vec<Value> = b
+        .probers
+        .iter()
+        .map(|p| {
+            json!({
+                "src": p.src.to_string(),
+                "kind": p.kind.name(),
+                "count": p.count,
+                "rate_per_s": p.rate_per_s,
+                "interval_s": p.interval_s,
+                "jitter_s": p.jitter_s,
+                "request": p.request,
+                "statuses": p.statuses.iter().map(|(c, n)| (c.to_string(), json!(n))).collect::<Map<_, _>>(),
+                "response_time_s": p.response_time_s,
+            })
+        })
+        .collect();
+    json!({
+        "backend": b.name(),
+        "verdict": b.verdict.name(),
+        "connections": b.conns,
+        "probes": b.probes,
+        "probe_kinds": probe_kinds,
+        "traffic": traffic,
+        "driver": b.driver.map(|d| d.kind.name()),
+        "sockets_per_driver": b.driver.map(|d| d.per_event),
+        "sockets_per_driver_ci95": b.driver.map(|d| [d.ci95.0, d.ci95.1]),
+        "driver_rate_per_s": b.driver.map(|d| d.rate_per_s),
+        "driver_spearman": b.driver.map(|d| d.rho),
+        "sockets_source": b.sockets_source.name(),
+        "sockets_start": b.sockets_start,
+        "sockets_now": b.sockets_now,
+        "hidden_now": b.hidden_now,
+        "close_wait_now": b.close_wait_now,
+        "limit": b.limit,
+        "exhaustion_eta_s": b.exhaustion_eta_s,
+        "stopped": b.stopped.map(|s| json!({
+            "at": s.at as f64 / 1e9,
+            "probes_before": s.probes_before,
+            "unanswered_since": s.unanswered_since,
+        })),
+        "probers": probers,
+        "other_clients": b.other_clients,
+        "server": json!({
+            "process": b.software.process.map(|p| p.to_string()),
+            "server_header": b.software.header,
+            "container": b.software.container.map(|c| json!({
+                "runtime": c.runtime.name(),
+                "id": c.id(),
+                "pod_uid": c.pod(),
+                "name": c.short(),
+            })),
+            "erlang_vm": b.software.is_erlang(),
+        }),
+        "published_as": b.evidence.iter().find_map(|f| match f {
+            crate::verdict::Finding::Published { ip, port } => Some(endpoint(*ip, *port)),
+            _ => None,
+        }),
+        "maybe_same_as": b.evidence.iter().filter_map(|f| match f {
+            crate::verdict::Finding::MaybeSameBackend { ip, port } => Some(endpoint(*ip, *port)),
+            _ => None,
+        }).collect::<Vec<_>>(),
+        "evidence": crate::explain::evidence(b),
+        "remedies": crate::explain::remedies(b),
+    })
+}
+
+/// What was read: packets, duplicates, tunnels, evictions, skips and the kernel's counters.
+fn capture_json(d: &DecodeStats) -> serde_json::Value {
+    use serde_json::{json, Map};
+    let mut skipped = Map::new();
+    for s in Skip::ALL {
+        skipped.insert(s.name().into(), json!(d.skipped[s as usize]));
+    }
+    json!({
+        "packets": d.frames,
+        "tcp_packets": d.tcp,
+        "duplicates": d.duplicates,
+        "encapsulated": crate::decode::Encap::ALL
+            .iter()
+            .filter(|e| d.encapsulated[**e as usize] > 0)
+            .map(|e| (e.name().to_string(), json!(d.encapsulated[*e as usize])))
+            .collect::<Map<String, serde_json::Value>>(),
+        "flows_evicted": d.evicted,
+        "peak_flows": d.peak_flows,
+        "first_ts": d.first_ts.map(|t| t as f64 / 1e9),
+        "last_ts": d.last_ts.map(|t| t as f64 / 1e9),
+        "skipped": skipped,
+        // On lo the kernel counts each packet twice (as it leaves and as it arrives).
+        "kernel": d.kernel.map(|k| json!({
+            "received_by_filter": k.received,
+            "dropped_by_kernel": k.dropped_kernel,
+            "dropped_by_interface": k.dropped_iface,
+        })),
+    })
 }
 
 /// Plain periodic lines for a live run whose output is not a terminal: one per backend.
@@ -740,13 +750,7 @@ pub fn report_lines(w: &mut dyn Write, r: &crate::verdict::Report, now: Ts) -> i
 
 /// The Nagios plugin line: `HCLEAK LEAK - … | perfdata`. The exit code carries the state.
 pub fn report_nagios(w: &mut dyn Write, r: &crate::verdict::Report) -> io::Result<()> {
-    use crate::verdict::Verdict;
-    let state = match r.verdict {
-        Verdict::Ok => "OK",
-        Verdict::Suspicious => "WARNING",
-        Verdict::Leak => "LEAK",
-        Verdict::Unknown => "UNKNOWN",
-    };
+    let state = crate::explain::nagios_state(r.verdict);
     let head = headline(r);
     let text = head.split_once(" — ").map_or(head.as_str(), |(_, t)| t);
     let mut perf = Vec::new();
