@@ -431,4 +431,59 @@ mod tests {
         assert!(!r(1.0, 0.0, STEADY_MIN_INTERVALS - 1).is_steady());
         assert!(r(1.0, 0.0, STEADY_MIN_INTERVALS).is_steady());
     }
+
+    use crate::testkit::{conn, Script};
+
+    #[test]
+    fn a_syn_never_answered_is_unanswered_and_one_reset_is_refused() {
+        let c = conn(Script::new(40001, 0).c("S", b"").wait(1000));
+        assert_eq!((shape(&c), ending(&c)), (Shape::Unanswered, Ending::Unanswered));
+        let c = conn(Script::new(40002, 0).c("S", b"").s("RA", b""));
+        assert_eq!((shape(&c), ending(&c)), (Shape::Refused, Ending::Refused));
+    }
+
+    #[test]
+    fn a_lost_syn_ack_is_unanswered_only_while_the_server_says_nothing() {
+        // The SYN-ACK never reached the capture point, and the client went on and sent its
+        // request: as long as the server says nothing either, it is an unanswered connection …
+        let c = conn(Script::new(40003, 0).c("S", b"").s_lost("SA").c("A", b"").c("PA", b"GET / HTTP/1.1\r\n\r\n"));
+        assert_eq!(shape(&c), Shape::Unanswered);
+        // Its payload does not split the source's unanswered connections into groups.
+        assert_eq!(traits(&c).signature, 0);
+        // … but once the server answers, it is traffic whose beginning is not known.
+        let c = conn(
+            Script::new(40004, 0)
+                .c("S", b"")
+                .s_lost("SA")
+                .c("A", b"")
+                .c("PA", b"GET / HTTP/1.1\r\n\r\n")
+                .s("PA", b"HTTP/1.1 200 OK\r\n\r\n"),
+        );
+        assert_eq!(shape(&c), Shape::Other);
+    }
+
+    #[test]
+    fn the_clients_first_close_names_a_probe_without_request() {
+        let hs = |port| Script::new(port, 0).c("S", b"").s("SA", b"").c("A", b"");
+        // A reset first: handshake-then-RST, also when a FIN follows.
+        assert_eq!(shape(&conn(hs(40005).c("RA", b""))), Shape::HandshakeRst);
+        // A FIN first: connect-then-FIN, also when the client resets after the server's FIN.
+        let c = conn(hs(40006).c("FA", b"").s("FA", b"").c("RA", b""));
+        assert_eq!(shape(&c), Shape::ConnectFin);
+        assert_eq!(flow_label(&c), "connect_fin");
+        // Nothing sent, nothing to tell groups apart by: one group per source and shape.
+        assert_eq!(traits(&conn(hs(40011).c("RA", b""))).signature, 0);
+        // No bare ACK: half-open.
+        assert_eq!(shape(&conn(Script::new(40007, 0).c("S", b"").s("SA", b"").c("R", b""))), Shape::HalfOpenRst);
+    }
+
+    #[test]
+    fn a_connection_that_said_nothing_ends_as_its_close_says() {
+        let hs = |port| Script::new(port, 0).c("S", b"").s("SA", b"").c("A", b"");
+        assert_eq!(ending(&conn(hs(40008).c("RA", b""))), Ending::Rst);
+        assert_eq!(ending(&conn(hs(40009).c("FA", b"").s("FA", b"").c("A", b""))), Ending::Fin);
+        // A request never answered: stalled, however it was closed.
+        let c = conn(hs(40010).c("PA", b"PING\r\n").c("RA", b""));
+        assert_eq!((shape(&c), ending(&c)), (Shape::Data, Ending::Stalled));
+    }
 }
