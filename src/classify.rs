@@ -246,6 +246,7 @@ pub fn flow_label(c: &Conn) -> &'static str {
         Shape::Other => Kind::Traffic(ending(c)).name(),
         // Whether a failed SYN was a prober's is the group's question; the connection is named
         // after what happened to it.
+        Shape::Unanswered => "unanswered",
         Shape::Refused => "refused",
         Shape::HalfOpenRst | Shape::HandshakeRst | Shape::ConnectFin => s.probe_kind().map_or("traffic", Kind::name),
     }
