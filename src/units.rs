@@ -58,4 +58,18 @@ mod tests {
         assert_eq!(clock(t), "22:13:20.123 UTC");
         assert_eq!(utc(t, "%Y-%m-%d %H:%M:%S UTC"), "2023-11-14 22:13:20 UTC");
     }
+
+    #[test]
+    fn writes_durations_in_the_two_largest_units() {
+        assert_eq!(human_duration(0.4), "0s");
+        assert_eq!(human_duration(59.0), "59s");
+        assert_eq!(human_duration(60.0), "1m00s");
+        assert_eq!(human_duration(178.0), "2m58s");
+        assert_eq!(human_duration(3599.0), "59m59s");
+        assert_eq!(human_duration(3600.0), "1h00m");
+        assert_eq!(human_duration(20_000.0), "5h33m");
+        assert_eq!(human_duration(172_800.0), "2d00h");
+        assert_eq!(human_duration(f64::INFINITY), "never");
+        assert_eq!(human_duration(-5.0), "0s");
+    }
 }
