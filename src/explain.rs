@@ -2,7 +2,7 @@
 //! ([`Finding`], [`Remedy`]); this module alone words them, for every output format.
 
 use crate::classify::{Ending, Kind};
-use crate::probe::{Answer, ProbeReport, ShapeRun};
+use crate::probe::{Answer, ProbeReport, Refusal, ShapeRun, Skipped};
 use crate::sockets::Sample;
 pub use crate::units::clock;
 use crate::units::endpoint;
@@ -237,7 +237,7 @@ pub fn probe_headline(r: &ProbeReport) -> String {
             r.target,
             st.sent.connections,
             st.shape.name(),
-            st.answer.describe()
+            answer(st.answer)
         ));
     }
     let suspicious: Vec<&str> =
@@ -314,17 +314,37 @@ pub fn probe_notes(r: &ProbeReport) -> Vec<String> {
             out.push(format!(
                 "after {} the server no longer takes a plain connection: {}",
                 s.shape.name(),
-                s.answer.describe()
+                answer(s.answer)
             ));
         }
     }
     for (k, why) in &r.skipped {
-        out.push(format!("{} not run: {why}", k.name()));
+        out.push(format!("{} not run: {}", k.name(), skipped(*why)));
     }
     if let Some(e) = &r.samples_error {
         out.push(format!("the samples file could not be read at the end: {e}"));
     }
     out
+}
+
+/// Why a shape was not run, in words.
+pub fn skipped(why: Skipped) -> String {
+    match why {
+        Skipped::Interrupted => "stopped (Ctrl-C)".into(),
+        Skipped::AfterStop(s) => format!("the server stopped answering after {}", s.name()),
+    }
+}
+
+/// Why `probe` sends nothing, in one line.
+pub fn refusal(r: &Refusal) -> String {
+    match r {
+        Refusal::Budget { target, total, in_use, limit, room, shapes } => format!(
+            "refusing: {total} probes could leave up to {total} sockets on {target}, which has {in_use} of its {limit} open files in use — that would exhaust it before the answer is in; lower --count (at most {room} per shape for {shapes} shapes) or pick fewer --kinds"
+        ),
+        Refusal::NotAnswering { target, answer: a } => {
+            format!("{target} does not take a plain connection ({}): nothing to probe", answer(*a))
+        }
+    }
 }
 
 /// Whether the server still takes a plain connection, in words.

@@ -509,7 +509,7 @@ fn probe(a: &ProbeArgs) -> Result<Verdict, Failure> {
     };
     let keep: &[caps::Capability] = if matches!(counter, Counter::Local { .. }) { &privs::SAMPLER_CAPS } else { &[] };
     eprintln!("hcleak: {}", privs::drop_to(target.as_ref(), keep).map_err(Failure::Usage)?);
-    let report = probe::run(&cfg, &mut counter, &stop).map_err(Failure::Usage)?;
+    let report = probe::run(&cfg, &mut counter, &stop).map_err(|r| Failure::Usage(hcleak::explain::refusal(&r)))?;
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match a.format {

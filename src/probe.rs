@@ -407,10 +407,6 @@ impl Answer {
     pub fn ok(self) -> bool {
         matches!(self, Answer::Accepted | Answer::Connects | Answer::Http { .. })
     }
-    /// In words ([`crate::explain::answer`]).
-    pub fn describe(self) -> String {
-        crate::explain::answer(self)
-    }
 }
 
 /// Where the server's socket counts come from.
@@ -562,7 +558,7 @@ pub struct ProbeReport {
     pub verdict: Verdict,
     pub runs: Vec<ShapeRun>,
     /// Shapes not run, and why.
-    pub skipped: Vec<(Shape, String)>,
+    pub skipped: Vec<(Shape, Skipped)>,
     pub counted: bool,
     pub in_use: Option<u64>,
     pub limit: Option<u64>,
@@ -725,27 +721,48 @@ fn run_shape(cfg: &Config, shape: Shape, counter: &mut Counter, stop: &AtomicBoo
     }
 }
 
+/// Why `probe` sends nothing: as data, worded by [`crate::explain::refusal`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Refusal {
+    /// The probes could leave more sockets than the server can spare: `total` probes against
+    /// `in_use` of `limit` open files; at most `room` per shape for `shapes` shapes would fit.
+    Budget { target: String, total: u64, in_use: u64, limit: u64, room: u64, shapes: usize },
+    /// The server does not take a plain connection at the start: nothing to probe.
+    NotAnswering { target: String, answer: Answer },
+}
+
+/// Why a shape was not run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Skipped {
+    /// Ctrl-C came first.
+    Interrupted,
+    /// The server stopped answering after this shape.
+    AfterStop(Shape),
+}
+
 /// The refusal: probes that could leave more sockets than the server can spare.
-pub fn check_budget(cfg: &Config, first: Option<&Sample>) -> Result<(), String> {
+pub fn check_budget(cfg: &Config, first: Option<&Sample>) -> Result<(), Refusal> {
     let Some(s) = first else { return Ok(()) };
     let Some(limit) = s.fd_limit else { return Ok(()) };
     let total: u64 = cfg.shapes.iter().map(|k| cfg.count.div_ceil(k.connections()).max(1) * k.connections()).sum();
     let budget = (limit as f64 * FD_BUDGET) as u64;
     if s.sockets + total > budget {
         let room = budget.saturating_sub(s.sockets) / cfg.shapes.len().max(1) as u64;
-        return Err(format!(
-            "refusing: {total} probes could leave up to {total} sockets on {}, which has {} of its {limit} open files in use — that would exhaust it before the answer is in; lower --count (at most {room} per shape for {} shapes) or pick fewer --kinds",
-            cfg.target,
-            s.sockets,
-            cfg.shapes.len()
-        ));
+        return Err(Refusal::Budget {
+            target: cfg.target.clone(),
+            total,
+            in_use: s.sockets,
+            limit,
+            room,
+            shapes: cfg.shapes.len(),
+        });
     }
     Ok(())
 }
 
 /// Runs every shape in turn and judges the whole. `Err` when the server does not answer at the
 /// start (nothing to probe) or the probes could exhaust it.
-pub fn run(cfg: &Config, counter: &mut Counter, stop: &AtomicBool) -> Result<ProbeReport, String> {
+pub fn run(cfg: &Config, counter: &mut Counter, stop: &AtomicBool) -> Result<ProbeReport, Refusal> {
     let mut first = Vec::new();
     counter.poll(now_ts(), &mut first);
     // A samples file gives its whole history at once: the newest row is the server now.
@@ -755,17 +772,17 @@ pub fn run(cfg: &Config, counter: &mut Counter, stop: &AtomicBool) -> Result<Pro
     let http = matches!(a, Answer::Http { .. });
     let a = if a == Answer::NoResponse { Answer::Connects } else { a };
     if !a.ok() {
-        return Err(format!("{} does not take a plain connection ({}): nothing to probe", cfg.target, a.describe()));
+        return Err(Refusal::NotAnswering { target: cfg.target.clone(), answer: a });
     }
     let mut runs: Vec<ShapeRun> = Vec::new();
     let mut skipped = Vec::new();
     for &shape in &cfg.shapes {
         if stop.load(Ordering::Relaxed) {
-            skipped.push((shape, "stopped (Ctrl-C)".to_string()));
+            skipped.push((shape, Skipped::Interrupted));
             continue;
         }
         if let Some(r) = runs.iter().find(|r| r.stopped()) {
-            skipped.push((shape, format!("the server stopped answering after {}", r.shape.name())));
+            skipped.push((shape, Skipped::AfterStop(r.shape)));
             continue;
         }
         runs.push(run_shape(cfg, shape, counter, stop, http));
@@ -941,7 +958,7 @@ mod tests {
             addr: "10.0.0.12:8080".parse().unwrap(),
             verdict,
             runs,
-            skipped: vec![(Shape::ResetInQueue, "stopped (Ctrl-C)".into())],
+            skipped: vec![(Shape::ResetInQueue, Skipped::Interrupted)],
             counted: true,
             in_use: Some(0),
             limit: Some(4096),
@@ -1017,6 +1034,8 @@ mod tests {
         let all = cfg(50, Shape::ALL.to_vec());
         assert!(check_budget(&all, Some(&sample(10, Some(1024)))).is_ok());
         let e = check_budget(&all, Some(&sample(10, Some(256)))).unwrap_err();
+        assert!(matches!(e, Refusal::Budget { total: 356, in_use: 10, limit: 256, room: 27, shapes: 7, .. }), "{e:?}");
+        let e = crate::explain::refusal(&e);
         assert!(e.contains("refusing") && e.contains("at most 27 per shape"), "{e}");
         // 460 in use + 356 > 819.
         assert!(check_budget(&all, Some(&sample(470, Some(1024)))).is_err());

@@ -8,7 +8,7 @@
 //! tests need root, `ip` and `tcpreplay`; `.ci/run` provides them.
 
 mod common;
-use common::{missing, Proc};
+use common::{gated, Proc};
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -46,15 +46,13 @@ impl Drop for Netns {
     }
 }
 
-fn ready() -> bool {
+/// What these tests need that may be missing here: root, ip and tcpreplay.
+fn lacking() -> Option<String> {
     let root = nix::unistd::geteuid().is_root();
     let has = |p: &str, arg: &str| Command::new(p).arg(arg).output().is_ok_and(|o| o.status.success());
     let (ip, tcpreplay) = (has("ip", "-V"), has("tcpreplay", "-V"));
-    if !(root && ip && tcpreplay) {
-        let why = format!("drain tests need root, ip and tcpreplay (root={root}, ip={ip}, tcpreplay={tcpreplay})");
-        missing(&why);
-    }
-    root && ip && tcpreplay
+    (!(root && ip && tcpreplay))
+        .then(|| format!("drain tests need root, ip and tcpreplay (root={root}, ip={ip}, tcpreplay={tcpreplay})"))
 }
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -156,11 +154,7 @@ fn signal(p: &Proc, s: nix::sys::signal::Signal) {
 /// The strongest form: the capture is frozen (SIGSTOP) while the packets arrive, so every one of
 /// them is still in the kernel's ring when SIGINT comes. Taking no new packets after the stop but
 /// reading what the kernel held reports all of them; stopping without the drain reports none.
-#[test]
 fn packets_in_the_ring_at_sigint_are_all_reported() {
-    if !ready() {
-        return;
-    }
     const N: usize = 20_000;
     let dir = tmpdir("frozen");
     let pcap = dir.join("in.pcap");
@@ -185,11 +179,7 @@ fn packets_in_the_ring_at_sigint_are_all_reported() {
 }
 
 /// The issue's own test: replay at top speed, stop half a second later, all N reported.
-#[test]
 fn a_replay_stopped_half_a_second_later_is_reported_whole() {
-    if !ready() {
-        return;
-    }
     const N: usize = 60_000;
     let dir = tmpdir("replay");
     let pcap = dir.join("in.pcap");
@@ -208,11 +198,7 @@ fn a_replay_stopped_half_a_second_later_is_reported_whole() {
 }
 
 /// `-c N` takes exactly N packets — the report and the `-w` file alike — and then stops by itself.
-#[test]
 fn count_takes_exactly_n_packets_into_the_report_and_the_pcap() {
-    if !ready() {
-        return;
-    }
     let dir = tmpdir("count");
     let pcap = dir.join("in.pcap");
     write_capture(&pcap, 3000);
@@ -234,11 +220,7 @@ fn count_takes_exactly_n_packets_into_the_report_and_the_pcap() {
 }
 
 /// While it drains, a second SIGINT ends the capture at once (exit 130), as a second Ctrl-C does.
-#[test]
 fn a_second_sigint_during_the_drain_stops_at_once() {
-    if !ready() {
-        return;
-    }
     const N: usize = 100_000;
     let dir = tmpdir("second");
     let pcap = dir.join("in.pcap");
@@ -265,4 +247,31 @@ fn a_second_sigint_during_the_drain_stops_at_once() {
     drop(err);
     assert_eq!(status.code(), Some(130), "stopped at once, without a report");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let tests = vec![
+        gated(
+            "packets_in_the_ring_at_sigint_are_all_reported",
+            lacking(),
+            packets_in_the_ring_at_sigint_are_all_reported,
+        ),
+        gated(
+            "a_replay_stopped_half_a_second_later_is_reported_whole",
+            lacking(),
+            a_replay_stopped_half_a_second_later_is_reported_whole,
+        ),
+        gated(
+            "count_takes_exactly_n_packets_into_the_report_and_the_pcap",
+            lacking(),
+            count_takes_exactly_n_packets_into_the_report_and_the_pcap,
+        ),
+        gated(
+            "a_second_sigint_during_the_drain_stops_at_once",
+            lacking(),
+            a_second_sigint_during_the_drain_stops_at_once,
+        ),
+    ];
+    libtest_mimic::run(&args, tests).exit();
 }

@@ -122,6 +122,24 @@ fn pcapng_with_mixed_snaplens_is_read_without_libpcap() {
     std::fs::remove_file(&zst).ok();
 }
 
+/// From a file hcleak reads it with its own pcapng reader (above); standard input cannot be read a
+/// second time, so the one line says how to convert it.
+fn pcapng_with_mixed_snaplens_on_stdin_is_refused_with_a_way_out() {
+    use std::process::{Command, Stdio};
+    let trace = mixed().join("modify-request.pcapng");
+    let run = |args: &[&str], stdin: Stdio| {
+        Command::new(env!("CARGO_BIN_EXE_hcleak")).args(args).stdin(stdin).output().expect("run hcleak")
+    };
+    let o = run(&["analyze", trace.to_str().unwrap(), "--flows", "--format", "tsv"], Stdio::null());
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\t389\tRSTR\t"));
+    let o = run(&["analyze", "-r", "-"], Stdio::from(std::fs::File::open(&trace).unwrap()));
+    assert_eq!(o.status.code(), Some(3));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(e.trim_end().lines().count(), 1, "one line: {e}");
+    assert!(e.contains("snapshot length") && e.contains("editcap -F pcap") && !e.contains("panicked"), "{e}");
+}
+
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
     let trace = mixed().join("modify-request.pcapng");
@@ -135,6 +153,11 @@ fn main() {
             "pcapng_with_mixed_snaplens_is_read_without_libpcap",
             (!trace.exists()).then(|| format!("{} not found", trace.display())),
             pcapng_with_mixed_snaplens_is_read_without_libpcap,
+        ),
+        gated(
+            "pcapng_with_mixed_snaplens_on_stdin_is_refused_with_a_way_out",
+            (!trace.exists()).then(|| format!("{} not found", trace.display())),
+            pcapng_with_mixed_snaplens_on_stdin_is_refused_with_a_way_out,
         ),
     ];
     libtest_mimic::run(&args, tests).exit();

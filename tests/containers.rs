@@ -12,7 +12,7 @@
 //! `ignored: …` otherwise.
 
 mod common;
-use common::missing;
+use common::{gated, missing};
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
@@ -33,16 +33,21 @@ fn have(prog: &str, arg: &str) -> bool {
     Command::new(prog).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
-fn ready() -> bool {
+/// What these tests need that may be missing here: root, iproute2 and python3.
+fn lacking() -> Option<String> {
     let root = nix::unistd::geteuid().is_root();
     let ip = have("ip", "-V");
     let py = have("python3", "--version");
-    if !(root && ip && py) {
-        missing(&format!(
+    (!(root && ip && py)).then(|| {
+        format!(
             "container tests need root, iproute2 and python3 (root={root}, ip={ip}, python3={py}); .ci/run provides them"
-        ));
-    }
-    root && ip && py
+        )
+    })
+}
+
+/// `lacking()`, and then `prog` (which `.ci/run` installs).
+fn lacking_or(prog: &str, arg: &str, why: &str) -> Option<String> {
+    lacking().or_else(|| (!have(prog, arg)).then(|| why.to_string()))
 }
 
 /// Runs a command; its stderr on failure.
@@ -227,11 +232,7 @@ fn container_id(prefix: &str) -> String {
     format!("{prefix}{:0>60x}", std::process::id())
 }
 
-#[test]
 fn two_pods_on_port_8080_behind_a_bridge_are_judged_from_any_as_on_bare_metal() {
-    if !ready() {
-        return;
-    }
     let mut lab = Lab::default();
     let (t, x) = (tag(), subnet(0));
     let br = format!("hcbr{t}");
@@ -412,11 +413,7 @@ fn capture_json(out: std::process::Output) -> (serde_json::Value, String) {
 /// inside the tunnels are counted exactly as a capture on the inner interface counts them, the
 /// backend is judged from the server namespace's host samples, and a TCP filter on the underlay
 /// gets the overlay hint.
-#[test]
 fn probes_inside_vxlan_and_geneve_are_counted_as_on_the_inner_interface() {
-    if !ready() {
-        return;
-    }
     let mut lab = Lab::default();
     let t = tag();
     let (u, v, g) = (subnet(1), subnet(2), subnet(3));
@@ -538,15 +535,7 @@ fn probes_inside_vxlan_and_geneve_are_counted_as_on_the_inner_interface() {
 /// `-i any` sees every probe before and after DNAT; reading the node's conntrack table, hcleak
 /// reports one backend, the container's, with the published address beside it. The same pcap
 /// analysed without conntrack says the two may be one.
-#[test]
 fn a_published_port_and_its_container_are_one_backend() {
-    if !ready() {
-        return;
-    }
-    if !have("nft", "--version") {
-        missing("the DNAT test needs nft (nftables); .ci/run installs it");
-        return;
-    }
     let mut lab = Lab::default();
     let t = tag();
     let (sn, cn) = (subnet(4), subnet(5));
@@ -664,11 +653,7 @@ fn a_published_port_and_its_container_are_one_backend() {
 /// A restarted container: the server in a pod's namespace stops and a new process takes the same
 /// address and port. `hcleak sample --addr` follows it to the new PID (the socket count starts
 /// again from the new process's own).
-#[test]
 fn a_restarted_pod_is_followed_to_its_new_process() {
-    if !ready() {
-        return;
-    }
     let mut lab = Lab::default();
     let (t, x) = (tag(), subnet(6));
     let br = format!("hcrb{t}");
@@ -713,15 +698,7 @@ fn a_restarted_pod_is_followed_to_its_new_process() {
 /// HAProxy on the host health-checks the two pods (a check that connects and resets when its
 /// timeout expires). `-i any` must count every check exactly as a capture on each pod's veth
 /// alone does — where each packet is seen once — and judge leak and ok from the pods' samples.
-#[test]
 fn haproxy_checking_two_pods_is_counted_on_any_as_on_each_veth() {
-    if !ready() {
-        return;
-    }
-    if !have("haproxy", "-v") {
-        missing("the HAProxy container test needs haproxy; .ci/run installs it");
-        return;
-    }
     let mut lab = Lab::default();
     let (t, x) = (tag(), subnet(7));
     let br = format!("hchb{t}");
@@ -806,4 +783,36 @@ fn haproxy_checking_two_pods_is_counted_on_any_as_on_each_veth() {
         "every packet seen on the veth and the bridge, counted once"
     );
     eprintln!("measured: HAProxy {checks} checks of the healthy pod on -i any and on its veth; leaky {} checks, {per:.3} sockets per check", l["probes"]);
+}
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let tests = vec![
+        gated(
+            "two_pods_on_port_8080_behind_a_bridge_are_judged_from_any_as_on_bare_metal",
+            lacking(),
+            two_pods_on_port_8080_behind_a_bridge_are_judged_from_any_as_on_bare_metal,
+        ),
+        gated(
+            "probes_inside_vxlan_and_geneve_are_counted_as_on_the_inner_interface",
+            lacking(),
+            probes_inside_vxlan_and_geneve_are_counted_as_on_the_inner_interface,
+        ),
+        gated(
+            "a_published_port_and_its_container_are_one_backend",
+            lacking_or("nft", "--version", "the DNAT test needs nft (nftables); .ci/run installs it"),
+            a_published_port_and_its_container_are_one_backend,
+        ),
+        gated(
+            "a_restarted_pod_is_followed_to_its_new_process",
+            lacking(),
+            a_restarted_pod_is_followed_to_its_new_process,
+        ),
+        gated(
+            "haproxy_checking_two_pods_is_counted_on_any_as_on_each_veth",
+            lacking_or("haproxy", "-v", "the HAProxy container test needs haproxy; .ci/run installs it"),
+            haproxy_checking_two_pods_is_counted_on_any_as_on_each_veth,
+        ),
+    ];
+    libtest_mimic::run(&args, tests).exit();
 }

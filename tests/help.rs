@@ -3,7 +3,7 @@
 //! check here fails `every_listed_option_is_checked`.
 
 mod common;
-use common::missing;
+use common::gated;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -146,7 +146,6 @@ const CHECKED: [(&str, &[&str]); 7] = [
     ("man", &[]),
 ];
 
-#[test]
 fn every_listed_option_is_checked() {
     for (sub, checked) in CHECKED {
         let args: Vec<&str> = if sub.is_empty() { vec![] } else { vec![sub] };
@@ -163,7 +162,6 @@ fn every_listed_option_is_checked() {
 const LEAK: &str = "fixtures/diag/close-wait.pcap";
 const LEAK_CSV: &str = "fixtures/diag/close-wait.sockets.csv";
 
-#[test]
 fn analyze_options_do_what_help_says() {
     // -r: the capture to read; every other word is the filter.
     let plain = hcleak(&["analyze", LEAK, "--format", "json"]);
@@ -272,7 +270,6 @@ fn nix_uid() -> u32 {
         .unwrap_or(u32::MAX)
 }
 
-#[test]
 fn capture_options_do_what_help_says_or_are_refused() {
     // Refused before anything is opened.
     usage_error(&["capture"], "--interface <IFACE>");
@@ -298,12 +295,10 @@ fn capture_options_do_what_help_says_or_are_refused() {
     let d = hcleak(&["capture", "-D"]);
     assert_eq!(d.status.code(), Some(0), "{}", err(&d));
     assert!(out(&d).lines().any(|l| l.contains(".lo")), "{}", out(&d));
+}
 
-    if !is_root() {
-        let why = "the live capture checks need root";
-        missing(why);
-        return;
-    }
+/// The capture options on a live capture of loopback (root).
+fn capture_options_work_on_a_live_capture() {
     // A listener and a client make traffic on loopback while hcleak captures it.
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port().to_string();
@@ -391,7 +386,6 @@ fn capture_options_do_what_help_says_or_are_refused() {
     traffic.join().unwrap();
 }
 
-#[test]
 fn sample_options_do_what_help_says() {
     usage_error(&["sample"], "--port <PORT>");
     usage_error(&["sample", "--port", "0", "--pid", "1"], "process 1 does not listen on port 0");
@@ -440,7 +434,6 @@ fn sample_options_do_what_help_says() {
     drop(l);
 }
 
-#[test]
 fn completions_and_man_come_from_the_same_definitions() {
     for (shell, marker) in [
         ("bash", "complete -F"),
@@ -474,7 +467,6 @@ fn completions_and_man_come_from_the_same_definitions() {
     }
 }
 
-#[test]
 fn usage_errors_are_one_line_with_exit_3() {
     usage_error(&[], "a subcommand is required");
     usage_error(&["frob"], "unrecognized subcommand 'frob'");
@@ -487,7 +479,6 @@ fn usage_errors_are_one_line_with_exit_3() {
     assert!(out(&v).starts_with("hcleak "));
 }
 
-#[test]
 fn completions_and_man_into_a_closed_pipe_end_quietly() {
     for args in [&["completions", "zsh"][..], &["completions", "bash"][..], &["man"][..]] {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hcleak"))
@@ -506,7 +497,6 @@ fn completions_and_man_into_a_closed_pipe_end_quietly() {
 /// `hcleak probe`: what each option does against real servers is in tests/probe.rs (root,
 /// loopback); here, that every option is used there, and that bad values are one-line refusals
 /// before anything is sent.
-#[test]
 fn probe_options_are_exercised_or_refused() {
     let tests = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/probe.rs")).unwrap();
     for opt in ["--kinds", "--rate", "--count", "--duration", "--settle", "--payload", "--path", "--sockets"] {
@@ -533,12 +523,45 @@ fn probe_options_are_exercised_or_refused() {
     assert_eq!(o.status.code(), Some(3));
     assert!(err(&o).contains("does not take a plain connection"), "{}", err(&o));
     usage_error(&["probe", t, "--timeout", "soon"], "bad duration");
-    if is_root() {
-        let o = hcleak(&["probe", t, "--pid", "999999", "--kinds", "connect_fin"]);
-        assert_eq!(o.status.code(), Some(3));
-        assert!(err(&o).contains("process 999999 does not listen on port 9"), "{}", err(&o));
-        let o = hcleak(&["probe", t, "-Z", "no-such-user-hcleak"]);
-        assert_eq!(o.status.code(), Some(3));
-        assert!(err(&o).contains("no-such-user-hcleak: no such user"), "{}", err(&o));
-    }
+}
+
+/// The probe options that only root reaches (`--pid` of another process, `-Z`).
+fn probe_options_as_root() {
+    let t = "127.0.0.1:9";
+    let o = hcleak(&["probe", t, "--pid", "999999", "--kinds", "connect_fin"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(err(&o).contains("process 999999 does not listen on port 9"), "{}", err(&o));
+    let o = hcleak(&["probe", t, "-Z", "no-such-user-hcleak"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(err(&o).contains("no-such-user-hcleak: no such user"), "{}", err(&o));
+}
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let root = (!is_root()).then(|| "the live capture checks need root".to_string());
+    let tests = vec![
+        gated("capture_options_work_on_a_live_capture", root.clone(), capture_options_work_on_a_live_capture),
+        gated("probe_options_as_root", root, probe_options_as_root),
+        gated("every_listed_option_is_checked", None, every_listed_option_is_checked),
+        gated("analyze_options_do_what_help_says", None, analyze_options_do_what_help_says),
+        gated(
+            "capture_options_do_what_help_says_or_are_refused",
+            None,
+            capture_options_do_what_help_says_or_are_refused,
+        ),
+        gated("sample_options_do_what_help_says", None, sample_options_do_what_help_says),
+        gated(
+            "completions_and_man_come_from_the_same_definitions",
+            None,
+            completions_and_man_come_from_the_same_definitions,
+        ),
+        gated("usage_errors_are_one_line_with_exit_3", None, usage_errors_are_one_line_with_exit_3),
+        gated(
+            "completions_and_man_into_a_closed_pipe_end_quietly",
+            None,
+            completions_and_man_into_a_closed_pipe_end_quietly,
+        ),
+        gated("probe_options_are_exercised_or_refused", None, probe_options_are_exercised_or_refused),
+    ];
+    libtest_mimic::run(&args, tests).exit();
 }

@@ -8,7 +8,7 @@
 //! PID; every wait is bounded. Needs root, python3 and the exporter; `.ci/run` installs them.
 
 mod common;
-use common::{missing, Proc};
+use common::{gated, Proc};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -19,18 +19,16 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_hcleak");
 const EXPORTER: &str = "prometheus-blackbox-exporter";
 
-fn ready() -> bool {
+/// What this test needs that may be missing here: root, python3 and the blackbox exporter.
+fn lacking() -> Option<String> {
     let root = nix::unistd::geteuid().is_root();
     let has = |cmd: &str, arg: &str| Command::new(cmd).arg(arg).output().is_ok_and(|o| o.status.success());
     let (py, exporter) = (has("python3", "--version"), has(EXPORTER, "--version"));
-    if !(root && py && exporter) {
-        let why = format!(
+    (!(root && py && exporter)).then(|| {
+        format!(
             "the live blackbox test needs root, python3 and {EXPORTER} (root={root}, python3={py}, exporter={exporter}); .ci/run provides them"
-        );
-        missing(&why);
-        return false;
-    }
-    true
+        )
+    })
 }
 
 fn free_port() -> u16 {
@@ -95,11 +93,7 @@ fn backend(v: &serde_json::Value, port: u16) -> &serde_json::Value {
         .unwrap_or_else(|| panic!("no {name} in {v:#}"))
 }
 
-#[test]
 fn capture_judges_blackbox_exporter_http_probes() {
-    if !ready() {
-        return;
-    }
     let dir = tmpdir("blackbox");
     let (lport, hport, xport) = (free_port(), free_port(), free_port());
     let _leaky = python_server(&dir, lport, &["--mode", "close-wait", "--ignore-connection-close"]);
@@ -163,4 +157,14 @@ fn capture_judges_blackbox_exporter_http_probes() {
         let prober = &b["probers"][0];
         assert_eq!(prober["request"], "GET /health", "{b:#}");
     }
+}
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let tests = vec![gated(
+        "capture_judges_blackbox_exporter_http_probes",
+        lacking(),
+        capture_judges_blackbox_exporter_http_probes,
+    )];
+    libtest_mimic::run(&args, tests).exit();
 }

@@ -5,11 +5,11 @@
 //! hcleak itself.
 //!
 //! Every server is a child process stopped by its own PID when the test ends; every wait is
-//! bounded. Prerequisites (python3, nginx, root for the capture) fail the test under CI=true and
-//! print "ignored: <reason>" otherwise.
+//! bounded. Prerequisites (python3, nginx, gunicorn, root for the capture) fail the test under
+//! CI=true and make it ignored otherwise (`common::gated`; this binary has `harness = false`).
 
 mod common;
-use common::{missing, Proc};
+use common::{gated, Proc};
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -35,24 +35,21 @@ impl Drop for Master {
     }
 }
 
-/// Whether a prerequisite is there; when it is not, fails under CI=true, else says why.
-fn have(ok: bool, why: &str) -> bool {
-    if !ok {
-        missing(why);
-    }
-    ok
+/// Why a test cannot run here (`ok` is false), or `None`.
+fn lacks(ok: bool, why: &str) -> Option<String> {
+    (!ok).then(|| why.to_string())
 }
 
 fn runs(prog: &str, arg: &str) -> bool {
     Command::new(prog).arg(arg).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
 }
 
-fn python() -> bool {
-    have(runs("python3", "--version"), "probe tests need python3 (fixtures/record/servers.py); .ci/run installs it")
+fn python() -> Option<String> {
+    lacks(runs("python3", "--version"), "probe tests need python3 (fixtures/record/servers.py); .ci/run installs it")
 }
 
-fn root() -> bool {
-    have(nix::unistd::geteuid().is_root(), "capturing the probes needs root; .ci/run runs as root")
+fn root() -> Option<String> {
+    lacks(nix::unistd::geteuid().is_root(), "capturing the probes needs root; .ci/run runs as root")
 }
 
 fn tmpdir(name: &str) -> PathBuf {
@@ -122,11 +119,7 @@ fn shape<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     v["shapes"].as_array().unwrap().iter().find(|s| s["shape"] == name).unwrap_or_else(|| panic!("no {name} in {v:#}"))
 }
 
-#[test]
 fn a_server_that_keeps_reset_sockets_leaks_for_reset_shapes_only_within_30_s_at_the_default_rate() {
-    if !python() {
-        return;
-    }
     let dir = tmpdir("hold-rst");
     let (_srv, port, _) = fixture_server("hold-rst", &dir, &[]);
     let kinds = "halfopen_rst,handshake_rst,data_rst,connect_fin,http_keepalive_rst";
@@ -185,21 +178,13 @@ fn all_ok(name: &str, port: u16) {
     assert!(v["summary"].as_str().unwrap().starts_with("OK — "), "{name}: {v:#}");
 }
 
-#[test]
 fn every_shape_is_ok_against_the_fixture_server_that_closes_correctly() {
-    if !python() {
-        return;
-    }
     let dir = tmpdir("healthy-close");
     let (_close, port, _) = fixture_server("close", &dir, &[]);
     all_ok("servers.py close", port);
 }
 
-#[test]
 fn every_shape_is_ok_against_python_http_server() {
-    if !python() {
-        return;
-    }
     // Python's own http.server (threads, one process), serving an empty directory.
     let www = tmpdir("healthy-http-server");
     let port = free_port();
@@ -216,11 +201,7 @@ fn every_shape_is_ok_against_python_http_server() {
     all_ok("python http.server", port);
 }
 
-#[test]
 fn every_shape_is_ok_against_gunicorn_with_two_workers() {
-    if !have(runs("gunicorn", "--version"), "the gunicorn case needs gunicorn; .ci/run installs it") {
-        return;
-    }
     // A master and two pre-forked workers on one listener, all counted.
     let dir = tmpdir("healthy-gunicorn");
     let port = free_port();
@@ -243,11 +224,7 @@ fn every_shape_is_ok_against_gunicorn_with_two_workers() {
     all_ok("gunicorn (2 workers)", port);
 }
 
-#[test]
 fn every_shape_is_ok_against_nginx() {
-    if !have(runs("nginx", "-v"), "the nginx case needs nginx (nginx-light); .ci/run installs it") {
-        return;
-    }
     // One process (no master), so the sampled process is the one holding the connections.
     let dir = tmpdir("healthy-nginx");
     let port = free_port();
@@ -280,11 +257,7 @@ fn every_shape_is_ok_against_nginx() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
 fn reset_in_queue_stops_a_server_whose_acceptor_dies_on_a_dead_socket_and_the_report_says_so() {
-    if !python() {
-        return;
-    }
     let dir = tmpdir("die-on-dead");
     let (_srv, port, log) = fixture_server("die-on-dead", &dir, &[]);
     let (out, v, _) = probe(port, &["--kinds", "connect_fin,reset_in_queue", "--count", "40", "--settle", "500ms"]);
@@ -310,11 +283,7 @@ fn reset_in_queue_stops_a_server_whose_acceptor_dies_on_a_dead_socket_and_the_re
     assert_eq!(err.lines().filter(|l| l.starts_with("hcleak: ") && !l.contains("running as")).count(), 1, "{err}");
 }
 
-#[test]
 fn probes_that_could_exhaust_the_servers_fd_limit_are_refused_before_any_is_sent() {
-    if !python() {
-        return;
-    }
     let dir = tmpdir("fd-limit");
     let (_srv, port, log) = fixture_server("fd-limit", &dir, &["--n", "64"]);
     let o = Command::new(BIN).args(["probe", &format!("127.0.0.1:{port}")]).output().unwrap();
@@ -327,11 +296,7 @@ fn probes_that_could_exhaust_the_servers_fd_limit_are_refused_before_any_is_sent
     assert!(!events.contains("\"accept\""), "a refused run sends nothing: {events}");
 }
 
-#[test]
 fn a_remote_servers_samples_file_is_read_as_it_grows() {
-    if !python() {
-        return;
-    }
     let dir = tmpdir("remote");
     let (_srv, port, _) = fixture_server("hold-rst", &dir, &[]);
     let csv = dir.join("samples.csv");
@@ -358,11 +323,7 @@ fn a_remote_servers_samples_file_is_read_as_it_grows() {
 
 /// Each shape's packets, captured by `hcleak capture -w` and read back by `analyze --flows`: every
 /// connection in a shape's time window is classified as the shape it was sent as.
-#[test]
 fn each_shape_is_classified_by_analyze_as_the_shape_it_was_sent_as() {
-    if !python() || !root() {
-        return;
-    }
     let dir = tmpdir("wire");
     let (_srv, port, _) = fixture_server("close", &dir, &[]);
     let pcap = dir.join("probes.pcap");
@@ -408,7 +369,6 @@ fn each_shape_is_classified_by_analyze_as_the_shape_it_was_sent_as() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
 fn bad_arguments_are_one_line_errors_with_exit_3() {
     for (args, says) in [
         (vec!["127.0.0.1"], "HOST:PORT"),
@@ -436,11 +396,7 @@ fn bad_arguments_are_one_line_errors_with_exit_3() {
     assert!(help.contains("staging") || help.contains("out of rotation"), "{help}");
 }
 
-#[test]
 fn ctrl_c_stops_the_probes_at_once_with_a_report_that_cannot_say_ok() {
-    if !python() {
-        return;
-    }
     let dir = tmpdir("sigint");
     let (_srv, port, _) = fixture_server("close", &dir, &[]);
     let child = Command::new(BIN)
@@ -478,11 +434,7 @@ fn ctrl_c_stops_the_probes_at_once_with_a_report_that_cannot_say_ok() {
     assert!(v["summary"].as_str().unwrap().contains("Ctrl-C"), "{v:#}");
 }
 
-#[test]
 fn a_server_that_never_closes_after_fin_leaks_for_connect_fin_only() {
-    if !python() {
-        return;
-    }
     let dir = tmpdir("close-wait");
     let (_srv, port, _) = fixture_server("close-wait", &dir, &[]);
     let (out, v, _) =
@@ -519,11 +471,7 @@ fn ip(args: &[&str]) {
     assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
-#[test]
 fn a_server_in_another_network_namespace_is_found_and_sampled_without_pid() {
-    if !python() || !root() || !have(runs("ip", "-V"), "the namespace test needs ip (iproute2)") {
-        return;
-    }
     let id = std::process::id() % 100_000;
     let ns = Netns { name: format!("hcleak-probe-{id}"), veth: format!("hcp{id}a") };
     let peer = format!("hcp{id}b");
@@ -567,11 +515,7 @@ fn a_server_in_another_network_namespace_is_found_and_sampled_without_pid() {
     assert_eq!(shape(&v, "connect_fin")["verdict"], "ok", "{v:#}");
 }
 
-#[test]
 fn without_socket_counts_a_server_that_stops_answering_http_is_still_caught() {
-    if !python() {
-        return;
-    }
     let dir = tmpdir("no-sample");
     let (_srv, port, _) = fixture_server("die-on-dead", &dir, &[]);
     let (out, v, _) =
@@ -585,4 +529,73 @@ fn without_socket_counts_a_server_that_stops_answering_http_is_still_caught() {
     assert_eq!(s["verdict"], "leak", "{s:#}");
     assert_eq!(s["answer"], "no: it connects but sends no HTTP response", "{s:#}");
     assert_eq!(v["stopped_answering_after"], "reset_in_queue");
+}
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let tests = vec![
+        gated(
+            "a_server_that_keeps_reset_sockets_leaks_for_reset_shapes_only_within_30_s_at_the_default_rate",
+            python(),
+            a_server_that_keeps_reset_sockets_leaks_for_reset_shapes_only_within_30_s_at_the_default_rate,
+        ),
+        gated(
+            "every_shape_is_ok_against_the_fixture_server_that_closes_correctly",
+            python(),
+            every_shape_is_ok_against_the_fixture_server_that_closes_correctly,
+        ),
+        gated("every_shape_is_ok_against_python_http_server", python(), every_shape_is_ok_against_python_http_server),
+        gated(
+            "every_shape_is_ok_against_gunicorn_with_two_workers",
+            lacks(runs("gunicorn", "--version"), "the gunicorn case needs gunicorn; .ci/run installs it"),
+            every_shape_is_ok_against_gunicorn_with_two_workers,
+        ),
+        gated(
+            "every_shape_is_ok_against_nginx",
+            lacks(runs("nginx", "-v"), "the nginx case needs nginx (nginx-light); .ci/run installs it"),
+            every_shape_is_ok_against_nginx,
+        ),
+        gated(
+            "reset_in_queue_stops_a_server_whose_acceptor_dies_on_a_dead_socket_and_the_report_says_so",
+            python(),
+            reset_in_queue_stops_a_server_whose_acceptor_dies_on_a_dead_socket_and_the_report_says_so,
+        ),
+        gated(
+            "probes_that_could_exhaust_the_servers_fd_limit_are_refused_before_any_is_sent",
+            python(),
+            probes_that_could_exhaust_the_servers_fd_limit_are_refused_before_any_is_sent,
+        ),
+        gated(
+            "a_remote_servers_samples_file_is_read_as_it_grows",
+            python(),
+            a_remote_servers_samples_file_is_read_as_it_grows,
+        ),
+        gated(
+            "each_shape_is_classified_by_analyze_as_the_shape_it_was_sent_as",
+            python().or_else(root),
+            each_shape_is_classified_by_analyze_as_the_shape_it_was_sent_as,
+        ),
+        gated("bad_arguments_are_one_line_errors_with_exit_3", None, bad_arguments_are_one_line_errors_with_exit_3),
+        gated(
+            "ctrl_c_stops_the_probes_at_once_with_a_report_that_cannot_say_ok",
+            python(),
+            ctrl_c_stops_the_probes_at_once_with_a_report_that_cannot_say_ok,
+        ),
+        gated(
+            "a_server_that_never_closes_after_fin_leaks_for_connect_fin_only",
+            python(),
+            a_server_that_never_closes_after_fin_leaks_for_connect_fin_only,
+        ),
+        gated(
+            "a_server_in_another_network_namespace_is_found_and_sampled_without_pid",
+            python().or_else(root).or_else(|| lacks(runs("ip", "-V"), "the namespace test needs ip (iproute2)")),
+            a_server_in_another_network_namespace_is_found_and_sampled_without_pid,
+        ),
+        gated(
+            "without_socket_counts_a_server_that_stops_answering_http_is_still_caught",
+            python(),
+            without_socket_counts_a_server_that_stops_answering_http_is_still_caught,
+        ),
+    ];
+    libtest_mimic::run(&args, tests).exit();
 }

@@ -68,7 +68,7 @@ pub fn table(w: &mut dyn Write, r: &ProbeReport) -> io::Result<()> {
             Cell::new(per_probe_cell(s)),
             Cell::new(s.verdict.name().to_uppercase()),
             Cell::new(s.after.and_then(|a| a.accept_queue).map_or("-".into(), |q| q.to_string())),
-            Cell::new(s.answer.describe()),
+            Cell::new(explain::answer(s.answer)),
         ]);
     }
     writeln!(w, "{t}")?;
@@ -116,7 +116,7 @@ pub fn json(w: &mut dyn Write, r: &ProbeReport) -> io::Result<()> {
                 "spearman": s.per_probe.map(|p| p.2),
                 "verdict": s.verdict.name(),
                 "still_answers": s.answer.ok(),
-                "answer": s.answer.describe(),
+                "answer": explain::answer(s.answer),
                 "cut_short": s.cut_short,
             })
         })
@@ -127,7 +127,7 @@ pub fn json(w: &mut dyn Write, r: &ProbeReport) -> io::Result<()> {
         "verdict": r.verdict.name(),
         "summary": probe_headline(r),
         "shapes": shapes,
-        "skipped": r.skipped.iter().map(|(k, why)| json!({"shape": k.name(), "why": why})).collect::<Vec<_>>(),
+        "skipped": r.skipped.iter().map(|(k, why)| json!({"shape": k.name(), "why": explain::skipped(*why)})).collect::<Vec<_>>(),
         "leaking": r.leaking().map(|s| s.shape.name()).collect::<Vec<_>>(),
         "stopped_answering_after": r.runs.iter().find(|s| s.stopped()).map(|s| s.shape.name()),
         "in_use": r.in_use,
