@@ -411,13 +411,7 @@ mod tests {
     }
 
     fn frame(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8, seq: u32, ack: u32) -> Vec<u8> {
-        let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(src, dst, 64).tcp(sport, dport, seq, 512);
-        let b = if flags & SYN != 0 { b.syn() } else { b };
-        let b = if flags & ACK != 0 { b.ack(ack) } else { b };
-        let b = if flags & RST != 0 { b.rst() } else { b };
-        let mut out = Vec::new();
-        b.write(&mut out, &[]).expect("build frame");
-        out
+        crate::testkit::frame((src, sport), (dst, dport), flags, seq, ack, &[])
     }
 
     /// HAProxy's `tcp-check connect` + `expect`: handshake, bare ACK, RST (`S h A R`).

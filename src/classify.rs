@@ -2,9 +2,10 @@
 //! ordinary traffic and how it ended — and tells probers apart by their steady rhythm.
 //!
 //! Two steps. [`shape`] looks at one connection's packets only (who sent what, who closed first).
-//! Shapes without a request (half-open RST, handshake then RST, connect then FIN, refused,
-//! unanswered) are probes by themselves: no user opens a connection to say nothing. Shapes that carry
-//! a request (data then RST, HTTP) could be either; [`decide`] settles those per group of
+//! Shapes without a request (half-open RST, handshake then RST, connect then FIN) are probes by
+//! themselves: no user opens a connection to say nothing. SYNs refused or never answered are a
+//! prober's only from a source that probes the backend or on a prober's rhythm ([`decide_failed`]).
+//! Shapes that carry a request (data then RST, HTTP) could be either; [`decide`] settles those per group of
 //! connections — same source, same backend, same request — using what probers share: a steady
 //! interval, no bare ACK before the request (HAProxy's checks), no browser User-Agent.
 
@@ -109,15 +110,14 @@ pub enum Shape {
 }
 
 impl Shape {
-    /// Shapes that are probes whatever their group looks like.
+    /// Shapes that are probes whatever their group looks like: no user opens a connection to say
+    /// nothing. (Failed SYNs are not among them: [`decide_failed`] settles those per group.)
     pub fn probe_kind(self) -> Option<Kind> {
         Some(match self {
             Shape::HalfOpenRst => Kind::HalfOpenRst,
             Shape::HandshakeRst => Kind::HandshakeRst,
             Shape::ConnectFin => Kind::ConnectFin,
-            Shape::Refused => Kind::Refused,
-            Shape::Unanswered => Kind::Unanswered,
-            Shape::Data | Shape::Http | Shape::Other => return None,
+            Shape::Refused | Shape::Unanswered | Shape::Data | Shape::Http | Shape::Other => return None,
         })
     }
 }
@@ -244,9 +244,11 @@ pub fn flow_label(c: &Conn) -> &'static str {
         Shape::Data => Kind::Traffic(ending(c)).name(),
         Shape::Http => "http",
         Shape::Other => Kind::Traffic(ending(c)).name(),
+        // Whether a failed SYN was a prober's is the group's question; the connection is named
+        // after what happened to it.
         Shape::Unanswered => "unanswered",
         Shape::Refused => "refused",
-        _ => s.probe_kind().map_or("traffic", Kind::name),
+        Shape::HalfOpenRst | Shape::HandshakeRst | Shape::ConnectFin => s.probe_kind().map_or("traffic", Kind::name),
     }
 }
 
@@ -430,5 +432,136 @@ mod tests {
         // Enough repeats.
         assert!(!r(1.0, 0.0, STEADY_MIN_INTERVALS - 1).is_steady());
         assert!(r(1.0, 0.0, STEADY_MIN_INTERVALS).is_steady());
+    }
+
+    use crate::testkit::{conn, Script};
+
+    #[test]
+    fn a_syn_never_answered_is_unanswered_and_one_reset_is_refused() {
+        let c = conn(Script::new(40001, 0).c("S", b"").wait(1000));
+        assert_eq!((shape(&c), ending(&c)), (Shape::Unanswered, Ending::Unanswered));
+        let c = conn(Script::new(40002, 0).c("S", b"").s("RA", b""));
+        assert_eq!((shape(&c), ending(&c)), (Shape::Refused, Ending::Refused));
+    }
+
+    #[test]
+    fn a_lost_syn_ack_is_unanswered_only_while_the_server_says_nothing() {
+        // The SYN-ACK never reached the capture point, and the client went on and sent its
+        // request: as long as the server says nothing either, it is an unanswered connection …
+        let c = conn(Script::new(40003, 0).c("S", b"").s_lost("SA").c("A", b"").c("PA", b"GET / HTTP/1.1\r\n\r\n"));
+        assert_eq!(shape(&c), Shape::Unanswered);
+        // Its payload does not split the source's unanswered connections into groups.
+        assert_eq!(traits(&c).signature, 0);
+        // … but once the server answers, it is traffic whose beginning is not known.
+        let c = conn(
+            Script::new(40004, 0)
+                .c("S", b"")
+                .s_lost("SA")
+                .c("A", b"")
+                .c("PA", b"GET / HTTP/1.1\r\n\r\n")
+                .s("PA", b"HTTP/1.1 200 OK\r\n\r\n"),
+        );
+        assert_eq!(shape(&c), Shape::Other);
+    }
+
+    #[test]
+    fn the_clients_first_close_names_a_probe_without_request() {
+        let hs = |port| Script::new(port, 0).c("S", b"").s("SA", b"").c("A", b"");
+        // A reset first: handshake-then-RST, also when a FIN follows.
+        assert_eq!(shape(&conn(hs(40005).c("RA", b""))), Shape::HandshakeRst);
+        // A FIN first: connect-then-FIN, also when the client resets after the server's FIN.
+        let c = conn(hs(40006).c("FA", b"").s("FA", b"").c("RA", b""));
+        assert_eq!(shape(&c), Shape::ConnectFin);
+        assert_eq!(flow_label(&c), "connect_fin");
+        // Nothing sent, nothing to tell groups apart by: one group per source and shape.
+        assert_eq!(traits(&conn(hs(40011).c("RA", b""))).signature, 0);
+        // No bare ACK: half-open.
+        assert_eq!(shape(&conn(Script::new(40007, 0).c("S", b"").s("SA", b"").c("R", b""))), Shape::HalfOpenRst);
+    }
+
+    #[test]
+    fn a_connection_that_said_nothing_ends_as_its_close_says() {
+        let hs = |port| Script::new(port, 0).c("S", b"").s("SA", b"").c("A", b"");
+        assert_eq!(ending(&conn(hs(40008).c("RA", b""))), Ending::Rst);
+        assert_eq!(ending(&conn(hs(40009).c("FA", b"").s("FA", b"").c("A", b""))), Ending::Fin);
+        // A request never answered: stalled, however it was closed.
+        let c = conn(hs(40010).c("PA", b"PING\r\n").c("RA", b""));
+        assert_eq!((shape(&c), ending(&c)), (Shape::Data, Ending::Stalled));
+    }
+
+    #[test]
+    fn every_shape_has_its_flow_label() {
+        let hs = |port| Script::new(port, 0).c("S", b"").s("SA", b"").c("A", b"");
+        let label = |s: Script| flow_label(&conn(s));
+        assert_eq!(label(Script::new(40020, 0).c("S", b"")), "unanswered");
+        assert_eq!(label(Script::new(40021, 0).c("S", b"").s("RA", b"")), "refused");
+        assert_eq!(label(Script::new(40022, 0).c("S", b"").s("SA", b"").c("R", b"")), "halfopen_rst");
+        assert_eq!(label(hs(40023).c("RA", b"")), "handshake_rst");
+        // A payload the server never answered, then a reset: HAProxy's tcp-check send.
+        assert_eq!(label(hs(40024).c("PA", b"PING\r\n").c("RA", b"")), "data_rst");
+        // Answered, or closed without a reset: traffic, by how it ended.
+        let answered = hs(40025).c("PA", b"PING\r\n").s("PA", b"+PONG\r\n").c("RA", b"");
+        assert_eq!(label(answered), "traffic_rst");
+        assert_eq!(label(hs(40026).c("PA", b"PING\r\n").c("FA", b"")), "traffic_stalled");
+        assert_eq!(label(hs(40027).c("PA", b"GET / HTTP/1.1\r\n\r\n").c("RA", b"")), "http");
+        // Seen mid-stream: no beginning, traffic.
+        let mid = Script::new(40028, 0).c("PA", b"more").s("PA", b"ok").s("FA", b"").c("FA", b"");
+        assert_eq!(label(mid), "traffic_fin");
+    }
+
+    #[test]
+    fn signatures_tell_requests_apart_and_bare_acks_are_seen() {
+        let hs = |port| Script::new(port, 0).c("S", b"").s("SA", b"").c("A", b"");
+        let sig = |s: Script| traits(&conn(s)).signature;
+        let (a, b) =
+            (sig(hs(40030).c("PA", b"GET /a HTTP/1.1\r\n\r\n")), sig(hs(40031).c("PA", b"GET /b HTTP/1.1\r\n\r\n")));
+        assert!(a != b && a != 0 && b != 0, "{a} {b}");
+        assert_eq!(
+            a,
+            sig(hs(40032).c("PA", b"GET /a HTTP/1.1\r\nUser-Agent: x\r\n\r\n")),
+            "the request line, not the headers"
+        );
+        // Non-HTTP payloads: by their first six bytes.
+        let (p, q) = (sig(hs(40033).c("PA", b"PING\r\n")), sig(hs(40034).c("PA", b"QUIT\r\n")));
+        assert!(p != q && p != 0 && q != 0, "{p} {q}");
+        assert_eq!(p, sig(hs(40035).c("PA", b"PING\r\nmore")));
+        // HAProxy's checks send their payload with the handshake's last ACK; clients send a bare ACK first.
+        let check = Script::new(40036, 0).c("S", b"").s("SA", b"").c("PA", b"PING\r\n");
+        assert!(!traits(&conn(check)).bare_ack_first);
+        assert!(traits(&conn(hs(40037).c("PA", b"PING\r\n"))).bare_ack_first);
+        // No payload: no bare ACK "before" it.
+        assert!(!traits(&conn(hs(40038).c("RA", b""))).bare_ack_first);
+    }
+
+    #[test]
+    fn rhythm_and_median_at_their_edges() {
+        assert!(rhythm(&[]).is_none() && rhythm(&[5]).is_none(), "one start has no interval");
+        let r = rhythm(&[0, 2_000_000_000]).unwrap();
+        assert_eq!((r.median_s, r.jitter_s, r.intervals), (2.0, 0.0, 1));
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert!(median(&mut []).is_nan());
+    }
+
+    #[test]
+    fn failed_syns_are_probes_from_a_prober_or_on_a_rhythm() {
+        let steady = Some(Rhythm { median_s: 5.0, jitter_s: 0.01, intervals: 10 });
+        assert_eq!(decide_failed(Shape::Refused, None, true), Kind::Refused);
+        assert_eq!(decide_failed(Shape::Refused, steady, false), Kind::Refused);
+        assert_eq!(decide_failed(Shape::Refused, None, false), Kind::Traffic(Ending::Refused));
+        assert_eq!(decide_failed(Shape::Unanswered, None, true), Kind::Unanswered);
+        assert_eq!(decide_failed(Shape::Unanswered, None, false), Kind::Traffic(Ending::Unanswered));
+    }
+
+    #[test]
+    fn half_is_not_most_and_checks_need_no_rhythm() {
+        // HAProxy's httpchk: no bare ACK, no User-Agent, three or more — a check even off rhythm.
+        let haproxy = GroupVotes { count: 3, bare_ack_first: 0, agent_probe: 0, agent_other: 0 };
+        assert_eq!(decide(Shape::Http, Ending::Fin, &haproxy, None), Kind::HttpCheck);
+        // Exactly half of them with a checker's User-Agent is not "mostly".
+        let half = GroupVotes { count: 20, bare_ack_first: 20, agent_probe: 10, agent_other: 0 };
+        assert_eq!(decide(Shape::Http, Ending::Fin, &half, None), Kind::Traffic(Ending::Fin));
+        let most = GroupVotes { agent_probe: 11, ..half };
+        assert_eq!(decide(Shape::Http, Ending::Fin, &most, None), Kind::HttpCheck);
     }
 }

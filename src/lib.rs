@@ -39,6 +39,8 @@ pub mod sampler;
 pub mod sockets;
 pub mod source;
 pub mod stats;
+#[cfg(test)]
+mod testkit;
 pub mod text;
 pub mod tunnel;
 pub mod units;

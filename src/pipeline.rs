@@ -443,20 +443,11 @@ mod tests {
 
     use crate::source::{MemorySource, Step};
 
+    /// A frame between client 10.0.0.2:`client` and server 10.0.0.1:8080.
     fn frame(client: u16, to_server: bool, flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
-        let (src, dst, sp, dp) = if to_server {
-            ([10, 0, 0, 2], [10, 0, 0, 1], client, 8080)
-        } else {
-            ([10, 0, 0, 1], [10, 0, 0, 2], 8080, client)
-        };
-        let b = etherparse::PacketBuilder::ethernet2([2; 6], [4; 6]).ipv4(src, dst, 64).tcp(sp, dp, seq, 512);
-        let b = if flags & SYN != 0 { b.syn() } else { b };
-        let b = if flags & ACK != 0 { b.ack(ack) } else { b };
-        let b = if flags & FIN != 0 { b.fin() } else { b };
-        let b = if flags & PSH != 0 { b.psh() } else { b };
-        let mut out = Vec::new();
-        b.write(&mut out, payload).expect("build frame");
-        out
+        let (c, s) = (([10, 0, 0, 2], client), ([10, 0, 0, 1], 8080));
+        let (src, dst) = if to_server { (c, s) } else { (s, c) };
+        crate::testkit::frame(src, dst, flags, seq, ack, payload)
     }
 
     const EXCHANGES: u32 = 6000;
