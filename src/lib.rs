@@ -9,12 +9,14 @@
 //! sampler and [`clock`] passed in; [`probe`] sends probes of each shape to one server and judges
 //! the sockets it keeps with the same rules. [`cli`] validates each subcommand's arguments into
 //! its configuration; the binary in `main.rs` opens the real sources and outputs, drops
-//! privileges, runs the subcommand and turns its verdict into the exit code.
+//! privileges, runs the subcommand (`analyze`'s consumer is [`analyze`], `capture`'s [`capture`])
+//! and turns its verdict into the exit code.
 // Only source::file's open_offline, open_offline_fd and offline_from_stdio (the C calls that give
 // libpcap a FILE, a file's or a pipe's, with a larger buffer) and probe::set_quickack (one
 // setsockopt nix has no wrapper for) use unsafe code. Everything else is safe Rust.
 #![deny(unsafe_code)]
 
+pub mod analyze;
 pub mod backend;
 pub mod capture;
 pub mod classify;

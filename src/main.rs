@@ -5,12 +5,11 @@
 #![forbid(unsafe_code)]
 
 use clap::{CommandFactory, Parser};
-use hcleak::backend::Backends;
+use hcleak::analyze;
 use hcleak::capture::{Capture, Io};
-use hcleak::classify;
 use hcleak::cli::{AnalyzeConfig, CaptureConfig, Cli, Cmd, PcapOut, ProbeArgs, ProbeFormat, SampleConfig};
 use hcleak::clock::{Clock, SystemClock};
-use hcleak::flow::{Conn, FlowConfig, FlowTable};
+use hcleak::flow::{FlowConfig, FlowTable};
 use hcleak::metrics::MetricsListener;
 use hcleak::output::Output;
 use hcleak::pipeline::{self, Consumer, DecodeStats};
@@ -158,53 +157,7 @@ impl From<io::Error> for Failure {
     }
 }
 
-/// Where `analyze` sends finished connections: rows, a summary, or the diagnosis.
-struct AnalyzeSink<'a> {
-    cfg: &'a AnalyzeConfig,
-    out: &'a mut dyn Write,
-    summary: render::FlowSummary,
-    zeek: render::ZeekLog,
-    backends: Backends,
-    write_err: Option<io::Error>,
-    progress: Option<indicatif::ProgressBar>,
-}
-
-impl Consumer for AnalyzeSink<'_> {
-    fn conn(&mut self, c: Conn) {
-        if self.write_err.is_some() {
-            return;
-        }
-        let r = match (self.cfg.flows, self.cfg.format) {
-            (true, Format::Tsv) => render::flow_tsv(self.out, &c, classify::flow_label(&c)),
-            (true, Format::Zeek) => self.zeek.row(self.out, &c, classify::flow_label(&c)),
-            (true, Format::Json) => render::flow_json(self.out, &c, classify::flow_label(&c)),
-            (true, Format::Jsonl) => render::conn_jsonl(self.out, &c, classify::flow_label(&c)),
-            (true, Format::Table | Format::Nagios) => {
-                self.summary.add(&c);
-                Ok(())
-            }
-            (false, _) => {
-                self.backends.add(&c);
-                Ok(())
-            }
-        };
-        if let Err(e) = r {
-            self.write_err = Some(e);
-        }
-    }
-
-    fn keep_going(&mut self, _: &DecodeStats) -> bool {
-        self.write_err.is_none()
-    }
-
-    fn tick(&mut self, _: &mut FlowTable, stats: &DecodeStats) -> bool {
-        if let Some(p) = &self.progress {
-            p.set_position(stats.input.0);
-        }
-        true
-    }
-}
-
+/// A progress bar for `analyze`, only for people watching a big file.
 fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
     // Only for people watching a big file: never in pipes, logs or tests.
     if total < 64 << 20 || !io::stderr().is_terminal() {
@@ -253,38 +206,15 @@ fn analyze(cfg: &AnalyzeConfig) -> Result<Verdict, Failure> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     // Zeek draws uids at random: seeded by the clock and the process, two runs' logs can be merged.
-    let zeek = render::ZeekLog::new(hcleak::clock::now_ts() as u64 ^ u64::from(std::process::id()) << 40);
-    if cfg.flows && cfg.format == Format::Tsv {
-        render::flow_tsv_header(&mut out)?;
-    }
-    if cfg.flows && cfg.format == Format::Zeek {
-        zeek.header(&mut out)?;
-    }
-    let mut sink = AnalyzeSink {
-        cfg,
-        out: &mut out,
-        summary: render::FlowSummary::default(),
-        zeek,
-        backends: Backends::new(),
-        write_err: None,
-        progress: progress_bar(src.progress().1),
-    };
+    let seed = hcleak::clock::now_ts() as u64 ^ u64::from(std::process::id()) << 40;
+    let mut sink = analyze::Sink::new(cfg.flows, cfg.format, &mut out, seed, progress_bar(src.progress().1))?;
     if cfg.threads > 1 {
         pipeline::run_threaded(src.as_mut(), &mut table, &mut stats, &mut errors, &mut sink);
     } else {
         pipeline::run(src.as_mut(), &mut table, &mut stats, &mut errors, &mut sink);
     }
     table.finish(&mut |c| sink.conn(c));
-    if let Some(p) = sink.progress.take() {
-        p.finish_and_clear();
-    }
-    if let Some(e) = sink.write_err.take() {
-        return Err(e.into());
-    }
-    if cfg.flows && cfg.format == Format::Zeek {
-        sink.zeek.close(&mut *sink.out)?;
-    }
-    let (summary, backends) = (sink.summary, sink.backends);
+    let analyze::Collected { summary, backends } = sink.finish()?;
     let mut verdict = Verdict::Ok;
     if cfg.flows {
         if cfg.format == Format::Table {

@@ -3,9 +3,9 @@
 //! where `.ci/run` provides everything, and `ignored` elsewhere — never a pass.
 //!
 //! [`gated`] applies the rule to a libtest-mimic trial (the test binary has `harness = false`),
-//! which libtest then counts as ignored or failed. [`missing`] is the older form for plain
-//! `#[test]` functions, which cannot mark themselves ignored: it fails under CI and prints
-//! `ignored: …` elsewhere, and the test returns.
+//! which libtest then counts as ignored or failed. [`missing`] is for a part of a trial that finds
+//! out only while running that it cannot go on (a kernel feature): it fails under CI and prints
+//! `ignored: …` elsewhere, and that part is skipped.
 #![allow(dead_code)]
 
 use std::process::Child;
