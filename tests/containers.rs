@@ -12,7 +12,7 @@
 //! `ignored: …` otherwise.
 
 mod common;
-use common::{gated, missing};
+use common::{gated, missing, wait_until};
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
@@ -663,18 +663,30 @@ fn a_restarted_pod_is_followed_to_its_new_process() {
     lab.pod(&ns, &format!("hcra{t}"), &br, &format!("{a}/24"), &format!("10.213.{x}.1"));
     let dir = lab.tmpdir("restart");
     let first = lab.server(&ns, "hold-reset", None, &dir.join("first.log"));
-    let sampler = Command::new(BIN)
-        .args(["sample", "--port", "8080", "--addr", &a.to_string(), "--interval", "100ms", "--duration", "5s"])
+    let mut sampler = Command::new(BIN)
+        .args(["sample", "--port", "8080", "--addr", &a.to_string(), "--interval", "100ms", "--duration", "6s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let sampler_pid = sampler.id();
+    // The sampler's rows as they come: each step below waits for what it needs to have been seen.
+    let rows = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u64>::new()));
+    let reader = {
+        let (rows, out) = (rows.clone(), sampler.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines().skip(1).map_while(Result::ok) {
+                rows.lock().unwrap().push(line.split(',').nth(2).unwrap().parse().unwrap());
+            }
+        })
+    };
     lab.procs.push(sampler);
-    std::thread::sleep(Duration::from_millis(500));
+    let seen = |n: u64| rows.lock().unwrap().contains(&n);
+    wait_until("the sampler's first row (the listener alone)", Duration::from_secs(5), || seen(1));
     let to = [SocketAddrV4::new(a, 8080)];
     assert_eq!(probe_loop(&to, 5, Duration::from_millis(50)), vec![5]);
-    std::thread::sleep(Duration::from_millis(600));
+    wait_until("a row with the listener and 5 leaked", Duration::from_secs(3), || seen(6));
     // Stop the first server by its own PID, then start the new one.
     let i = lab.procs.iter().position(|c| c.id() == first).unwrap();
     let mut old = lab.procs.remove(i);
@@ -682,16 +694,20 @@ fn a_restarted_pod_is_followed_to_its_new_process() {
     old.wait().unwrap();
     let second = lab.server(&ns, "hold-reset", None, &dir.join("second.log"));
     assert_ne!(first, second);
+    let after_peak = |n: u64| {
+        let r = rows.lock().unwrap();
+        r.iter().position(|&x| x == 6).is_some_and(|p| r[p..].contains(&n))
+    };
+    wait_until("a row with the new process's listener alone", Duration::from_secs(3), || after_peak(1));
     assert_eq!(probe_loop(&to, 2, Duration::from_millis(50)), vec![2]);
     // Bounded by --duration.
     let i = lab.procs.iter().position(|c| c.id() == sampler_pid).unwrap();
     let out = lab.procs.remove(i).wait_with_output().unwrap();
-    let (csv, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    reader.join().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
-    let sockets: Vec<u64> = csv.lines().skip(1).map(|r| r.split(',').nth(2).unwrap().parse().unwrap()).collect();
-    let peak = sockets.iter().position(|&n| n == 6).unwrap_or_else(|| panic!("listener + 5 leaked: {csv}"));
-    assert_eq!(sockets.last(), Some(&3), "the new process: listener + 2 leaked: {csv}");
-    assert!(sockets[peak..].contains(&1) || sockets[peak..].contains(&2), "restarted from its own count: {csv}");
+    let sockets = rows.lock().unwrap().clone();
+    assert_eq!(sockets.last(), Some(&3), "the new process: listener + 2 leaked: {sockets:?}");
     assert!(err.contains(&format!("of pid {second} ")), "{err}");
 }
 
