@@ -101,3 +101,27 @@ fn driver_ties_go_to_the_level_fit() {
     assert!(!beats((0.2, 0.8), (0.1, 0.9)));
     assert!(beats((0.26, 0.8), (0.1, 0.9)));
 }
+
+/// One source probes with handshake-then-RST every 2 s; then the server is gone and its SYNs are
+/// refused at irregular times (a prober's fast retries). Those refusals are the prober's failed
+/// probes, not clients': the source, not only the rhythm, makes them probes.
+#[test]
+fn a_probers_refused_syns_are_probes_even_off_its_rhythm() {
+    use crate::testkit::{conns, Script};
+    let mut scripts: Vec<Script> = (0..10u16)
+        .map(|i| Script::new(41000 + i, i64::from(i) * 2000).c("S", b"").s("SA", b"").c("A", b"").c("RA", b""))
+        .collect();
+    for (j, ms) in [21_000, 21_300, 24_000, 24_100, 29_000].into_iter().enumerate() {
+        scripts.push(Script::new(42000 + j as u16, ms).c("S", b"").s("RA", b""));
+    }
+    let mut all = Backends::new();
+    for c in conns(scripts) {
+        all.add(&c);
+    }
+    let r = judge(&all, None, &Options::default());
+    let b = &r.backends[0];
+    assert!(b.kinds.contains(&(Kind::HandshakeRst, 10)) && b.kinds.contains(&(Kind::Refused, 5)), "{:?}", b.kinds);
+    let p = b.probers.iter().find(|p| p.kind == Kind::HandshakeRst).expect("the prober");
+    // Ten probes over 18 s: one every 2 s.
+    assert!((p.rate_per_s - 0.5).abs() < 0.01 && p.interval_s.is_some_and(|i| (i - 2.0).abs() < 0.01), "{p:?}");
+}
