@@ -3,8 +3,8 @@
 //! Mechanism only: each connection keeps two endpoint state machines (Zeek's TCP_ENDPOINT_*
 //! states), the `history` letters, packet counts, and the timestamps later stages need (handshake,
 //! first data each way, FIN/RST each way). `conn_state` is derived from the endpoint states when a
-//! connection is finished, exactly as Zeek's `conn_state()` policy does. Classification lives
-//! elsewhere.
+//! connection is finished, exactly as Zeek's `conn_state()` policy does. Classification (what a
+//! User-Agent or a shape means) lives in `classify`.
 //!
 //! Connections are finished (handed to the caller) when Zeek would remove them — five seconds of
 //! packet time after a close (so late retransmissions still land in the right record), five seconds
@@ -358,22 +358,13 @@ pub struct Facts {
     /// The responder acknowledged the originator's FIN (so its kernel holds the socket in CLOSE_WAIT
     /// until the application closes it).
     pub resp_acked_orig_fin: Stamp,
-    /// Originator payload sent after the responder last sent data (a request still waiting).
-    pub orig_data_after_resp: bool,
-    /// User-Agent of the first request: none seen, a known health checker, or anything else.
-    pub agent: Agent,
+    /// What the first request's User-Agent header names ([`crate::http::agent_token`]): 0 when
+    /// it had none. Read once per connection from the whole payload, since the header may lie
+    /// beyond the bytes kept; what the name means is the classifier's business.
+    pub user_agent: u8,
     /// The server software the first response named in its `Server:` header (index + 1 into
     /// [`crate::http::SERVER_TOKENS`]; 0 when none).
     pub server: u8,
-}
-
-/// What the first request said about its sender.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Agent {
-    #[default]
-    None,
-    Probe,
-    Other,
 }
 
 /// One TCP connection, live in the table or finished.
@@ -1026,13 +1017,8 @@ impl Conn {
                     self.req[..n].copy_from_slice(&seg.payload[..n]);
                     self.req_len = n as u8;
                     // Once per connection: the header may lie beyond the bytes kept.
-                    f.agent = match crate::http::user_agent(seg.payload) {
-                        None => Agent::None,
-                        Some(ua) if crate::http::is_probe_agent(ua) => Agent::Probe,
-                        Some(_) => Agent::Other,
-                    };
+                    f.user_agent = crate::http::agent_token(seg.payload);
                 }
-                f.orig_data_after_resp = true;
             }
             if fin {
                 f.orig_fin.first(now);
@@ -1054,7 +1040,6 @@ impl Conn {
                     // Once per connection, like the User-Agent.
                     f.server = crate::http::server_token(seg.payload);
                 }
-                f.orig_data_after_resp = false;
             }
             if fin {
                 f.resp_fin.first(now);
