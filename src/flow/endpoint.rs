@@ -1,0 +1,476 @@
+//! One side of a TCP connection: Zeek's `TCP_Endpoint` (sequence tracking, counters), its
+//! per-endpoint state machine (`TCPSessionAdapter::UpdateStateMachine`) and a minimal reassembly
+//! tracker that finds content gaps. Mechanism: it records what each side did, not what it means.
+
+use crate::decode::{Segment, ACK, FIN, RST, SYN};
+
+/// Zeek's per-endpoint TCP state (`TCP_ENDPOINT_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TcpState {
+    Inactive,
+    SynSent,
+    SynAckSent,
+    Partial,
+    Established,
+    Closed,
+    Reset,
+}
+
+/// A segment's SYN, FIN, RST and ACK bits (the decoder's flags byte, other bits dropped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flags(u8);
+
+impl Flags {
+    /// ACK alone: most segments, with or without data.
+    pub const PLAIN_ACK: Flags = Flags(ACK);
+
+    #[inline(always)]
+    pub fn of(bits: u8) -> Flags {
+        Flags(bits & (SYN | FIN | RST | ACK))
+    }
+    #[inline(always)]
+    pub fn syn(self) -> bool {
+        self.0 & SYN != 0
+    }
+    #[inline(always)]
+    pub fn fin(self) -> bool {
+        self.0 & FIN != 0
+    }
+    #[inline(always)]
+    pub fn rst(self) -> bool {
+        self.0 & RST != 0
+    }
+    #[inline(always)]
+    pub fn ack(self) -> bool {
+        self.0 & ACK != 0
+    }
+    /// How many of SYN, FIN and RST the segment carries.
+    #[inline(always)]
+    pub fn controls(self) -> u8 {
+        u8::from(self.syn()) + u8::from(self.fin()) + u8::from(self.rst())
+    }
+}
+
+/// What the state machine reacts to. A segment carrying several of SYN, FIN and RST is applied as
+/// that many controls in Zeek's order (SYN, then FIN, then RST), each judged against the state the
+/// segment found; a segment with none of them is `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    None,
+    Syn,
+    Fin,
+    Rst,
+}
+
+/// What a transition asks of the connection around its two endpoints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// The endpoint closed (Zeek's ConnectionClosed is due).
+    pub close: bool,
+    /// The originator's SYN started a connection attempt: its timer starts.
+    pub attempt: bool,
+    /// A RST after the endpoint's own FIN: the record ends soon (Zeek's reset timer).
+    pub reset_timer: bool,
+    /// The connection was seen opening after all: it is not partial.
+    pub not_partial: bool,
+}
+
+impl std::ops::BitOrAssign for Effects {
+    fn bitor_assign(&mut self, o: Effects) {
+        self.close |= o.close;
+        self.attempt |= o.attempt;
+        self.reset_timer |= o.reset_timer;
+        self.not_partial |= o.not_partial;
+    }
+}
+
+/// Sequence-space comparison: positive when `a` is after `b`.
+#[inline]
+pub fn seq_delta(a: u32, b: u32) -> i32 {
+    a.wrapping_sub(b) as i32
+}
+
+/// One side of a connection: Zeek's TCP_Endpoint plus a minimal reassembly tracker for gaps.
+#[derive(Clone, Copy, Debug)]
+pub struct Endpoint {
+    pub state: TcpState,
+    pub(super) prev_state: TcpState,
+    pub(super) start_seq: u32,
+    pub(super) last_seq: u32,
+    pub(super) ack_seq: u32,
+    pub(super) did_close: bool,
+    pub(super) fin_cnt: u16,
+    pub(super) rst_cnt: u16,
+    pub(super) fin_seq: u32,
+    pub(super) hist_last_syn: u32,
+    pub(super) hist_last_fin: u32,
+    pub(super) hist_last_rst: u32,
+    pub(super) rxmt_cnt: u32,
+    pub(super) win0_cnt: u32,
+    pub(super) gap_cnt: u32,
+    // Reassembly (relative sequence numbers): next byte expected, trim point, one held block.
+    last_reassem: u32,
+    trim_seq: u32,
+    held: Option<(u32, u32)>,
+    pub pkts: u32,
+    /// Payload bytes on the wire, retransmissions included.
+    pub payload_bytes: u64,
+}
+
+impl Endpoint {
+    pub(super) fn new() -> Self {
+        Endpoint {
+            state: TcpState::Inactive,
+            prev_state: TcpState::Inactive,
+            start_seq: 0,
+            last_seq: 0,
+            ack_seq: 0,
+            did_close: false,
+            fin_cnt: 0,
+            rst_cnt: 0,
+            fin_seq: 0,
+            hist_last_syn: 0,
+            hist_last_fin: 0,
+            hist_last_rst: 0,
+            rxmt_cnt: 0,
+            win0_cnt: 0,
+            gap_cnt: 0,
+            last_reassem: 1,
+            trim_seq: 0,
+            held: None,
+            pkts: 0,
+            payload_bytes: 0,
+        }
+    }
+
+    /// The one place an endpoint's state changes; the state it left is kept (Zeek's `prev_state`).
+    #[inline]
+    fn set_state(&mut self, s: TcpState) {
+        if s != self.state {
+            self.prev_state = self.state;
+            self.state = s;
+        }
+    }
+
+    fn init_seqs(&mut self, start: u32, last: u32) {
+        self.start_seq = start;
+        self.ack_seq = start;
+        self.last_seq = last;
+    }
+
+    /// `seq` relative to the initial sequence number.
+    #[inline]
+    pub(super) fn rel(&self, seq: u32) -> u32 {
+        seq.wrapping_sub(self.start_seq)
+    }
+
+    /// Zeek's `Size()`: sequence space used, without SYN and FIN octets.
+    pub(super) fn size(&self, peer: &Endpoint) -> u64 {
+        if self.prev_state == TcpState::SynSent && self.state == TcpState::Reset && peer.state == TcpState::Inactive {
+            return 0;
+        }
+        let last = self.rel(self.last_seq);
+        let ack = self.rel(self.ack_seq);
+        let mut size = u64::from(if seq_delta(self.last_seq, self.ack_seq) > 0 { last } else { ack });
+        // Neither the SYN nor the FIN octet is payload.
+        size = size.saturating_sub(1);
+        if self.fin_cnt > 0 {
+            size = size.saturating_sub(1);
+        }
+        size
+    }
+
+    pub(super) fn is_clean(&self) -> bool {
+        self.state == TcpState::Established
+            || (self.state == TcpState::Closed && self.prev_state == TcpState::Established)
+    }
+
+    /// Zeek's `init_endpoint`: counts the segment and (re)starts the sequence space where a SYN,
+    /// or the first segment seen, says it starts. `end` is one past the segment's last octet.
+    #[inline(always)]
+    pub(super) fn sent(&mut self, syn: bool, seq: u32, end: u32, len: u32) {
+        self.pkts += 1;
+        self.payload_bytes += u64::from(len);
+        match self.state {
+            TcpState::Inactive => {
+                if syn {
+                    self.init_seqs(seq, end);
+                } else {
+                    self.init_seqs(seq.wrapping_sub(1), seq);
+                }
+            }
+            TcpState::SynSent | TcpState::SynAckSent => {
+                if syn && seq != self.start_seq {
+                    self.init_seqs(seq, end);
+                }
+            }
+            TcpState::Established | TcpState::Partial => {
+                if syn {
+                    self.init_seqs(seq, end);
+                }
+            }
+            TcpState::Reset => {
+                if syn && self.prev_state == TcpState::Inactive {
+                    self.init_seqs(seq, end);
+                }
+            }
+            TcpState::Closed => {}
+        }
+    }
+
+    /// Counts FINs and RSTs; a FIN's end is where the close sits in sequence space.
+    #[inline(always)]
+    pub(super) fn count_close(&mut self, flags: Flags, fin_end: u32) {
+        if flags.fin() {
+            self.fin_cnt = self.fin_cnt.saturating_add(1);
+            self.fin_seq = fin_end;
+        }
+        if flags.rst() {
+            self.rst_cnt = self.rst_cnt.saturating_add(1);
+        }
+    }
+
+    /// The peer acknowledged this side up to `ack`: returns it relative to this side's ISN (1 for
+    /// a side not seen yet, whose sequence space the ACK starts; 0 when it is before the ISN).
+    #[inline(always)]
+    pub(super) fn acked(&mut self, ack: u32, rst: bool) -> u32 {
+        if self.state == TcpState::Inactive {
+            let a = ack.wrapping_sub(1);
+            self.init_seqs(a, a);
+            1
+        } else if seq_delta(ack, self.start_seq) < 0 {
+            0
+        } else {
+            if !rst {
+                let d = seq_delta(ack, self.ack_seq);
+                if !(ack == 0 && d > 1_048_576) && d > 0 {
+                    self.ack_seq = ack;
+                }
+            }
+            self.rel(ack)
+        }
+    }
+
+    /// Zeek's `update_last_seq`: moves the highest sequence sent; returns whether the segment
+    /// was a retransmission of data.
+    #[inline(always)]
+    pub(super) fn update_last_seq(&mut self, flags: Flags, end: u32, len: u32) -> bool {
+        let delta_last = seq_delta(end, self.last_seq);
+        if (flags.syn() || flags.rst()) && !(-1_048_576..=1_048_576).contains(&delta_last) {
+            false
+        } else if flags.fin() && self.last_seq == self.start_seq.wrapping_add(1) {
+            self.last_seq = end;
+            false
+        } else if self.state == TcpState::Reset {
+            false
+        } else if delta_last > 0 {
+            self.last_seq = end;
+            false
+        } else {
+            len > 0
+        }
+    }
+
+    /// Zeek's UpdateStateMachine for a segment this endpoint sent: one [`step`](Self::step) per
+    /// control it carries, in Zeek's order (SYN, FIN, RST), or one `Control::None` step.
+    #[inline(always)]
+    pub(super) fn update_state_machine(
+        &mut self,
+        peer: &mut Endpoint,
+        is_orig: bool,
+        flags: Flags,
+        seg: &Segment<'_>,
+    ) -> Effects {
+        let arrival = self.state;
+        if flags.controls() == 0 {
+            return self.step(peer, is_orig, arrival, Control::None, flags, seg);
+        }
+        let mut fx = Effects::default();
+        if flags.syn() {
+            fx |= self.step(peer, is_orig, arrival, Control::Syn, flags, seg);
+        }
+        if flags.fin() {
+            fx |= self.step(peer, is_orig, arrival, Control::Fin, flags, seg);
+        }
+        if flags.rst() {
+            fx |= self.step(peer, is_orig, arrival, Control::Rst, flags, seg);
+        }
+        fx
+    }
+
+    /// One step of Zeek's UpdateStateMachine: this endpoint sent `ctl` in a segment with `flags`,
+    /// and found itself in `arrival`. States change only through [`set_state`](Self::set_state).
+    #[inline(always)]
+    pub(super) fn step(
+        &mut self,
+        peer: &mut Endpoint,
+        is_orig: bool,
+        arrival: TcpState,
+        ctl: Control,
+        flags: Flags,
+        seg: &Segment<'_>,
+    ) -> Effects {
+        use Control as C;
+        use TcpState::*;
+        let mut fx = Effects::default();
+        match (arrival, ctl) {
+            // The originator's SYN opens the connection (SYN_SENT; SYN_ACK_SENT when it already
+            // acknowledges something) and starts the attempt timer.
+            (Inactive, C::Syn) if is_orig => {
+                self.set_state(if flags.ack() { SynAckSent } else { SynSent });
+                fx.attempt = true;
+            }
+            // The responder's SYN-ACK establishes both sides. A SYN without ACK answering the
+            // originator's SYN-ACK is Zeek's role reversal: rare enough that we only establish the
+            // connection and keep the roles.
+            (Inactive, C::Syn) => {
+                if !flags.ack() && peer.state == SynAckSent && seg.seq == self.start_seq {
+                    fx.not_partial = true;
+                    peer.set_state(Established);
+                }
+                if peer.state == SynSent {
+                    peer.set_state(Established);
+                }
+                self.set_state(Established);
+            }
+            // The responder's ACK of a SYN, sent before its SYN-ACK: not yet a partial connection.
+            (Inactive, C::None) if !is_orig && seg.payload_len == 0 && peer.state == SynSent => {}
+            // A first segment acknowledging an established peer: this side is established too.
+            (Inactive, C::None) if flags.ack() && peer.state == Established => {
+                self.set_state(Established);
+                fx.not_partial = true;
+            }
+            // Any other first segment without SYN, FIN or RST: joined mid-stream (PARTIAL).
+            (Inactive, C::None) => self.set_state(Partial),
+            // A FIN before the handshake completed: this side closed.
+            (Inactive | SynSent | SynAckSent, C::Fin) => {
+                self.set_state(Closed);
+                fx.close = true;
+            }
+            // A RST before the handshake completed: this side reset.
+            (Inactive | SynSent | SynAckSent, C::Rst) => {
+                self.set_state(Reset);
+                fx.close = true;
+            }
+            // A side seen mid-stream sends a bare SYN to a peer never seen: it is opening after all.
+            (Partial, C::Syn) if peer.state == Inactive && !flags.ack() => self.set_state(SynSent),
+            // A FIN (without RST) once data may flow: this side closed. If the peer had sent FIN
+            // then RST, that was a normal close after all.
+            (Established | Partial, C::Fin) if !flags.rst() => {
+                self.set_state(Closed);
+                if peer.state == Reset && peer.prev_state == Closed {
+                    peer.set_state(Closed);
+                }
+                fx.close = true;
+            }
+            // A RST once data may flow (FIN and RST together count as the RST): this side reset.
+            (Established | Partial, C::Rst) => {
+                self.set_state(Reset);
+                fx.close = true;
+            }
+            // A RST after our own FIN while the peer is still open: reset, and the record ends
+            // soon.
+            (Closed, C::Rst) if peer.state != Closed => {
+                self.set_state(Reset);
+                fx.close = !self.did_close;
+                fx.reset_timer = true;
+            }
+            // Anything else changes nothing: retransmitted SYNs, segments after the handshake
+            // started or after a close, anything after a reset.
+            _ => {}
+        }
+        fx
+    }
+
+    /// Zeek's ConnectionClosed for this side: returns whether that completed the connection's
+    /// close (this side reset, or the peer closed too or never appeared); false when this side
+    /// had already closed.
+    pub(super) fn close(&mut self, peer: &Endpoint) -> bool {
+        if self.did_close {
+            return false;
+        }
+        self.did_close = true;
+        self.state == TcpState::Reset || peer.did_close || peer.state == TcpState::Inactive
+    }
+
+    /// Data from this side entering its reassembler (relative `seq`).
+    pub(super) fn data_sent(&mut self, seq: u32, len: u32) {
+        let ack = self.rel(self.ack_seq);
+        let mut seq = seq;
+        let upper = seq.wrapping_add(len);
+        if seq_delta(seq, ack) < 0 {
+            if seq_delta(upper, ack) <= 0 {
+                return;
+            }
+            seq = ack;
+        }
+        if seq_delta(upper, self.last_reassem) <= 0 {
+            return;
+        }
+        if seq_delta(seq, self.last_reassem) <= 0 {
+            self.last_reassem = upper;
+            if let Some((s, e)) = self.held {
+                if seq_delta(s, self.last_reassem) <= 0 {
+                    if seq_delta(e, self.last_reassem) > 0 {
+                        self.last_reassem = e;
+                    }
+                    self.held = None;
+                }
+            }
+        } else {
+            // Out of order: hold one block (merging with the held one when they touch).
+            self.held = Some(match self.held {
+                None => (seq, upper),
+                Some((s, e)) if seq_delta(seq, e) <= 0 && seq_delta(s, upper) <= 0 => {
+                    (if seq_delta(seq, s) < 0 { seq } else { s }, if seq_delta(upper, e) > 0 { upper } else { e })
+                }
+                Some((s, e)) => {
+                    if seq_delta(seq, s) < 0 {
+                        (seq, upper)
+                    } else {
+                        (s, e)
+                    }
+                }
+            });
+        }
+    }
+
+    /// The peer acknowledged this side's data up to relative `seq`: returns how many content
+    /// gaps (acknowledged but never seen) that revealed, counted only while both sides are clean
+    /// (Zeek's AckReceived → TrimToSeq → Undelivered).
+    #[inline(always)]
+    pub(super) fn ack_received(&mut self, peer: &Endpoint, seq: u32, is_partial: bool) -> u32 {
+        let mut seq = seq;
+        if self.fin_cnt > 0 && seq_delta(seq, self.fin_seq) >= 0 {
+            seq = self.fin_seq.wrapping_sub(1);
+        }
+        if seq_delta(seq, self.trim_seq) <= 0 {
+            return 0;
+        }
+        let mut gaps = 0;
+        if seq_delta(seq, self.last_reassem) > 0 && !(seq <= 2 && is_partial) {
+            if let Some((s, e)) = self.held {
+                if seq_delta(s, seq) < 0 && seq_delta(s, self.last_reassem) > 0 {
+                    gaps += 1;
+                    self.last_reassem = e;
+                    self.held = None;
+                }
+            }
+            if seq_delta(seq, self.last_reassem) > 0 {
+                gaps += 1;
+                self.last_reassem = seq;
+            }
+        }
+        self.trim_seq = seq;
+        if let Some((_, e)) = self.held {
+            if seq_delta(e, seq) <= 0 {
+                self.held = None;
+            }
+        }
+        if gaps > 0 && self.is_clean() && peer.is_clean() {
+            gaps
+        } else {
+            0
+        }
+    }
+}
