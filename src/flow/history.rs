@@ -38,6 +38,14 @@ impl History {
         }
     }
 
+    /// A trail holding `letters` (for tests of what reads it).
+    #[cfg(test)]
+    pub(super) fn from_letters(letters: &str) -> Self {
+        let mut h = History::new();
+        letters.bytes().for_each(|c| h.push(c));
+        h
+    }
+
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
     }

@@ -522,6 +522,22 @@ mod tests {
         assert_eq!(out[0].conn_state(), ConnState::S1);
     }
 
+    #[test]
+    fn an_unanswered_syn_ends_after_the_attempt_delay() {
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        t.push(&seg(0, C, SYN, 100, 0, 0), &mut |c| out.push(c));
+        // 4.9 s later the attempt is still open; 5 s after the SYN it is over.
+        let mut other = seg(4_900, C, SYN, 1, 0, 0);
+        other.sport = 1;
+        t.push(&other, &mut |c| out.push(c));
+        t.sweep(1_700_000_000 * SEC + 4_999 * 1_000_000, &mut |c| out.push(c));
+        assert!(out.is_empty(), "{out:?}");
+        t.sweep(1_700_000_000 * SEC + 5_000 * 1_000_000, &mut |c| out.push(c));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].end, out[0].conn_state(), out[0].orig_p), (EndReason::Attempt, ConnState::S0, 40000));
+    }
+
     fn arb_seg() -> impl Strategy<Value = Segment<'static>> {
         (0i64..5000, any::<bool>(), 0u8..64, 0u32..2000, 0u32..2000, 0u32..100, 0u16..3).prop_map(
             |(t, from_c, flags, seq, ack, len, w)| {
