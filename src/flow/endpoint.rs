@@ -474,3 +474,118 @@ impl Endpoint {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Addr;
+    use TcpState::*;
+
+    const START: u32 = 1000;
+
+    fn ep(state: TcpState, prev: TcpState) -> Endpoint {
+        let mut e = Endpoint::new();
+        (e.state, e.prev_state, e.start_seq) = (state, prev, START);
+        e
+    }
+
+    fn seg(flags: u8, seq: u32, len: u32) -> Segment<'static> {
+        Segment {
+            ts: 0,
+            src: Addr::v4([10, 0, 0, 1]),
+            dst: Addr::v4([10, 0, 0, 2]),
+            sport: 40000,
+            dport: 8080,
+            seq,
+            ack: 0,
+            flags,
+            window: None,
+            payload_len: len,
+            payload: &[],
+        }
+    }
+
+    /// `c`lose, `a`ttempt timer, `r`eset timer, not `p`artial.
+    fn fx(s: &str) -> Effects {
+        Effects {
+            close: s.contains('c'),
+            attempt: s.contains('a'),
+            reset_timer: s.contains('r'),
+            not_partial: s.contains('p'),
+        }
+    }
+
+    /// One row per arm of the state machine, and the guards that keep a segment out of an arm:
+    /// (sender is the originator, sender's state, peer's state and previous state, flags, seq,
+    /// payload) → (sender's state and previous state, peer's state, effects).
+    #[test]
+    fn each_state_answers_each_control_as_zeek_does() {
+        #[rustfmt::skip]
+        let rows: &[(bool, TcpState, (TcpState, TcpState), u8, u32, u32, (TcpState, TcpState), TcpState, &str)] = &[
+            // Inactive.
+            (true, Inactive, (Inactive, Inactive), SYN, START, 0, (SynSent, Inactive), Inactive, "a"),
+            (true, Inactive, (Inactive, Inactive), SYN | ACK, START, 0, (SynAckSent, Inactive), Inactive, "a"),
+            (false, Inactive, (SynSent, Inactive), SYN | ACK, START, 0, (Established, Inactive), Established, ""),
+            (false, Inactive, (SynAckSent, Inactive), SYN, START, 0, (Established, Inactive), Established, "p"),
+            (false, Inactive, (SynAckSent, Inactive), SYN, START + 1, 0, (Established, Inactive), SynAckSent, ""),
+            (false, Inactive, (SynAckSent, Inactive), SYN | ACK, START, 0, (Established, Inactive), SynAckSent, ""),
+            (false, Inactive, (SynSent, Inactive), ACK, START, 0, (Inactive, Inactive), SynSent, ""),
+            (false, Inactive, (SynSent, Inactive), ACK, START, 5, (Partial, Inactive), SynSent, ""),
+            (true, Inactive, (SynSent, Inactive), ACK, START, 0, (Partial, Inactive), SynSent, ""),
+            (true, Inactive, (Established, Inactive), ACK, START, 0, (Established, Inactive), Established, "p"),
+            (true, Inactive, (Established, Inactive), 0, START, 0, (Partial, Inactive), Established, ""),
+            (true, Inactive, (Inactive, Inactive), FIN, START, 0, (Closed, Inactive), Inactive, "c"),
+            (true, Inactive, (Inactive, Inactive), RST, START, 0, (Reset, Inactive), Inactive, "c"),
+            // Several controls: each in Zeek's order, judged against the state the segment found.
+            (true, Inactive, (Inactive, Inactive), SYN | FIN, START, 0, (Closed, SynSent), Inactive, "ac"),
+            (true, Inactive, (Inactive, Inactive), FIN | RST, START, 0, (Reset, Closed), Inactive, "c"),
+            (false, Inactive, (SynSent, Inactive), SYN | ACK | RST, START, 0, (Reset, Established), Established, "c"),
+            // Opening.
+            (true, SynSent, (Inactive, Inactive), SYN, START, 0, (SynSent, Inactive), Inactive, ""),
+            (true, SynSent, (Inactive, Inactive), FIN, START, 0, (Closed, SynSent), Inactive, "c"),
+            (true, SynAckSent, (Inactive, Inactive), RST | ACK, START, 0, (Reset, SynAckSent), Inactive, "c"),
+            // Partial and established.
+            (true, Partial, (Inactive, Inactive), SYN, START, 0, (SynSent, Partial), Inactive, ""),
+            (true, Partial, (Inactive, Inactive), SYN | ACK, START, 0, (Partial, Inactive), Inactive, ""),
+            (true, Partial, (SynSent, Inactive), SYN, START, 0, (Partial, Inactive), SynSent, ""),
+            (true, Established, (Inactive, Inactive), SYN, START, 0, (Established, Inactive), Inactive, ""),
+            (true, Established, (Established, Inactive), FIN | ACK, START, 0, (Closed, Established), Established, "c"),
+            (true, Partial, (Established, Inactive), FIN | ACK, START, 0, (Closed, Partial), Established, "c"),
+            (true, Established, (Reset, Closed), FIN | ACK, START, 0, (Closed, Established), Closed, "c"),
+            (true, Established, (Reset, Established), FIN | ACK, START, 0, (Closed, Established), Reset, "c"),
+            (true, Established, (Established, Inactive), FIN | RST, START, 0, (Reset, Established), Established, "c"),
+            (true, Partial, (Established, Inactive), RST, START, 0, (Reset, Partial), Established, "c"),
+            // Closed and reset.
+            (true, Closed, (Established, Inactive), RST, START, 0, (Reset, Closed), Established, "cr"),
+            (true, Closed, (Closed, Inactive), RST, START, 0, (Closed, Inactive), Closed, ""),
+            (true, Closed, (Established, Inactive), FIN, START, 0, (Closed, Inactive), Established, ""),
+            (true, Reset, (Established, Inactive), RST, START, 0, (Reset, Inactive), Established, ""),
+            (true, Reset, (Established, Inactive), SYN | FIN, START, 0, (Reset, Inactive), Established, ""),
+        ];
+        for (i, &(is_orig, state, (peer_state, peer_prev), flags, seq, len, (want, want_prev), want_peer, want_fx)) in
+            rows.iter().enumerate()
+        {
+            let (mut e, mut peer) = (ep(state, Inactive), ep(peer_state, peer_prev));
+            let got = e.update_state_machine(&mut peer, is_orig, Flags::of(flags), &seg(flags, seq, len));
+            assert_eq!((e.state, e.prev_state, peer.state, got), (want, want_prev, want_peer, fx(want_fx)), "row {i}");
+        }
+    }
+
+    #[test]
+    fn a_reset_after_our_own_close_closes_nothing_twice() {
+        let (mut e, mut peer) = (ep(Closed, Established), ep(Established, Inactive));
+        e.did_close = true;
+        let got = e.update_state_machine(&mut peer, true, Flags::of(RST), &seg(RST, START, 0));
+        assert_eq!((e.state, got), (Reset, fx("r")));
+    }
+
+    #[test]
+    fn flags_keep_only_syn_fin_rst_and_ack() {
+        let f = Flags::of(0xff);
+        assert_eq!((f.syn(), f.fin(), f.rst(), f.ack(), f.controls()), (true, true, true, true, 3));
+        let f = Flags::of(crate::decode::PSH);
+        assert_eq!((f.syn(), f.fin(), f.rst(), f.ack(), f.controls()), (false, false, false, false, 0));
+        assert_eq!(Flags::of(ACK | crate::decode::PSH), Flags::PLAIN_ACK);
+        assert_eq!((Flags::of(SYN).controls(), Flags::of(FIN | RST).controls()), (1, 2));
+    }
+}

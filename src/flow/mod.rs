@@ -538,6 +538,46 @@ mod tests {
         assert_eq!((out[0].end, out[0].conn_state(), out[0].orig_p), (EndReason::Attempt, ConnState::S0, 40000));
     }
 
+    #[test]
+    fn a_reset_after_our_own_fin_ends_the_record_after_the_close_delay() {
+        // The client closes, the server only ACKs (CLOSE_WAIT), the client then resets: Zeek's
+        // reset timer removes the record 5 s after the RST instead of waiting for the idle timeout.
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        for s in [
+            seg(0, C, SYN, 100, 0, 0),
+            seg(1, S, SYN | ACK, 500, 101, 0),
+            seg(2, C, ACK, 101, 501, 0),
+            seg(3, C, FIN | ACK, 101, 501, 0),
+            seg(4, S, ACK, 501, 102, 0),
+            seg(1_000, C, RST | ACK, 102, 501, 0),
+        ] {
+            t.push(&s, &mut |c| out.push(c));
+        }
+        t.sweep(1_700_000_000 * SEC + 5_999 * 1_000_000, &mut |c| out.push(c));
+        assert!(out.is_empty(), "{out:?}");
+        t.sweep(1_700_000_000 * SEC + 6_000 * 1_000_000, &mut |c| out.push(c));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].end, out[0].history.as_str()), (EndReason::Closed, "ShAFaR"));
+    }
+
+    #[test]
+    fn payload_bytes_are_zeeks_sizes() {
+        let bytes = |segs: &[Segment<'static>]| {
+            let v = run(segs);
+            assert_eq!(v.len(), 1, "{v:?}");
+            (v[0].orig_bytes(), v[0].resp_bytes())
+        };
+        // A RST after an unanswered SYN counts nothing, wherever its sequence number points.
+        assert_eq!(bytes(&[seg(0, C, SYN, 100, 0, 0), seg(1, C, RST, 5000, 0, 0)]), (0, 0));
+        // Data to a peer that never answers is counted ...
+        assert_eq!(bytes(&[seg(0, C, SYN, 100, 0, 0), seg(1, C, ACK | PSH, 101, 1, 20)]), (20, 0));
+        // ... and so is data closed by a FIN before any answer, without the SYN and FIN octets,
+        assert_eq!(bytes(&[seg(0, C, SYN, 100, 0, 0), seg(1, C, FIN | ACK | PSH, 101, 1, 10)]), (10, 0));
+        // ... and data seen mid-stream, then reset.
+        assert_eq!(bytes(&[seg(0, C, ACK | PSH, 100, 1, 10), seg(1, C, RST, 110, 0, 0)]), (10, 0));
+    }
+
     fn arb_seg() -> impl Strategy<Value = Segment<'static>> {
         (0i64..5000, any::<bool>(), 0u8..64, 0u32..2000, 0u32..2000, 0u32..100, 0u16..3).prop_map(
             |(t, from_c, flags, seq, ack, len, w)| {
