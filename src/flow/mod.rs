@@ -578,6 +578,31 @@ mod tests {
         assert_eq!(bytes(&[seg(0, C, ACK | PSH, 100, 1, 10), seg(1, C, RST, 110, 0, 0)]), (10, 0));
     }
 
+    #[test]
+    fn content_gaps_are_g_only_while_both_sides_are_clean() {
+        // The server acknowledges 40 bytes of which the capture saw 20: a gap, once established ...
+        let handshake = [seg(0, C, SYN, 100, 0, 0), seg(1, S, SYN | ACK, 500, 101, 0), seg(2, C, ACK, 101, 501, 0)];
+        let gap = [seg(3, C, ACK | PSH, 101, 501, 20), seg(4, S, ACK, 501, 141, 0)];
+        assert_eq!(one(&[&handshake[..], &gap[..]].concat()).1, "ShADaG");
+        // ... and before the client's FIN (20 bytes never captured), still on a clean connection.
+        let fin_then_gap = [seg(3, C, FIN | ACK, 121, 501, 0), seg(4, S, ACK, 501, 122, 0)];
+        assert_eq!(one(&[&handshake[..], &fin_then_gap[..]].concat()).1, "ShAFaG");
+        // Seen mid-stream, the connection is not clean: no gap letter.
+        assert_eq!(one(&gap).1, "Da");
+    }
+
+    #[test]
+    fn acknowledged_bytes_count_when_their_data_was_not_captured() {
+        // Zeek's Size() takes the higher of the last sequence sent and the last acknowledged.
+        let v = run(&[
+            seg(0, C, SYN, 100, 0, 0),
+            seg(1, S, SYN | ACK, 500, 101, 0),
+            seg(2, C, ACK, 101, 501, 0),
+            seg(3, S, ACK, 501, 131, 0),
+        ]);
+        assert_eq!((v[0].orig_bytes(), v[0].resp_bytes()), (30, 0));
+    }
+
     fn arb_seg() -> impl Strategy<Value = Segment<'static>> {
         (0i64..5000, any::<bool>(), 0u8..64, 0u32..2000, 0u32..2000, 0u32..100, 0u16..3).prop_map(
             |(t, from_c, flags, seq, ack, len, w)| {
