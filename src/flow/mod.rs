@@ -587,8 +587,10 @@ mod tests {
         // ... and before the client's FIN (20 bytes never captured), still on a clean connection.
         let fin_then_gap = [seg(3, C, FIN | ACK, 121, 501, 0), seg(4, S, ACK, 501, 122, 0)];
         assert_eq!(one(&[&handshake[..], &fin_then_gap[..]].concat()).1, "ShAFaG");
-        // Seen mid-stream, the connection is not clean: no gap letter.
+        // Seen mid-stream, or after a reset, the connection is not clean: no gap letter.
         assert_eq!(one(&gap).1, "Da");
+        let rst_then_ack = [seg(3, C, RST | ACK, 121, 501, 0), seg(4, S, ACK, 501, 121, 0)];
+        assert_eq!(one(&[&handshake[..], &rst_then_ack[..]].concat()).1, "ShARa");
     }
 
     #[test]
