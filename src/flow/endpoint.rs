@@ -579,6 +579,91 @@ mod tests {
         assert_eq!((e.state, got), (Reset, fx("r")));
     }
 
+    fn seqs(e: &Endpoint) -> (u32, u32, u32) {
+        (e.start_seq, e.ack_seq, e.last_seq)
+    }
+
+    #[test]
+    fn a_syn_or_the_first_segment_starts_the_sequence_space() {
+        let sent = |state: TcpState, prev: TcpState, syn: bool, seq: u32| {
+            let mut e = ep(state, prev);
+            (e.ack_seq, e.last_seq) = (START + 5, START + 9);
+            e.sent(syn, seq, seq + 3, 2);
+            seqs(&e)
+        };
+        let kept = (START, START + 5, START + 9);
+        // A first segment: its SYN starts the space; without one, the space starts just before it.
+        assert_eq!(sent(Inactive, Inactive, true, 70), (70, 70, 73));
+        assert_eq!(sent(Inactive, Inactive, false, 70), (69, 69, 70));
+        // A SYN with a new ISN restarts an opening side, a retransmitted one does not.
+        assert_eq!(sent(SynSent, Inactive, true, 70), (70, 70, 73));
+        assert_eq!(sent(SynAckSent, Inactive, true, START), kept);
+        assert_eq!(sent(SynSent, Inactive, false, 70), kept);
+        // Any SYN restarts an established or partial side; other segments do not.
+        assert_eq!(sent(Established, Inactive, true, START), (START, START, START + 3));
+        assert_eq!(sent(Partial, Inactive, true, 70), (70, 70, 73));
+        assert_eq!(sent(Established, Inactive, false, 70), kept);
+        // After a reset, only a side that had been silent before it starts again.
+        assert_eq!(sent(Reset, Inactive, true, 70), (70, 70, 73));
+        assert_eq!(sent(Reset, Inactive, false, 70), kept);
+        assert_eq!(sent(Reset, SynSent, true, 70), kept);
+        assert_eq!(sent(Closed, Inactive, true, 70), kept);
+        // Every segment is counted, with its payload, retransmissions included.
+        let mut e = ep(Established, Inactive);
+        e.sent(false, START + 1, START + 3, 2);
+        e.sent(false, START + 1, START + 3, 2);
+        assert_eq!((e.pkts, e.payload_bytes), (2, 4));
+    }
+
+    #[test]
+    fn acks_move_the_acknowledged_sequence_forward_only() {
+        let acked = |ack: u32, rst: bool, ack_seq: u32| {
+            let mut e = ep(Established, Inactive);
+            (e.start_seq, e.ack_seq) = (START, ack_seq);
+            let rel = e.acked(ack, rst);
+            (rel, e.ack_seq)
+        };
+        assert_eq!(acked(START + 20, false, START + 10), (20, START + 20));
+        assert_eq!(acked(START + 5, false, START + 10), (5, START + 10), "an old ACK");
+        assert_eq!(acked(START + 10, false, START + 10), (10, START + 10));
+        assert_eq!(acked(START + 20, true, START + 10), (20, START + 10), "a RST's ACK is not trusted");
+        assert_eq!(acked(START - 1, false, START), (0, START), "before the ISN");
+        // An ACK of 0 more than 2^20 ahead is a broken stack, not progress; within 2^20 it is.
+        let (far, near) = (0u32.wrapping_sub(1 << 21), 0u32.wrapping_sub(1 << 20));
+        let mut e = ep(Established, Inactive);
+        (e.start_seq, e.ack_seq) = (far, far);
+        assert_eq!((e.acked(0, false), e.ack_seq), (1 << 21, far));
+        (e.start_seq, e.ack_seq) = (near, near);
+        assert_eq!((e.acked(0, false), e.ack_seq), (1 << 20, 0));
+        // A side never seen starts its sequence space just before what the peer acknowledges.
+        let mut e = Endpoint::new();
+        assert_eq!((e.acked(500, false), seqs(&e)), (1, (499, 499, 499)));
+    }
+
+    #[test]
+    fn the_highest_sequence_sent_moves_forward_and_data_behind_it_is_a_retransmission() {
+        let update = |state: TcpState, flags: u8, end: u32, len: u32| {
+            let mut e = ep(state, Inactive);
+            e.last_seq = START + 100;
+            let rxmt = e.update_last_seq(Flags::of(flags), end, len);
+            (rxmt, e.last_seq)
+        };
+        assert_eq!(update(Established, ACK, START + 150, 50), (false, START + 150));
+        assert_eq!(update(Established, ACK, START + 100, 50), (true, START + 100));
+        assert_eq!(update(Established, ACK, START + 90, 0), (false, START + 100));
+        assert_eq!(update(Reset, ACK, START + 150, 50), (false, START + 100));
+        // A SYN or RST more than 2^20 away is ignored; one just within is not.
+        let far = START + 100 + (1 << 20);
+        assert_eq!(update(Established, SYN, far + 1, 0), (false, START + 100));
+        assert_eq!(update(Established, RST, far + 1, 0), (false, START + 100));
+        assert_eq!(update(Established, SYN, far, 0), (false, far));
+        assert_eq!(update(Established, RST, (START + 100).wrapping_sub(1 << 20), 10), (true, START + 100));
+        // A FIN right after the SYN sets the end even when it lies behind.
+        let mut e = ep(Established, Inactive);
+        e.last_seq = START + 1;
+        assert_eq!((e.update_last_seq(Flags::of(FIN), START, 0), e.last_seq), (false, START));
+    }
+
     #[test]
     fn flags_keep_only_syn_fin_rst_and_ack() {
         let f = Flags::of(0xff);
