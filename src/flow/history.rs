@@ -38,14 +38,6 @@ impl History {
         }
     }
 
-    /// A trail holding `letters` (for tests of what reads it).
-    #[cfg(test)]
-    pub(super) fn from_letters(letters: &str) -> Self {
-        let mut h = History::new();
-        letters.bytes().for_each(|c| h.push(c));
-        h
-    }
-
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
     }
@@ -143,4 +135,14 @@ fn is_power_of_ten(mut n: u32) -> bool {
         n /= 10;
     }
     n == 1
+}
+
+#[cfg(test)]
+impl History {
+    /// A trail holding `letters` (for tests of what reads it).
+    pub(super) fn from_letters(letters: &str) -> Self {
+        let mut h = History::new();
+        letters.bytes().for_each(|c| h.push(c));
+        h
+    }
 }
