@@ -146,3 +146,57 @@ impl History {
         h
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{ACK, FIN, RST, SYN};
+
+    #[test]
+    fn counted_letters_repeat_at_each_power_of_ten() {
+        let powers: Vec<u32> = (0..=1000).filter(|&n| is_power_of_ten(n)).collect();
+        assert_eq!(powers, [1, 10, 100, 1000]);
+        assert!(is_power_of_ten(1_000_000_000) && !is_power_of_ten(u32::MAX));
+        let mut h = History::new();
+        for n in 1..=100 {
+            h.scaled(n % 2 == 0, b'T', n);
+        }
+        // The 1st (odd: the responder's), the 10th and the 100th (even: the originator's).
+        assert_eq!(h.as_str(), "tTT");
+    }
+
+    /// Letters of a sequence of segments from (originator?, flags, relative seq, payload length).
+    fn letters(segs: &[(bool, u8, u32, u32)]) -> String {
+        let (mut h, mut seen) = (History::new(), Seen::default());
+        let (mut orig, mut resp) = (Endpoint::new(), Endpoint::new());
+        for &(is_orig, flags, seq, len) in segs {
+            let ep = if is_orig { &mut orig } else { &mut resp };
+            h.segment(&mut seen, ep, is_orig, Flags::of(flags), seq, len);
+        }
+        format!("{h:?}")
+    }
+
+    #[test]
+    fn each_letter_once_per_side_unless_repeated_at_a_new_sequence_number() {
+        assert_eq!(letters(&[(true, SYN, 0, 0), (true, SYN, 0, 0), (true, SYN, 7, 0)]), "SS");
+        assert_eq!(letters(&[(true, SYN, 0, 0), (false, SYN | ACK, 0, 0), (false, SYN | ACK, 0, 0)]), "Sh");
+        assert_eq!(letters(&[(true, FIN, 5, 0), (true, FIN, 5, 0), (true, FIN, 5, 2)]), "FF");
+        assert_eq!(letters(&[(true, RST, 5, 0), (true, RST, 5, 0), (true, RST, 6, 0), (false, RST, 0, 0)]), "RRr");
+        assert_eq!(letters(&[(true, ACK, 1, 3), (true, ACK, 4, 3), (true, ACK, 7, 0), (true, ACK, 7, 0)]), "DA");
+        assert_eq!(letters(&[(false, ACK, 1, 3), (false, 0, 4, 0), (true, 0, 1, 0)]), "d");
+        // Several controls at once: I for FIN with RST, Q for the other mixtures, once each.
+        assert_eq!(letters(&[(true, FIN | RST, 0, 0), (true, SYN | FIN, 0, 0), (true, SYN | RST | ACK, 0, 0)]), "IQ");
+        assert_eq!(letters(&[(false, FIN | RST | ACK, 0, 0), (true, FIN | RST, 0, 0)]), "iI");
+    }
+
+    #[test]
+    fn a_trail_keeps_its_first_letters_and_flipped_records_start_with_a_caret() {
+        let mut h = History::new();
+        h.flipped();
+        for _ in 0..30 {
+            h.push(b'T');
+        }
+        assert_eq!(h.as_str().len(), HISTORY_CAP);
+        assert!(h.as_str().starts_with("^T"));
+    }
+}
