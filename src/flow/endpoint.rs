@@ -658,9 +658,10 @@ mod tests {
         assert_eq!(update(Established, RST, far + 1, 0), (false, START + 100));
         assert_eq!(update(Established, SYN, far, 0), (false, far));
         assert_eq!(update(Established, RST, (START + 100).wrapping_sub(1 << 20), 10), (true, START + 100));
-        // A FIN right after the SYN sets the end even when it lies behind.
+        // A FIN right after the SYN sets the end even when it lies behind; data does not.
         let mut e = ep(Established, Inactive);
         e.last_seq = START + 1;
+        assert_eq!((e.update_last_seq(Flags::of(ACK), START, 5), e.last_seq), (true, START + 1));
         assert_eq!((e.update_last_seq(Flags::of(FIN), START, 0), e.last_seq), (false, START));
     }
 
