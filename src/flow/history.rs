@@ -180,8 +180,10 @@ mod tests {
     fn each_letter_once_per_side_unless_repeated_at_a_new_sequence_number() {
         assert_eq!(letters(&[(true, SYN, 0, 0), (true, SYN, 0, 0), (true, SYN, 7, 0)]), "SS");
         assert_eq!(letters(&[(true, SYN, 0, 0), (false, SYN | ACK, 0, 0), (false, SYN | ACK, 0, 0)]), "Sh");
-        assert_eq!(letters(&[(true, FIN, 5, 0), (true, FIN, 5, 0), (true, FIN, 5, 2)]), "FF");
-        assert_eq!(letters(&[(true, RST, 5, 0), (true, RST, 5, 0), (true, RST, 6, 0), (false, RST, 0, 0)]), "RRr");
+        assert_eq!(letters(&[(true, FIN, 5, 0), (true, FIN, 5, 0)]), "F");
+        assert_eq!(letters(&[(true, FIN, 5, 0), (true, FIN, 5, 2)]), "FF");
+        assert_eq!(letters(&[(true, RST, 5, 0), (true, RST, 5, 0), (false, RST, 0, 0)]), "Rr");
+        assert_eq!(letters(&[(true, RST, 5, 0), (true, RST, 6, 0)]), "RR");
         assert_eq!(letters(&[(true, ACK, 1, 3), (true, ACK, 4, 3), (true, ACK, 7, 0), (true, ACK, 7, 0)]), "DA");
         assert_eq!(letters(&[(false, ACK, 1, 3), (false, 0, 4, 0), (true, 0, 1, 0)]), "d");
         // Several controls at once: I for FIN with RST, Q for the other mixtures, once each.

@@ -562,6 +562,26 @@ mod tests {
     }
 
     #[test]
+    fn a_close_from_one_side_keeps_the_record_until_the_other_closes_or_it_idles() {
+        // The server never closes (CLOSE_WAIT): nothing schedules the record's removal.
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        for s in [
+            seg(0, C, SYN, 100, 0, 0),
+            seg(1, S, SYN | ACK, 500, 101, 0),
+            seg(2, C, ACK, 101, 501, 0),
+            seg(3, C, FIN | ACK, 101, 501, 0),
+            seg(4, S, ACK, 501, 102, 0),
+        ] {
+            t.push(&s, &mut |c| out.push(c));
+        }
+        t.sweep(1_700_000_000 * SEC + 60_000 * 1_000_000, &mut |c| out.push(c));
+        assert!(out.is_empty(), "{out:?}");
+        t.sweep(1_700_000_000 * SEC + 304_004 * 1_000_000, &mut |c| out.push(c));
+        assert_eq!((out.len(), out[0].end, out[0].conn_state()), (1, EndReason::Idle, ConnState::S2));
+    }
+
+    #[test]
     fn payload_bytes_are_zeeks_sizes() {
         let bytes = |segs: &[Segment<'static>]| {
             let v = run(segs);
