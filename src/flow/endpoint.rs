@@ -515,13 +515,17 @@ mod tests {
         }
     }
 
+    /// (sender is the originator, its state, (peer's state, peer's previous state), flags, seq,
+    /// payload) → ((sender's state, previous state), peer's state, effects).
+    type Row = (bool, TcpState, (TcpState, TcpState), u8, u32, u32, (TcpState, TcpState), TcpState, &'static str);
+
     /// One row per arm of the state machine, and the guards that keep a segment out of an arm:
     /// (sender is the originator, sender's state, peer's state and previous state, flags, seq,
     /// payload) → (sender's state and previous state, peer's state, effects).
     #[test]
     fn each_state_answers_each_control_as_zeek_does() {
         #[rustfmt::skip]
-        let rows: &[(bool, TcpState, (TcpState, TcpState), u8, u32, u32, (TcpState, TcpState), TcpState, &str)] = &[
+        let rows: &[Row] = &[
             // Inactive.
             (true, Inactive, (Inactive, Inactive), SYN, START, 0, (SynSent, Inactive), Inactive, "a"),
             (true, Inactive, (Inactive, Inactive), SYN | ACK, START, 0, (SynAckSent, Inactive), Inactive, "a"),
