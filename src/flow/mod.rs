@@ -582,6 +582,40 @@ mod tests {
     }
 
     #[test]
+    fn a_stamp_is_set_once_and_reads_like_an_option() {
+        let mut s = Stamp::default();
+        assert_eq!((s.get(), s.is_some(), s.is_none(), format!("{s:?}")), (None, false, true, "None".into()));
+        assert!(!s.is_some_and(|_| true) && s.is_none_or(|_| false) && s.into_iter().next().is_none());
+        s.first(5);
+        s.first(7);
+        assert_eq!((s.get(), s.is_some(), s.is_none(), format!("{s:?}")), (Some(5), true, false, "Some(5)".into()));
+        assert!(s.is_some_and(|t| t == 5) && !s.is_some_and(|t| t == 7));
+        assert!(s.is_none_or(|t| t == 5) && !s.is_none_or(|t| t == 7));
+        assert_eq!(s.into_iter().collect::<Vec<_>>(), [5]);
+    }
+
+    #[test]
+    fn the_first_payload_each_way_is_kept_with_what_its_headers_name() {
+        static REQ: &[u8] = b"GET /health HTTP/1.1\r\nHost: backend:8080\r\nAccept: */*\r\nX-Pad: 0123456789\r\nUser-Agent: kube-probe/1.29\r\n\r\n";
+        static RSP: &[u8] = b"HTTP/1.1 200 OK\r\nServer: nginx/1.22\r\n\r\n";
+        let mut segs = clean_exchange();
+        (segs[3].payload, segs[3].payload_len) = (REQ, REQ.len() as u32);
+        (segs[5].payload, segs[5].payload_len) = (RSP, RSP.len() as u32);
+        // Later payloads change nothing.
+        let mut again = seg(6, C, ACK | PSH, 101 + REQ.len() as u32, 541, 5);
+        again.payload = b"hello";
+        segs.insert(6, again);
+        let v = run(&segs);
+        let c = &v[0];
+        assert_eq!((c.request(), c.response()), (&REQ[..REQ_CAP], &RSP[..RSP_CAP]));
+        assert!(REQ.len() > REQ_CAP, "the User-Agent lies beyond the bytes kept");
+        let names = |i: u8| usize::from(i).checked_sub(1);
+        assert_eq!(names(c.facts.user_agent).map(|i| crate::http::PROBE_AGENTS[i]), Some("kube-probe"));
+        assert_eq!(names(c.facts.server).map(|i| crate::http::SERVER_TOKENS[i]), Some("nginx"));
+        assert_eq!((c.facts.orig_data.get(), c.facts.resp_data.get()), (Some(segs[3].ts), Some(segs[5].ts)));
+    }
+
+    #[test]
     fn payload_bytes_are_zeeks_sizes() {
         let bytes = |segs: &[Segment<'static>]| {
             let v = run(segs);
