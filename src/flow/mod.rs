@@ -616,6 +616,19 @@ mod tests {
     }
 
     #[test]
+    fn a_syn_with_the_same_isn_is_a_retransmission_until_a_side_closes() {
+        let open = [seg(0, C, SYN, 100, 0, 0), seg(1, S, SYN | ACK, 500, 101, 0), seg(2, C, ACK, 101, 501, 0)];
+        let again = seg(1_000, C, SYN, 100, 0, 0);
+        assert_eq!(run(&[&open[..], &[again]].concat()).len(), 1);
+        // Once the client has closed, the same SYN opens a new connection.
+        let v = run(&[&open[..], &[seg(3, C, FIN | ACK, 101, 501, 0), again]].concat());
+        assert_eq!((v.len(), v[0].end), (2, EndReason::Reused));
+        // Likewise once the server has.
+        let v = run(&[&open[..], &[seg(3, S, FIN | ACK, 501, 101, 0), again]].concat());
+        assert_eq!((v.len(), v[0].end), (2, EndReason::Reused));
+    }
+
+    #[test]
     fn payload_bytes_are_zeeks_sizes() {
         let bytes = |segs: &[Segment<'static>]| {
             let v = run(segs);
