@@ -4,9 +4,9 @@
 //! passes, groups and backends are capped, and only a bounded ring of recent start times is kept
 //! per group for rhythm estimates.
 
-use crate::classify::{self, Ending, GroupVotes, Shape};
+use crate::classify::{self, Agent, Ending, GroupVotes, Shape};
 use crate::decode::Ts;
-use crate::flow::{Agent, Conn};
+use crate::flow::Conn;
 use crate::http;
 use rustc_hash::FxHashMap;
 use std::net::IpAddr;

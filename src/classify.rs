@@ -9,7 +9,7 @@
 //! connections — same source, same backend, same request — using what probers share: a steady
 //! interval, no bare ACK before the request (HAProxy's checks), no browser User-Agent.
 
-use crate::flow::{Agent, Conn};
+use crate::flow::Conn;
 use crate::http;
 use std::hash::{Hash, Hasher};
 
@@ -122,6 +122,28 @@ impl Shape {
     }
 }
 
+/// What the first request said about its sender.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Agent {
+    /// No User-Agent (or no request).
+    #[default]
+    None,
+    /// A health checker's or uptime monitor's User-Agent.
+    Probe,
+    /// Anything else: a browser, a library, a user's tool.
+    Other,
+}
+
+/// Whose User-Agent the first request carried: a User-Agent naming one of
+/// [`http::PROBE_AGENTS`] is a prober's.
+pub fn agent(c: &Conn) -> Agent {
+    match c.facts.user_agent {
+        0 => Agent::None,
+        http::AGENT_UNLISTED => Agent::Other,
+        _ => Agent::Probe,
+    }
+}
+
 /// Per-connection classification input: shape, ending and the traits groups vote with.
 #[derive(Clone, Copy, Debug)]
 pub struct Traits<'a> {
@@ -229,7 +251,7 @@ pub fn traits(c: &Conn) -> Traits<'_> {
         shape,
         ending: ending(c),
         bare_ack_first: f.handshake_ack.is_some() && f.orig_data.is_some(),
-        agent: f.agent,
+        agent: agent(c),
         request: line,
         signature,
     }

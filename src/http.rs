@@ -117,12 +117,26 @@ pub fn server_token(b: &[u8]) -> u8 {
         .map_or(0, |i| i as u8 + 1)
 }
 
-/// User-Agents that belong to health checkers rather than users.
-pub fn is_probe_agent(ua: &[u8]) -> bool {
-    PROBE_AGENTS.iter().any(|p| {
-        let p = p.as_bytes();
-        ua.len() >= p.len() && ua.windows(p.len()).any(|w| w.eq_ignore_ascii_case(p))
-    })
+/// A User-Agent value that names none of [`PROBE_AGENTS`].
+pub const AGENT_UNLISTED: u8 = u8::MAX;
+const _: () = assert!(PROBE_AGENTS.len() < AGENT_UNLISTED as usize);
+
+/// Which of [`PROBE_AGENTS`] a User-Agent value contains: index + 1 of the first, or
+/// [`AGENT_UNLISTED`].
+pub fn agent_name(ua: &[u8]) -> u8 {
+    PROBE_AGENTS
+        .iter()
+        .position(|p| {
+            let p = p.as_bytes();
+            ua.len() >= p.len() && ua.windows(p.len()).any(|w| w.eq_ignore_ascii_case(p))
+        })
+        .map_or(AGENT_UNLISTED, |i| i as u8 + 1)
+}
+
+/// What a request's User-Agent header names: 0 when the bytes hold no User-Agent, else
+/// [`agent_name`] of its value.
+pub fn agent_token(req: &[u8]) -> u8 {
+    user_agent(req).map_or(0, agent_name)
 }
 
 #[cfg(test)]
@@ -145,9 +159,10 @@ mod tests {
         assert_eq!(status_code(b"HTTP/1.0 20"), None);
         let req = b"GET /healthz HTTP/1.1\r\nHost: 10.0.0.1:8080\r\nUser-Agent: kube-probe/1.29\r\nAccept: */*\r\n";
         assert_eq!(user_agent(req), Some(&b"kube-probe/1.29"[..]));
-        assert!(is_probe_agent(user_agent(req).unwrap()));
+        assert_eq!(PROBE_AGENTS[usize::from(agent_token(req)) - 1], "kube-probe");
         assert_eq!(user_agent(b"GET / HTTP/1.1\r\nHost: x\r\n"), None);
-        assert!(!is_probe_agent(b"Mozilla/5.0"));
+        assert_eq!(agent_token(b"GET / HTTP/1.1\r\nHost: x\r\n"), 0, "no User-Agent");
+        assert_eq!(agent_token(b"GET / HTTP/1.1\r\nUser-Agent: Mozilla/5.0\r\n"), AGENT_UNLISTED);
         for ua in [
             &b"Blackbox Exporter/0.23.0"[..],
             b"check_http/v2.3.3 (monitoring-plugins 2.3.3)",
@@ -160,10 +175,10 @@ mod tests {
             b"GoogleHC/1.0",
             b"Consul Health Check",
         ] {
-            assert!(is_probe_agent(ua), "{}", String::from_utf8_lossy(ua));
+            assert_ne!(agent_name(ua), AGENT_UNLISTED, "{}", String::from_utf8_lossy(ua));
         }
         for ua in [&b"curl/8.5.0"[..], b"Go-http-client/1.1", b"python-requests/2.31", b"Wget/1.21"] {
-            assert!(!is_probe_agent(ua), "{}", String::from_utf8_lossy(ua));
+            assert_eq!(agent_name(ua), AGENT_UNLISTED, "{}", String::from_utf8_lossy(ua));
         }
         assert_eq!(server_token(b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n"), 14);
         assert_eq!(SERVER_TOKENS[server_token(b"HTTP/1.0 200 OK\r\nserver: Cowboy\r\n") as usize - 1], "cowboy");
