@@ -114,6 +114,8 @@ fn a_probers_refused_syns_are_probes_even_off_its_rhythm() {
     for (j, ms) in [21_000, 21_300, 24_000, 24_100, 29_000].into_iter().enumerate() {
         scripts.push(Script::new(42000 + j as u16, ms).c("S", b"").s("RA", b""));
     }
+    // And one half-open probe, a group of its own: one connection has no rate.
+    scripts.push(Script::new(43000, 30_000).c("S", b"").s("SA", b"").c("R", b""));
     let mut all = Backends::new();
     for c in conns(scripts) {
         all.add(&c);
@@ -124,4 +126,7 @@ fn a_probers_refused_syns_are_probes_even_off_its_rhythm() {
     let p = b.probers.iter().find(|p| p.kind == Kind::HandshakeRst).expect("the prober");
     // Ten probes over 18 s: one every 2 s.
     assert!((p.rate_per_s - 0.5).abs() < 0.01 && p.interval_s.is_some_and(|i| (i - 2.0).abs() < 0.01), "{p:?}");
+    assert_eq!(p.response_time_s, None, "nothing was asked, nothing answered");
+    let one = b.probers.iter().find(|p| p.kind == Kind::HalfOpenRst).expect("the half-open probe");
+    assert_eq!((one.count, one.rate_per_s, one.interval_s), (1, 0.0, None));
 }
