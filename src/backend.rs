@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 /// Most buckets per series before they are merged pairwise.
-pub const MAX_BUCKETS: usize = 1024;
+pub(crate) const MAX_BUCKETS: usize = 1024;
 const START_WIDTH: Ts = 50_000_000;
 /// Groups per backend, and in all: past these, connections go to "other clients" buckets.
 const MAX_GROUPS: usize = 4096;
@@ -22,7 +22,7 @@ const RING: usize = 512;
 
 /// Counts per time bucket; all series of one [`Backends`] share origin and width.
 #[derive(Clone, Debug, Default)]
-pub struct Series(pub Vec<i32>);
+pub(crate) struct Series(pub Vec<i32>);
 
 impl Series {
     pub(crate) fn add(&mut self, idx: usize, v: i32) {
@@ -31,7 +31,7 @@ impl Series {
         }
         self.0[idx] += v;
     }
-    pub fn add_from(&mut self, other: &Series) {
+    pub(crate) fn add_from(&mut self, other: &Series) {
         if self.0.len() < other.0.len() {
             self.0.resize(other.0.len(), 0);
         }
@@ -44,7 +44,7 @@ impl Series {
 /// A series kept sparse: `(bucket, count)` sorted by bucket. Most groups hold a handful of
 /// connections, so a dense vector per group would cost a bucket per 50 ms of the capture for each.
 #[derive(Clone, Debug, Default)]
-pub struct Sparse(Vec<(u32, i32)>);
+pub(crate) struct Sparse(Vec<(u32, i32)>);
 
 impl Sparse {
     fn add(&mut self, idx: usize, v: i32) {
@@ -84,7 +84,7 @@ impl Sparse {
         }
     }
     /// Adds this series into a dense one.
-    pub fn add_into(&self, dense: &mut Series) {
+    pub(crate) fn add_into(&self, dense: &mut Series) {
         for &(i, v) in &self.0 {
             dense.add(i as usize, v);
         }
@@ -93,7 +93,7 @@ impl Sparse {
 
 /// A bounded ring of timestamps (the most recent `RING`).
 #[derive(Clone, Debug, Default)]
-pub struct Ring {
+pub(crate) struct Ring {
     buf: Vec<Ts>,
     next: usize,
 }
@@ -110,7 +110,7 @@ impl Ring {
             self.next = (self.next + 1) % RING;
         }
     }
-    pub fn sorted(&self) -> Vec<Ts> {
+    pub(crate) fn sorted(&self) -> Vec<Ts> {
         let mut v = self.buf.clone();
         v.sort_unstable();
         v
@@ -121,45 +121,43 @@ impl Ring {
 /// sources or shapes; connections that cannot be a prober's, and those past the caps, share a
 /// bucket per shape (`overflow`) that is never a prober.
 #[derive(Clone, Debug)]
-pub struct Group {
-    pub src: IpAddr,
-    pub shape: Shape,
-    pub signature: u64,
+pub(crate) struct Group {
+    pub(crate) src: IpAddr,
+    pub(crate) shape: Shape,
     /// A shared bucket (many sources: past the group caps, or clients that cannot be probers):
     /// never a prober, whatever its votes.
-    pub overflow: bool,
+    pub(crate) overflow: bool,
     /// `GET /health`, for HTTP groups.
-    pub request: Option<String>,
-    pub votes: GroupVotes,
+    pub(crate) request: Option<String>,
+    pub(crate) votes: GroupVotes,
     /// What the group's connections did, by how they ended: only the endings seen (most groups
     /// see one or two), so that thousands of small client groups stay small.
-    pub by_ending: Vec<ByEnding>,
+    pub(crate) by_ending: Vec<ByEnding>,
     /// Sockets this group's connections visibly hold on the server (+1 established, −1 released).
-    pub held: Sparse,
-    pub held_now: u64,
-    pub starts: Ring,
-    pub statuses: Vec<(u16, u64)>,
-    pub response_time_sum_s: f64,
-    pub response_time_n: u64,
-    pub first: Ts,
-    pub last: Ts,
+    pub(crate) held: Sparse,
+    pub(crate) held_now: u64,
+    pub(crate) starts: Ring,
+    pub(crate) statuses: Vec<(u16, u64)>,
+    pub(crate) response_time_sum_s: f64,
+    pub(crate) response_time_n: u64,
+    pub(crate) first: Ts,
+    pub(crate) last: Ts,
     /// Connections that carried a request and got at least one response byte.
-    pub answered: u64,
+    pub(crate) answered: u64,
     /// Starts of connections whose request got no response byte (the most recent ones), and how
     /// many there were in all. Whether that is a failure depends on what the group normally gets.
-    pub stalled: Ring,
-    pub stalled_total: u64,
+    pub(crate) stalled: Ring,
+    pub(crate) stalled_total: u64,
     /// Start of the latest connection the server SYN-ACKed, and of the latest that got a response.
-    pub last_synack: Option<Ts>,
-    pub last_response: Option<Ts>,
+    pub(crate) last_synack: Option<Ts>,
+    pub(crate) last_response: Option<Ts>,
 }
 
 impl Group {
-    fn new(src: IpAddr, shape: Shape, signature: u64, overflow: bool, request: Option<String>, t: Ts) -> Group {
+    fn new(src: IpAddr, shape: Shape, overflow: bool, request: Option<String>, t: Ts) -> Group {
         Group {
             src,
             shape,
-            signature,
             overflow,
             request,
             votes: GroupVotes::default(),
@@ -179,11 +177,11 @@ impl Group {
             last_response: None,
         }
     }
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.votes.count
     }
     /// The ending most of the group's connections had (ties: the first in [`Ending::ALL`]).
-    pub fn main_ending(&self) -> Ending {
+    pub(crate) fn main_ending(&self) -> Ending {
         let rank = |e: Ending| Ending::ALL.iter().position(|x| *x == e).unwrap_or(0);
         self.by_ending
             .iter()
@@ -206,14 +204,14 @@ impl Group {
     /// What this group's connections normally get back: a response, when nine in ten of those
     /// before its last answered one got one. A check that never gets a reply by design (HAProxy's
     /// `tcp-check send` without `expect`, or a server that answers only some of them) does not.
-    pub fn expects_response(&self) -> bool {
+    pub(crate) fn expects_response(&self) -> bool {
         let Some(last) = self.last_response else { return false };
         let after = self.stalled.buf.iter().filter(|t| **t > last).count() as u64;
         let before = self.stalled_total.saturating_sub(after);
         self.answered >= 3 && before * 10 <= self.answered + before
     }
     /// The start of the latest connection that got what this group normally gets.
-    pub fn last_normal_answer(&self) -> Option<Ts> {
+    pub(crate) fn last_normal_answer(&self) -> Option<Ts> {
         if self.expects_response() {
             self.last_response
         } else {
@@ -221,7 +219,7 @@ impl Group {
         }
     }
     /// Starts of connections that did not get what this group normally gets (recent ones).
-    pub fn failures(&self) -> impl Iterator<Item = Ts> + '_ {
+    pub(crate) fn failures(&self) -> impl Iterator<Item = Ts> + '_ {
         let expects = self.expects_response();
         self.stalled.buf.iter().copied().filter(move |_| expects)
     }
@@ -232,48 +230,48 @@ impl Group {
 
 /// What a group's connections with one ending did.
 #[derive(Clone, Debug, Default)]
-pub struct ByEnding {
-    pub ending: Ending,
-    pub count: u64,
+pub(crate) struct ByEnding {
+    pub(crate) ending: Ending,
+    pub(crate) count: u64,
     /// Arrivals.
-    pub events: Sparse,
+    pub(crate) events: Sparse,
     /// Sockets the server keeps after the client closed and it ACKed the FIN without ever closing
     /// its side (CLOSE_WAIT): the leak the wire can see. Open connections both sides keep are not
     /// in here — long-lived connections are not leaks.
-    pub abandoned: Sparse,
-    pub close_wait_now: u64,
+    pub(crate) abandoned: Sparse,
+    pub(crate) close_wait_now: u64,
     /// Connections the client reset after the server's kernel had accepted them (handshake
     /// completed) and before the server closed: each may leave a socket behind.
-    pub resets_after_accept: u64,
+    pub(crate) resets_after_accept: u64,
 }
 
 /// Everything seen about one server address:port.
 #[derive(Clone, Debug)]
-pub struct Backend {
-    pub ip: IpAddr,
-    pub port: u16,
-    pub groups: Vec<Group>,
+pub(crate) struct Backend {
+    pub(crate) ip: IpAddr,
+    pub(crate) port: u16,
+    pub(crate) groups: Vec<Group>,
     /// Where each (source, shape, request) has its group.
     index: FxHashMap<(IpAddr, Shape, u64), u32>,
     /// The shared buckets: shape, why, group index.
     buckets: Vec<(Shape, Bucket, u32)>,
-    pub conns: u64,
+    pub(crate) conns: u64,
     /// Connections filed in "other clients" buckets (overflow groups) because of the group caps.
-    pub other_clients: u64,
-    pub first: Ts,
-    pub last: Ts,
+    pub(crate) other_clients: u64,
+    pub(crate) first: Ts,
+    pub(crate) last: Ts,
     /// Starts of connections whose SYNs nobody answered.
-    pub failed: Ring,
-    pub refused: Ring,
+    pub(crate) failed: Ring,
+    pub(crate) refused: Ring,
     /// Connections whose SYN-ACK was retransmitted (the client's ACK got lost or dropped).
-    pub synack_retransmits: u64,
+    pub(crate) synack_retransmits: u64,
     /// The server's application was seen at work: it sent a response byte or closed a connection.
-    pub app_spoke: bool,
+    pub(crate) app_spoke: bool,
     /// Handshakes the server's kernel completed (SYN-ACKs), over time.
-    pub synacked: Sparse,
+    pub(crate) synacked: Sparse,
     /// The server software its responses last named (`Server:` header), index + 1 into
     /// [`http::SERVER_TOKENS`]; 0 when none did.
-    pub server: u8,
+    pub(crate) server: u8,
 }
 
 impl Backend {
@@ -297,7 +295,7 @@ impl Backend {
         }
     }
     /// Start of the latest connection the server answered the way it normally does.
-    pub fn last_answered(&self) -> Option<Ts> {
+    pub(crate) fn last_answered(&self) -> Option<Ts> {
         self.groups.iter().filter_map(Group::last_normal_answer).max()
     }
     /// The group for a connection: its source's own, created when there is room; else the shape's
@@ -320,7 +318,7 @@ impl Backend {
             return self.bucket(tr.shape, Bucket::Capped, c);
         }
         let request = tr.request.map(|(m, p)| format!("{m} {p}"));
-        self.groups.push(Group::new(src, tr.shape, tr.signature, false, request, c.first_ts));
+        self.groups.push(Group::new(src, tr.shape, false, request, c.first_ts));
         let i = self.groups.len() - 1;
         *budget -= 1;
         self.index.insert((src, tr.shape, tr.signature), i as u32);
@@ -333,7 +331,7 @@ impl Backend {
             return i as usize;
         }
         let unspecified = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
-        self.groups.push(Group::new(unspecified, shape, 0, true, None, c.first_ts));
+        self.groups.push(Group::new(unspecified, shape, true, None, c.first_ts));
         let i = self.groups.len() - 1;
         self.buckets.push((shape, why, i as u32));
         i
@@ -351,20 +349,20 @@ enum Bucket {
 
 /// The time axis shared by all series.
 #[derive(Clone, Copy, Debug)]
-pub struct Timeline {
-    pub origin: Ts,
-    pub width: Ts,
-    pub buckets: usize,
+pub(crate) struct Timeline {
+    pub(crate) origin: Ts,
+    pub(crate) width: Ts,
+    pub(crate) buckets: usize,
 }
 
 impl Timeline {
     /// Start time of bucket `i`'s end (the instant a cumulative value at `i` is valid for).
-    pub fn end_of(&self, i: usize) -> Ts {
+    pub(crate) fn end_of(&self, i: usize) -> Ts {
         let e = i128::from(self.origin) + (i as i128 + 1) * i128::from(self.width);
         e.clamp(i128::from(Ts::MIN), i128::from(Ts::MAX)) as Ts
     }
     /// Bucket of a time; `None` before the origin.
-    pub fn index(&self, t: Ts) -> Option<usize> {
+    pub(crate) fn index(&self, t: Ts) -> Option<usize> {
         if t < self.origin {
             return None;
         }
@@ -379,10 +377,10 @@ impl Timeline {
 /// All backends. Feed it finished connections with [`Backends::add`].
 #[derive(Clone, Debug)]
 pub struct Backends {
-    pub timeline: Option<Timeline>,
-    pub map: FxHashMap<(IpAddr, u16), Backend>,
+    pub(crate) timeline: Option<Timeline>,
+    pub(crate) map: FxHashMap<(IpAddr, u16), Backend>,
     /// Connections to backends beyond the cap, not aggregated.
-    pub overflow: u64,
+    pub(crate) overflow: u64,
     /// Groups that may still be made, table-wide.
     group_budget: usize,
 }
@@ -395,14 +393,14 @@ impl Default for Backends {
 
 /// When a connection counts as arriving: its first packet. A server that never closes a socket
 /// holds it from accept() on, so its socket count steps up with arrivals, not with closes.
-pub fn event_ts(c: &Conn) -> Ts {
+pub(crate) fn event_ts(c: &Conn) -> Ts {
     c.first_ts
 }
 
 /// The interval during which the server's kernel visibly held a socket for this connection:
 /// from the handshake to the first reset or the server's own FIN. `None` end means still held.
 /// A client FIN alone does not release it (that is CLOSE_WAIT until the server closes).
-pub fn held_span(c: &Conn) -> Option<(Ts, Option<Ts>)> {
+pub(crate) fn held_span(c: &Conn) -> Option<(Ts, Option<Ts>)> {
     let f = &c.facts;
     let established = match (f.synack.get(), f.handshake_ack.get(), f.orig_data.get()) {
         // A reset answering the SYN-ACK leaves a half-open socket the kernel drops itself.
@@ -418,7 +416,7 @@ pub fn held_span(c: &Conn) -> Option<(Ts, Option<Ts>)> {
 /// The client reset a connection the server's kernel had accepted (the handshake completed: a bare
 /// ACK or data after the SYN-ACK) while the server still had it open (no FIN or reset from it
 /// before). A half-open reset (`S h R`) is not one: the kernel drops that socket itself.
-pub fn reset_after_accept(c: &Conn) -> bool {
+pub(crate) fn reset_after_accept(c: &Conn) -> bool {
     let f = &c.facts;
     let Some(rst) = f.orig_rst.get() else { return false };
     let established = f.synack.is_some() && (f.handshake_ack.is_some() || f.orig_data.is_some());

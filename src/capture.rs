@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 /// How the periodic view is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum View {
+pub(crate) enum View {
     /// A terminal: redraw the report table in place.
     Screen,
     /// A pipe or file: one plain line per backend per refresh.
@@ -49,7 +49,7 @@ pub enum View {
 
 impl View {
     /// The view for a report format, on a terminal or not.
-    pub fn choose(format: Format, on_terminal: bool) -> View {
+    pub(crate) fn choose(format: Format, on_terminal: bool) -> View {
         match (format, on_terminal) {
             // A JSON document or a Nagios line on stdout must stay just that.
             (Format::Json | Format::Nagios, _) => View::Quiet,
@@ -67,17 +67,17 @@ pub struct Settings {
     /// The interface (`lo` has its own way of counting, see [`crate::explain::kernel_counters`]).
     pub iface: String,
     /// The final report's format.
-    pub format: Format,
-    pub view: View,
-    pub refresh: Duration,
-    pub sample_every: Duration,
-    pub opts: Options,
+    pub(crate) format: Format,
+    pub(crate) view: View,
+    pub(crate) refresh: Duration,
+    pub(crate) sample_every: Duration,
+    pub(crate) opts: Options,
     /// The procfs whose conntrack table (DNAT translations) is read while sampling, to report a
     /// published port and its container as one backend; `None` when not sampling.
-    pub nat: Option<PathBuf>,
+    pub(crate) nat: Option<PathBuf>,
     /// Read on a thread of its own (as a real capture does); `false` runs everything on the
     /// calling thread, so that a test's ticks fall exactly where its source's idle steps are.
-    pub threaded: bool,
+    pub(crate) threaded: bool,
 }
 
 /// What a running capture talks to, all passed in.
@@ -100,7 +100,7 @@ pub struct Ended {
     pub report: Report,
     pub stats: DecodeStats,
     /// Read errors (a live source's is fatal and ends the capture).
-    pub errors: Vec<SourceError>,
+    pub(crate) errors: Vec<SourceError>,
     /// Problems met while running (sampling, writing), reported once at the end.
     pub warnings: Vec<String>,
 }
@@ -253,7 +253,7 @@ impl<'a> Capture<'a> {
     }
 
     /// The report on everything seen so far.
-    pub fn report(&self) -> Report {
+    pub(crate) fn report(&self) -> Report {
         nat::judge(&self.backends, Some(&self.host), &self.set.opts, self.nat.as_ref())
     }
 

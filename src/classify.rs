@@ -55,7 +55,7 @@ pub enum Ending {
 }
 
 impl Ending {
-    pub const ALL: [Ending; 7] = [
+    pub(crate) const ALL: [Ending; 7] = [
         Ending::Rst,
         Ending::Fin,
         Ending::ServerRst,
@@ -67,7 +67,7 @@ impl Ending {
 }
 
 impl Kind {
-    pub fn is_probe(self) -> bool {
+    pub(crate) fn is_probe(self) -> bool {
         !matches!(self, Kind::Traffic(_))
     }
 
@@ -94,7 +94,7 @@ impl Kind {
 
 /// What one connection looks like from its packets alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Shape {
+pub(crate) enum Shape {
     HalfOpenRst,
     HandshakeRst,
     ConnectFin,
@@ -112,7 +112,7 @@ pub enum Shape {
 impl Shape {
     /// Shapes that are probes whatever their group looks like: no user opens a connection to say
     /// nothing. (Failed SYNs are not among them: [`decide_failed`] settles those per group.)
-    pub fn probe_kind(self) -> Option<Kind> {
+    pub(crate) fn probe_kind(self) -> Option<Kind> {
         Some(match self {
             Shape::HalfOpenRst => Kind::HalfOpenRst,
             Shape::HandshakeRst => Kind::HandshakeRst,
@@ -124,7 +124,7 @@ impl Shape {
 
 /// What the first request said about its sender.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Agent {
+pub(crate) enum Agent {
     /// No User-Agent (or no request).
     #[default]
     None,
@@ -136,7 +136,7 @@ pub enum Agent {
 
 /// Whose User-Agent the first request carried: a User-Agent naming one of
 /// [`http::PROBE_AGENTS`] is a prober's.
-pub fn agent(c: &Conn) -> Agent {
+pub(crate) fn agent(c: &Conn) -> Agent {
     match c.facts.user_agent {
         0 => Agent::None,
         http::AGENT_UNLISTED => Agent::Other,
@@ -146,23 +146,23 @@ pub fn agent(c: &Conn) -> Agent {
 
 /// Per-connection classification input: shape, ending and the traits groups vote with.
 #[derive(Clone, Copy, Debug)]
-pub struct Traits<'a> {
-    pub shape: Shape,
-    pub ending: Ending,
+pub(crate) struct Traits<'a> {
+    pub(crate) shape: Shape,
+    pub(crate) ending: Ending,
     /// The client sent a bare ACK before its first payload (HAProxy traffic does, its checks don't).
-    pub bare_ack_first: bool,
-    pub agent: Agent,
+    pub(crate) bare_ack_first: bool,
+    pub(crate) agent: Agent,
     /// Hash of the HTTP method and path, or of a non-HTTP payload's first bytes (0 when nothing
     /// was sent), to group identical checks.
-    pub signature: u64,
+    pub(crate) signature: u64,
     /// The HTTP request line (method, path) the shape was recognised by, for the group's label.
-    pub request: Option<(&'a str, &'a str)>,
+    pub(crate) request: Option<(&'a str, &'a str)>,
 }
 
 /// How the connection ended, for ordinary traffic. A FIN from the server means its application
 /// closed the socket, whatever the client did; only a reset the server never answered with its own
 /// close counts as `Rst`.
-pub fn ending(c: &Conn) -> Ending {
+pub(crate) fn ending(c: &Conn) -> Ending {
     let f = &c.facts;
     if f.syn.is_some() && f.synack.is_none() && f.orig_data.is_none() {
         return if f.resp_rst.is_some() { Ending::Refused } else { Ending::Unanswered };
@@ -183,7 +183,7 @@ pub fn ending(c: &Conn) -> Ending {
 }
 
 /// The packet-only view of one connection.
-pub fn shape(c: &Conn) -> Shape {
+pub(crate) fn shape(c: &Conn) -> Shape {
     shape_and_request(c).0
 }
 
@@ -229,7 +229,7 @@ pub(crate) fn shape_and_request(c: &Conn) -> (Shape, Option<(&str, &str)>) {
 const DATA_SIGNATURE_BYTES: usize = 6;
 
 /// Everything the grouping needs from one connection.
-pub fn traits(c: &Conn) -> Traits<'_> {
+pub(crate) fn traits(c: &Conn) -> Traits<'_> {
     let (shape, line) = shape_and_request(c);
     let signature = match line {
         Some((m, p)) => {
@@ -276,29 +276,29 @@ pub fn flow_label(c: &Conn) -> &'static str {
 
 /// Statistics of a group of connections that settle probe-or-traffic for request-carrying shapes.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct GroupVotes {
-    pub count: u64,
-    pub bare_ack_first: u64,
-    pub agent_probe: u64,
-    pub agent_other: u64,
+pub(crate) struct GroupVotes {
+    pub(crate) count: u64,
+    pub(crate) bare_ack_first: u64,
+    pub(crate) agent_probe: u64,
+    pub(crate) agent_other: u64,
 }
 
 /// The shortest interval a prober keeps.
-pub const STEADY_MIN_INTERVAL_S: f64 = 0.05;
+pub(crate) const STEADY_MIN_INTERVAL_S: f64 = 0.05;
 /// A rhythm needs this many intervals before it can be called steady.
-pub const STEADY_MIN_INTERVALS: usize = 4;
+pub(crate) const STEADY_MIN_INTERVALS: usize = 4;
 /// Spread allowed against the interval (robust spread / median).
-pub const STEADY_REL_JITTER: f64 = 0.25;
+pub(crate) const STEADY_REL_JITTER: f64 = 0.25;
 /// Spread allowed on top, in seconds: a loop's own scheduling noise (at most as much again as the
 /// relative allowance, so that bursts milliseconds apart never look steady).
-pub const STEADY_ABS_JITTER_S: f64 = 0.02;
+pub(crate) const STEADY_ABS_JITTER_S: f64 = 0.02;
 
 /// Intervals between a group's connections: median and robust spread (1.4826 × MAD), seconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Rhythm {
-    pub median_s: f64,
-    pub jitter_s: f64,
-    pub intervals: usize,
+pub(crate) struct Rhythm {
+    pub(crate) median_s: f64,
+    pub(crate) jitter_s: f64,
+    pub(crate) intervals: usize,
 }
 
 impl Rhythm {
@@ -306,7 +306,7 @@ impl Rhythm {
     /// loops that visit several targets in turn wobble by tens of milliseconds whatever their
     /// interval, hence the absolute allowance on top of the relative one. Nothing probes faster
     /// than every 50 ms; a burst of connections a millisecond apart is a client.
-    pub fn is_steady(&self) -> bool {
+    pub(crate) fn is_steady(&self) -> bool {
         self.intervals >= STEADY_MIN_INTERVALS
             && self.median_s >= STEADY_MIN_INTERVAL_S
             && self.jitter_s
@@ -315,7 +315,7 @@ impl Rhythm {
 }
 
 /// The rhythm of sorted start times.
-pub fn rhythm(starts_ns: &[i64]) -> Option<Rhythm> {
+pub(crate) fn rhythm(starts_ns: &[i64]) -> Option<Rhythm> {
     if starts_ns.len() < 2 {
         return None;
     }
@@ -326,7 +326,7 @@ pub fn rhythm(starts_ns: &[i64]) -> Option<Rhythm> {
     Some(Rhythm { median_s: med, jitter_s: 1.4826 * mad, intervals: iv.len() })
 }
 
-pub fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -342,7 +342,7 @@ pub fn median(v: &mut [f64]) -> f64 {
 /// Settles the kind of a group of SYNs that got no answer or a reset (same source and backend):
 /// probes when they keep a prober's rhythm or come from a source that probes this backend in other
 /// ways too (a prober whose checks now fail); else clients' connection attempts.
-pub fn decide_failed(shape: Shape, rhythm: Option<Rhythm>, prober_source: bool) -> Kind {
+pub(crate) fn decide_failed(shape: Shape, rhythm: Option<Rhythm>, prober_source: bool) -> Kind {
     let probe = prober_source || rhythm.is_some_and(|r| r.is_steady());
     match shape {
         Shape::Refused if probe => Kind::Refused,
@@ -355,7 +355,7 @@ pub fn decide_failed(shape: Shape, rhythm: Option<Rhythm>, prober_source: bool) 
 /// Settles the kind of a group of request-carrying connections (same source, backend, request).
 /// A check still waiting for its end when the capture stopped is not counted as a probe: its
 /// outcome is not known (and probers count only the checks they finished).
-pub fn decide(shape: Shape, ending: Ending, votes: &GroupVotes, rhythm: Option<Rhythm>) -> Kind {
+pub(crate) fn decide(shape: Shape, ending: Ending, votes: &GroupVotes, rhythm: Option<Rhythm>) -> Kind {
     if let Some(k) = shape.probe_kind() {
         return k;
     }

@@ -46,41 +46,41 @@ pub enum Cmd {
 }
 
 /// The default packet ring, in KiB: 64 MiB (about a second of a busy load balancer's traffic).
-pub const DEFAULT_BUFFER_KIB: i64 = 65_536;
+pub(crate) const DEFAULT_BUFFER_KIB: i64 = 65_536;
 
 /// libpcap's largest snaplen, which tcpdump's `-s 0` stands for.
-pub const MAX_SNAPLEN: i32 = 262_144;
+pub(crate) const MAX_SNAPLEN: i32 = 262_144;
 
 #[derive(Args, Debug)]
 pub struct ProbeArgs {
     /// The one server to probe (never anything else: no scanning).
     #[arg(value_name = "HOST:PORT")]
-    pub target: String,
+    pub(crate) target: String,
     /// Shapes to send, in this order (default: all, reset_in_queue last): halfopen_rst,
     /// handshake_rst, data_rst, connect_fin, http_close, http_keepalive_rst, reset_in_queue.
     #[arg(long, value_delimiter = ',', value_name = "SHAPE,...")]
-    pub kinds: Vec<String>,
+    pub(crate) kinds: Vec<String>,
     /// Connections per second.
     #[arg(long, default_value_t = 20.0, value_name = "PER_SECOND", allow_negative_numbers = true)]
-    pub rate: f64,
+    pub(crate) rate: f64,
     /// Connections per shape (default 50; reset_in_queue sends them in bursts of 8).
     #[arg(long, value_name = "N", conflicts_with = "duration", allow_negative_numbers = true, value_parser = whole::<u64>)]
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
     /// Time per shape instead of --count (count = rate × duration).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub duration: Option<std::time::Duration>,
+    pub(crate) duration: Option<std::time::Duration>,
     /// Wait after each shape for the server to close what it will close.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
-    pub settle: std::time::Duration,
+    pub(crate) settle: std::time::Duration,
     /// data_rst's bytes (escapes: \r \n \t \\ \xHH).
     #[arg(long, default_value = "PING\\r\\n", value_name = "TEXT")]
-    pub payload: String,
+    pub(crate) payload: String,
     /// The HTTP shapes' path.
     #[arg(long, default_value = "/", value_name = "PATH")]
-    pub path: String,
+    pub(crate) path: String,
     /// Connect and response timeout of one probe.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
-    pub timeout: std::time::Duration,
+    pub(crate) timeout: std::time::Duration,
     /// The server's process on this host (found from its LISTEN socket when omitted, in this
     /// network namespace or in the one that owns the target address).
     #[arg(long, value_name = "PID", conflicts_with = "sockets")]
@@ -95,11 +95,11 @@ pub struct ProbeArgs {
     pub no_sample: bool,
     /// The production check interval, for the time to exhaustion.
     #[arg(long, default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
-    pub interval: std::time::Duration,
+    pub(crate) interval: std::time::Duration,
     /// The server's socket (or open-file) limit, for the time to exhaustion (default: its fd limit
     /// when sampled).
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = positive::<u64>)]
-    pub limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ProbeFormat::Table)]
     pub format: ProbeFormat,
@@ -118,7 +118,7 @@ pub enum ProbeFormat {
 
 /// Default connections per shape: enough for the growth rules at one socket per probe, short
 /// enough that all shapes at 20/s answer in about half a minute.
-pub const PROBE_COUNT: u64 = 50;
+pub(crate) const PROBE_COUNT: u64 = 50;
 
 impl ProbeArgs {
     pub fn validate(&self) -> Result<crate::probe::Config, String> {
@@ -228,10 +228,10 @@ pub struct CaptureArgs {
     pub list_interfaces: bool,
     /// Stop after this many packets.
     #[arg(short = 'c', value_name = "N", allow_negative_numbers = true, value_parser = positive::<u64>)]
-    pub count: Option<u64>,
+    pub(crate) count: Option<u64>,
     /// Stop after this long (10s, 5m, 1h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub duration: Option<std::time::Duration>,
+    pub(crate) duration: Option<std::time::Duration>,
     /// Bytes captured per packet, as tcpdump's -s: 0 means 262144, the whole packet (headers are
     /// enough for the diagnosis: 96 keeps TCP options and HTTP request lines short).
     #[arg(
@@ -241,53 +241,53 @@ pub struct CaptureArgs {
         value_name = "BYTES",
         allow_negative_numbers = true
     )]
-    pub snaplen: i32,
+    pub(crate) snaplen: i32,
     /// Also write the raw packets to this pcap file (and the host samples beside it as
     /// FILE.sockets.csv); `-` writes the pcap to standard output and the report to standard error.
     #[arg(short = 'w', value_name = "FILE")]
-    pub write: Option<PathBuf>,
+    pub(crate) write: Option<PathBuf>,
     /// Replace existing output files (-w, its .sockets.csv, --plot); never through a symlink.
     #[arg(long, requires = "outputs")]
-    pub force: bool,
+    pub(crate) force: bool,
     /// Kernel capture buffer (the packet ring) in KiB, as tcpdump's -B. Until issue 15 this was
     /// in MiB.
     #[arg(short = 'B', long = "buffer-size", default_value_t = DEFAULT_BUFFER_KIB, value_name = "KiB", allow_negative_numbers = true)]
-    pub buffer_kib: i64,
+    pub(crate) buffer_kib: i64,
     /// Do not put the interface into promiscuous mode (tcpdump's -p); by default it is, as in tcpdump.
     #[arg(short = 'p', long = "no-promiscuous-mode")]
-    pub no_promisc: bool,
+    pub(crate) no_promisc: bool,
     /// Do not sample local servers; lets hcleak drop root right after opening the capture.
     #[arg(long)]
-    pub no_sample: bool,
+    pub(crate) no_sample: bool,
     /// User to switch to when root, once the capture and outputs are open (tcpdump's -Z; default
     /// nobody); while sampling, only the two capabilities the sampler needs are kept.
     #[arg(short = 'Z', long = "user", value_name = "USER")]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// Time between view refreshes.
     #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
-    pub refresh: std::time::Duration,
+    pub(crate) refresh: std::time::Duration,
     /// Time between host samples of local backends (not with --no-sample).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION", conflicts_with = "no_sample")]
-    pub sample_interval: Option<std::time::Duration>,
+    pub(crate) sample_interval: Option<std::time::Duration>,
     /// The backends' socket (or open-file) limit, for the time to exhaustion.
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = positive::<u64>)]
-    pub limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
     /// Servers with fewer connections than this are left out of the report.
     #[arg(long, default_value_t = 3, value_name = "N", allow_negative_numbers = true, value_parser = whole::<u64>)]
-    pub min_conns: u64,
+    pub(crate) min_conns: u64,
     /// Output format of the final report (jsonl: every finished connection and periodic backend
     /// summaries as JSON lines while running).
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
-    pub format: ReportFormat,
+    pub(crate) format: ReportFormat,
     /// Draw the final report as SVG (see analyze --plot).
     #[arg(long, value_name = "FILE.svg")]
-    pub plot: Option<PathBuf>,
+    pub(crate) plot: Option<PathBuf>,
     /// Serve Prometheus metrics at http://ADDR/metrics while capturing (a bare port binds 127.0.0.1).
     #[arg(long, value_name = "[ADDR:]PORT")]
-    pub metrics: Option<String>,
+    pub(crate) metrics: Option<String>,
     /// BPF filter, as in tcpdump.
     #[arg(value_name = "FILTER")]
-    pub filter: Vec<String>,
+    pub(crate) filter: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -297,33 +297,33 @@ pub struct SampleArgs {
     pub port: u16,
     /// The server's process (found from the LISTEN socket when omitted).
     #[arg(long, value_name = "PID")]
-    pub pid: Option<u32>,
+    pub(crate) pid: Option<u32>,
     /// Label the rows with this address (`IP:PORT`) instead of the listening one — the address the
     /// load balancer uses for this backend, when the server listens on all addresses. When several
     /// network namespaces (containers) listen on the port, it also picks the one that owns IP.
     #[arg(long, value_name = "IP")]
-    pub addr: Option<std::net::IpAddr>,
+    pub(crate) addr: Option<std::net::IpAddr>,
     /// Time between samples.
     #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
-    pub interval: std::time::Duration,
+    pub(crate) interval: std::time::Duration,
     /// Stop after this long (default: until Ctrl-C).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
-    pub duration: Option<std::time::Duration>,
+    pub(crate) duration: Option<std::time::Duration>,
     /// Write the CSV here instead of standard output.
     #[arg(short = 'o', value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    pub(crate) output: Option<PathBuf>,
     /// Replace the -o file if it exists (never through a symlink).
     #[arg(long, requires = "output")]
-    pub force: bool,
+    pub(crate) force: bool,
     /// User to sample as when root, once the server is found and the output open (default nobody);
     /// only the two capabilities that reading other processes' /proc/PID/fd needs are kept.
     #[arg(short = 'Z', long = "user", value_name = "USER")]
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
 }
 
 impl CaptureArgs {
     /// `-s` as libpcap takes it: 0 is the largest, anything from 64 up to it as given.
-    pub fn snaplen(&self) -> Result<i32, String> {
+    pub(crate) fn snaplen(&self) -> Result<i32, String> {
         match self.snaplen {
             0 => Ok(MAX_SNAPLEN),
             n @ 64..=MAX_SNAPLEN => Ok(n),
@@ -332,7 +332,7 @@ impl CaptureArgs {
     }
 
     /// `-B` in bytes: 1 KiB up to just under 2 GiB (libpcap's limit).
-    pub fn buffer_bytes(&self) -> Result<i32, String> {
+    pub(crate) fn buffer_bytes(&self) -> Result<i32, String> {
         match self.buffer_kib.checked_mul(1024).map(i32::try_from) {
             Some(Ok(b)) if b >= 1024 => Ok(b),
             _ => Err(format!(
@@ -481,7 +481,7 @@ impl SampleArgs {
 }
 
 /// `250ms`, `10s`, `5m`, `1h`, or plain seconds.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     if let Ok(secs) = s.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
             return Ok(std::time::Duration::from_secs_f64(secs));
@@ -500,18 +500,18 @@ fn at_least<T: TryFrom<i128>, const MIN: i128>(s: &str) -> Result<T, String> {
 }
 
 /// A whole number ≥ 1.
-pub fn positive<T: TryFrom<i128>>(s: &str) -> Result<T, String> {
+pub(crate) fn positive<T: TryFrom<i128>>(s: &str) -> Result<T, String> {
     at_least::<T, 1>(s)
 }
 
 /// A whole number ≥ 0.
-pub fn whole<T: TryFrom<i128>>(s: &str) -> Result<T, String> {
+pub(crate) fn whole<T: TryFrom<i128>>(s: &str) -> Result<T, String> {
     at_least::<T, 0>(s)
 }
 
 /// `analyze --format`: what each value writes, with or without `--flows`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum FormatArg {
+pub(crate) enum FormatArg {
     /// Tables for people: the diagnosis, or with --flows connections counted by state.
     Table,
     /// With --flows: one tab-separated row per connection under a header row.
@@ -528,7 +528,7 @@ pub enum FormatArg {
 
 /// `capture --format`: the final report (capture has no per-connection output).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ReportFormat {
+pub(crate) enum ReportFormat {
     /// A table, redrawn while running when stdout is a terminal.
     Table,
     /// The final report as one JSON document.
@@ -572,46 +572,46 @@ pub struct AnalyzeArgs {
     /// Read this capture (`-`: standard input, as `tcpdump -w - | hcleak analyze -r -`); then every
     /// other word is the BPF filter, even one naming a file.
     #[arg(short = 'r', value_name = "FILE")]
-    pub read: Vec<PathBuf>,
+    pub(crate) read: Vec<PathBuf>,
     /// BPF filter words after `--`.
     #[arg(last = true, value_name = "FILTER", hide = true)]
-    pub after_dashes: Vec<String>,
+    pub(crate) after_dashes: Vec<String>,
     /// Per-connection output instead of the diagnosis: a summary by conn_state with the default
     /// table, one row per TCP connection with --format tsv, zeek, json or jsonl.
     #[arg(long)]
-    pub flows: bool,
+    pub(crate) flows: bool,
     /// Output format [default: table].
     #[arg(long, value_enum)]
-    pub format: Option<FormatArg>,
+    pub(crate) format: Option<FormatArg>,
     /// Host samples of the backends' socket counts (CSV: ts,backend,sockets[,hidden,…]), as written
     /// by `hcleak sample` on the backend host.
     #[arg(long, value_name = "FILE")]
-    pub sockets: Option<PathBuf>,
+    pub(crate) sockets: Option<PathBuf>,
     /// The capturing host's conntrack table, saved while (or just after) capturing
     /// (`conntrack -L -p tcp > FILE`, or a copy of /proc/net/nf_conntrack): a published port and its
     /// container are then reported as one backend.
     #[arg(long, value_name = "FILE")]
-    pub conntrack: Option<PathBuf>,
+    pub(crate) conntrack: Option<PathBuf>,
     /// The backends' socket (or open-file) limit, for the time to exhaustion.
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = positive::<u64>)]
-    pub limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
     /// Servers with fewer connections than this are left out of the report [default: 3].
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = whole::<u64>)]
-    pub min_conns: Option<u64>,
+    pub(crate) min_conns: Option<u64>,
     /// Draw each backend's sockets against probes and time, with the fit and the limit, as SVG.
     #[arg(long, value_name = "FILE.svg")]
-    pub plot: Option<PathBuf>,
+    pub(crate) plot: Option<PathBuf>,
     /// Replace the --plot file if it exists (never through a symlink).
     #[arg(long, requires = "plot")]
-    pub force: bool,
+    pub(crate) force: bool,
     /// Most connections tracked at once (about 500 bytes each); the least recently active are
     /// finished early beyond it, and the report says how many.
     #[arg(long, default_value_t = crate::flow::DEFAULT_MAX_FLOWS, value_name = "N", allow_negative_numbers = true, value_parser = positive::<usize>)]
-    pub max_flows: usize,
+    pub(crate) max_flows: usize,
     /// 2: one thread reads the capture while another decodes, tracks flows and judges (the default
     /// with two cores or more); 1: everything on one thread. Both give the same results.
     #[arg(long, value_name = "1|2", allow_negative_numbers = true, value_parser = positive::<usize>)]
-    pub threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
 }
 
 /// A validated `analyze` run.
@@ -633,7 +633,7 @@ pub struct AnalyzeConfig {
 }
 
 /// `--min-conns` when not given.
-pub const DEFAULT_MIN_CONNS: u64 = 3;
+pub(crate) const DEFAULT_MIN_CONNS: u64 = 3;
 
 /// Words that start a BPF expression (pcap-filter(7)); such a word is the filter even when a file
 /// of that name happens to exist.
@@ -684,7 +684,7 @@ fn looks_like_capture(arg: &str) -> bool {
 }
 
 /// Splits positional arguments into files (leading, at least one) and a trailing filter.
-pub fn split_files_filter(args: &[String]) -> (Vec<PathBuf>, Option<String>) {
+pub(crate) fn split_files_filter(args: &[String]) -> (Vec<PathBuf>, Option<String>) {
     let mut files = Vec::new();
     let mut rest = args.iter();
     for a in rest.by_ref() {

@@ -60,14 +60,14 @@ impl FakeClock {
     }
 
     /// Moves the clock on by `d`.
-    pub fn advance(&self, d: Duration) {
+    pub(crate) fn advance(&self, d: Duration) {
         let mut g = self.now.lock().unwrap_or_else(|e| e.into_inner());
         g.0 = g.0.saturating_add(d.as_nanos().min(i64::MAX as u128) as Ts);
         g.1 += d;
     }
 
     /// Moves the clock to wall time `wall`; never backwards.
-    pub fn set(&self, wall: Ts) {
+    pub(crate) fn set(&self, wall: Ts) {
         let ahead = {
             let g = self.now.lock().unwrap_or_else(|e| e.into_inner());
             wall.saturating_sub(g.0)

@@ -9,7 +9,7 @@ use std::fmt;
 
 /// Who made the container, as Kubernetes names it in `containerID` (`containerd://…`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Runtime {
+pub(crate) enum Runtime {
     Docker,
     Containerd,
     CriO,
@@ -23,7 +23,7 @@ pub enum Runtime {
 }
 
 impl Runtime {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Runtime::Docker => "docker",
             Runtime::Containerd => "containerd",
@@ -72,7 +72,7 @@ impl<const N: usize> Tag<N> {
 /// The container a process runs in.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Container {
-    pub runtime: Runtime,
+    pub(crate) runtime: Runtime,
     /// The container id (64 hex digits), or the systemd unit's name.
     id: Tag<96>,
     /// The Kubernetes pod UID, when the cgroup path names one.
@@ -80,11 +80,11 @@ pub struct Container {
 }
 
 impl Container {
-    pub fn id(&self) -> &str {
+    pub(crate) fn id(&self) -> &str {
         self.id.as_str()
     }
     /// The id as `docker ps` and `crictl ps` show it: its first 12 characters.
-    pub fn short_id(&self) -> &str {
+    pub(crate) fn short_id(&self) -> &str {
         let id = self.id();
         if self.runtime == Runtime::Systemd {
             id
@@ -92,17 +92,17 @@ impl Container {
             id.get(..12).unwrap_or(id)
         }
     }
-    pub fn pod(&self) -> Option<&str> {
+    pub(crate) fn pod(&self) -> Option<&str> {
         self.pod.as_ref().map(|p| p.as_str())
     }
     /// The short, human form: `docker://0123456789ab`, `systemd://nginx.service`.
-    pub fn short(&self) -> String {
+    pub(crate) fn short(&self) -> String {
         format!("{}://{}", self.runtime.name(), self.short_id())
     }
 
     /// Parses the text of `/proc/PID/cgroup`. `None` for a process in no container or unit
     /// (the root cgroup, a user session) or text that is not a cgroup file.
-    pub fn from_cgroup(text: &str) -> Option<Container> {
+    pub(crate) fn from_cgroup(text: &str) -> Option<Container> {
         // cgroup v2's single line first, then the v1 hierarchies that name containers best.
         let paths = text.lines().filter_map(|l| {
             let mut f = l.splitn(3, ':');
@@ -125,7 +125,7 @@ impl Container {
     }
 
     /// The CSV form: `runtime://id` and, for a pod, `;pod=UID`. Read back by [`Container::parse`].
-    pub fn to_field(&self) -> String {
+    pub(crate) fn to_field(self) -> String {
         match self.pod() {
             Some(p) => format!("{}://{};pod={p}", self.runtime.name(), self.id()),
             None => format!("{}://{}", self.runtime.name(), self.id()),
@@ -133,7 +133,7 @@ impl Container {
     }
 
     /// Reads [`Container::to_field`]'s form back.
-    pub fn parse(s: &str) -> Option<Container> {
+    pub(crate) fn parse(s: &str) -> Option<Container> {
         let (head, pod) = match s.split_once(";pod=") {
             Some((h, p)) => (h, Some(Tag::new(p)?)),
             None => (s, None),

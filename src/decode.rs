@@ -16,7 +16,7 @@ pub type Ts = i64;
 
 /// Seconds from `a` to `b`, without overflow whatever the timestamps (damaged captures have any).
 #[inline]
-pub fn secs(a: Ts, b: Ts) -> f64 {
+pub(crate) fn secs(a: Ts, b: Ts) -> f64 {
     (b as f64 - a as f64) / 1e9
 }
 
@@ -43,7 +43,7 @@ pub enum Link {
 
 impl Link {
     /// Maps a libpcap DLT (or LINKTYPE) value to a link layer we can decode.
-    pub fn from_dlt(dlt: i32) -> Option<Link> {
+    pub(crate) fn from_dlt(dlt: i32) -> Option<Link> {
         Some(match dlt {
             1 => Link::Ethernet,
             113 => Link::Sll,
@@ -73,8 +73,8 @@ pub enum Skip {
 }
 
 impl Skip {
-    pub const ALL: [Skip; 5] = [Skip::Truncated, Skip::NotIp, Skip::NotTcp, Skip::Fragment, Skip::Malformed];
-    pub fn name(self) -> &'static str {
+    pub(crate) const ALL: [Skip; 5] = [Skip::Truncated, Skip::NotIp, Skip::NotTcp, Skip::Fragment, Skip::Malformed];
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Skip::Truncated => "truncated",
             Skip::NotIp => "not IP",
@@ -97,11 +97,11 @@ impl Addr {
         Addr(0xffff_0000_0000 | u32::from_be_bytes(o) as u128)
     }
     #[inline]
-    pub const fn v6(o: [u8; 16]) -> Addr {
+    pub(crate) const fn v6(o: [u8; 16]) -> Addr {
         Addr(u128::from_be_bytes(o))
     }
     /// The address as the standard library's type (IPv4 again for mapped ones).
-    pub fn ip(self) -> IpAddr {
+    pub(crate) fn ip(self) -> IpAddr {
         Ipv6Addr::from(self.0).to_canonical()
     }
 }
@@ -148,7 +148,7 @@ pub struct Segment<'a> {
 
 impl Segment<'_> {
     #[inline]
-    pub fn has(&self, flag: u8) -> bool {
+    pub(crate) fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
     }
 }
@@ -162,7 +162,7 @@ pub fn decode(link: Link, ts: Ts, frame: &[u8]) -> Result<Segment<'_>, Skip> {
 /// [`decode`] handing the outcome to `ok` or `skip` instead of returning it: on the per-packet
 /// path this saves copying the segment through `Option` and `Result` (it is ~100 bytes).
 #[inline(always)]
-pub fn decode_then<'a, R>(
+pub(crate) fn decode_then<'a, R>(
     link: Link,
     ts: Ts,
     frame: &'a [u8],
@@ -214,9 +214,9 @@ pub enum Encap {
 }
 
 impl Encap {
-    pub const ALL: [Encap; 7] =
+    pub(crate) const ALL: [Encap; 7] =
         [Encap::None, Encap::Vxlan, Encap::Geneve, Encap::Gre, Encap::Erspan, Encap::IpInIp, Encap::Mpls];
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Encap::None => "none",
             Encap::Vxlan => "VXLAN",
@@ -553,7 +553,7 @@ fn from_ip(data: &[u8]) -> Result<LaxSlicedPacket<'_>, Skip> {
 /// Reads the fixed TCP header fields by hand. `seg` is the captured TCP bytes, `wire_len` the
 /// segment's length on the wire. At least 14 bytes (ports, sequence numbers, offset, flags) are
 /// required; the window is optional so that a 14..20-byte cut still counts.
-pub fn tcp_fixed(ts: Ts, src: Addr, dst: Addr, seg: &[u8], wire_len: usize) -> Result<Segment<'_>, Skip> {
+pub(crate) fn tcp_fixed(ts: Ts, src: Addr, dst: Addr, seg: &[u8], wire_len: usize) -> Result<Segment<'_>, Skip> {
     if seg.len() < 14 {
         return Err(Skip::Truncated);
     }
@@ -587,26 +587,26 @@ pub fn tcp_fixed(ts: Ts, src: Addr, dst: Addr, seg: &[u8], wire_len: usize) -> R
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DecodeStats {
     pub frames: u64,
-    pub wire_bytes: u64,
+    pub(crate) wire_bytes: u64,
     pub tcp: u64,
-    pub skipped: [u64; Skip::ALL.len()],
+    pub(crate) skipped: [u64; Skip::ALL.len()],
     /// TCP segments whose captured bytes were cut by the snaplen (still analysed).
-    pub cut: u64,
-    pub first_ts: Option<Ts>,
+    pub(crate) cut: u64,
+    pub(crate) first_ts: Option<Ts>,
     pub last_ts: Option<Ts>,
     /// Bytes of input read so far and in total (files), updated at each tick.
-    pub input: (u64, u64),
+    pub(crate) input: (u64, u64),
     /// Connections finished early because the flow table was full (`--max-flows`).
-    pub evicted: u64,
+    pub(crate) evicted: u64,
     /// TCP segments seen a second time on another interface of the same `-i any` capture (a veth
     /// and the bridge it is on), counted once.
     pub duplicates: u64,
     /// Most connections tracked at once.
-    pub peak_flows: usize,
+    pub(crate) peak_flows: usize,
     /// TCP segments found inside a tunnel, by the outermost one ([`Encap`]; `None` unused).
-    pub encapsulated: [u64; Encap::ALL.len()],
+    pub(crate) encapsulated: [u64; Encap::ALL.len()],
     /// The kernel's counters at the end of a live capture (`None` for files).
-    pub kernel: Option<DropStats>,
+    pub(crate) kernel: Option<DropStats>,
 }
 
 impl DecodeStats {

@@ -4,7 +4,7 @@
 use crate::classify::{Ending, Kind};
 use crate::probe::{Answer, ProbeReport, Refusal, ShapeRun, Skipped};
 use crate::sockets::Sample;
-pub use crate::units::clock;
+pub(crate) use crate::units::clock;
 use crate::units::endpoint;
 use crate::units::human_duration;
 use crate::verdict::{BackendReport, Coverage, Finding, Remedy, Verdict};
@@ -132,7 +132,7 @@ pub fn finding(f: &Finding, name: &str) -> String {
 }
 
 /// One remedy.
-pub fn remedy(r: &Remedy) -> String {
+pub(crate) fn remedy(r: &Remedy) -> String {
     match r {
         Remedy::ForDriver { kind, erlang } => for_driver(*kind, *erlang),
         Remedy::AcceptorsExhausted { erlang: true } => "a server that stops accepting after a run of probes that reached accept() has run out of acceptors or sockets: on Bandit/Thousand Island upgrade Thousand Island to ≥ 1.3.12; restart buys time only".into(),
@@ -174,7 +174,7 @@ fn for_driver(k: Kind, erlang: bool) -> String {
 }
 
 /// The backend's name and first finding, for one-line outputs.
-pub fn first_finding(b: &BackendReport) -> Option<String> {
+pub(crate) fn first_finding(b: &BackendReport) -> Option<String> {
     b.evidence.first().map(|f| finding(f, &endpoint(b.ip, b.port)))
 }
 
@@ -203,7 +203,7 @@ pub fn coverage(c: &Coverage) -> String {
 
 /// The Nagios plugin state word for a verdict (`hcleak` keeps `LEAK` for exit code 2, as its
 /// README documents; the exit code carries the state for the plugin API).
-pub fn nagios_state(v: Verdict) -> &'static str {
+pub(crate) fn nagios_state(v: Verdict) -> &'static str {
     match v {
         Verdict::Ok => "OK",
         Verdict::Suspicious => "WARNING",
@@ -214,7 +214,7 @@ pub fn nagios_state(v: Verdict) -> &'static str {
 
 /// `hcleak probe`'s headline: which shapes leak, whether it stopped answering, the time to
 /// exhaustion at the production interval.
-pub fn probe_headline(r: &ProbeReport) -> String {
+pub(crate) fn probe_headline(r: &ProbeReport) -> String {
     let tag = match r.verdict {
         Verdict::Ok => "OK",
         Verdict::Suspicious => "SUSPICIOUS",
@@ -285,7 +285,7 @@ pub fn probe_headline(r: &ProbeReport) -> String {
 }
 
 /// `hcleak probe`'s notes under the table: what the host shows after each shape, shapes not run.
-pub fn probe_notes(r: &ProbeReport) -> Vec<String> {
+pub(crate) fn probe_notes(r: &ProbeReport) -> Vec<String> {
     let mut out = Vec::new();
     for s in &r.runs {
         if let Some(n) = s.after.and_then(|a| a.hidden).filter(|_| s.verdict == Verdict::Leak && s.kept() > Some(0)) {
@@ -328,7 +328,7 @@ pub fn probe_notes(r: &ProbeReport) -> Vec<String> {
 }
 
 /// Why a shape was not run, in words.
-pub fn skipped(why: Skipped) -> String {
+pub(crate) fn skipped(why: Skipped) -> String {
     match why {
         Skipped::Interrupted => "stopped (Ctrl-C)".into(),
         Skipped::AfterStop(s) => format!("the server stopped answering after {}", s.name()),
@@ -348,7 +348,7 @@ pub fn refusal(r: &Refusal) -> String {
 }
 
 /// Whether the server still takes a plain connection, in words.
-pub fn answer(a: Answer) -> String {
+pub(crate) fn answer(a: Answer) -> String {
     match a {
         Answer::Accepted => "yes".into(),
         Answer::Connects => "connects".into(),
@@ -379,7 +379,7 @@ pub fn ring_cost(bytes: u64, snaplen: u64) -> String {
 
 /// The kernel's capture counters in one line: `taken` packets read, what the kernel received and
 /// dropped, why `lo` counts double, and, when the drops have just grown, what to do about it.
-pub fn kernel_counters(iface: &str, taken: u64, d: &crate::source::DropStats, drops_grew: bool) -> String {
+pub(crate) fn kernel_counters(iface: &str, taken: u64, d: &crate::source::DropStats, drops_grew: bool) -> String {
     let mut s = format!(
         "{taken} packets captured, {} received by filter, {} dropped by kernel, {} dropped by interface",
         d.received, d.dropped_kernel, d.dropped_iface

@@ -2,7 +2,7 @@
 //! User-Agent — from the first bytes a connection carried. Pure functions over byte slices.
 
 /// `GET /health HTTP/1.1` → (`GET`, `/health`). `None` when the bytes are not an HTTP request line.
-pub fn request_line(b: &[u8]) -> Option<(&str, &str)> {
+pub(crate) fn request_line(b: &[u8]) -> Option<(&str, &str)> {
     let sp = b.iter().position(|&c| c == b' ')?;
     let method = &b[..sp];
     if method.is_empty() || method.len() > 12 || !method.iter().all(|c| c.is_ascii_uppercase()) {
@@ -23,7 +23,7 @@ pub fn request_line(b: &[u8]) -> Option<(&str, &str)> {
 }
 
 /// `HTTP/1.1 200 OK` → 200.
-pub fn status_code(b: &[u8]) -> Option<u16> {
+pub(crate) fn status_code(b: &[u8]) -> Option<u16> {
     let rest = b.strip_prefix(b"HTTP/")?;
     let sp = rest.iter().position(|&c| c == b' ')?;
     let code = rest.get(sp + 1..sp + 4)?;
@@ -34,7 +34,7 @@ pub fn status_code(b: &[u8]) -> Option<u16> {
 }
 
 /// The value of the User-Agent header, if the captured bytes contain it.
-pub fn user_agent(b: &[u8]) -> Option<&[u8]> {
+pub(crate) fn user_agent(b: &[u8]) -> Option<&[u8]> {
     const NAME: &[u8] = b"\nuser-agent:";
     let pos = b.windows(NAME.len()).position(|w| w.eq_ignore_ascii_case(NAME))?;
     let v = &b[pos + NAME.len()..];
@@ -45,7 +45,7 @@ pub fn user_agent(b: &[u8]) -> Option<&[u8]> {
 
 /// User-Agents of health checkers and uptime monitors (matched anywhere in the header, ignoring
 /// case). Keep sorted; each entry names what sends it.
-pub const PROBE_AGENTS: [&str; 24] = [
+pub(crate) const PROBE_AGENTS: [&str; 24] = [
     "alwayson",                    // Azure Front Door / Traffic Manager probes
     "amazon-route53-health-check", // Route 53
     "better uptime",               // Better Stack
@@ -74,7 +74,7 @@ pub const PROBE_AGENTS: [&str; 24] = [
 
 /// Server software a response's `Server:` header can name (lower case, matched at the start of the
 /// header's value). Index + 1 is what [`server_token`] returns.
-pub const SERVER_TOKENS: [&str; 22] = [
+pub(crate) const SERVER_TOKENS: [&str; 22] = [
     "apache",
     "bandit",
     "caddy",
@@ -100,13 +100,13 @@ pub const SERVER_TOKENS: [&str; 22] = [
 ];
 
 /// Servers that run on the Erlang VM, where Thousand Island's reset bug may apply.
-pub fn is_erlang_server(token: &str) -> bool {
+pub(crate) fn is_erlang_server(token: &str) -> bool {
     matches!(token, "bandit" | "cowboy" | "elli" | "mochiweb" | "yaws")
 }
 
 /// The server software a response names in its `Server:` header: index + 1 into
 /// [`SERVER_TOKENS`], or 0 when the bytes name none of them.
-pub fn server_token(b: &[u8]) -> u8 {
+pub(crate) fn server_token(b: &[u8]) -> u8 {
     const NAME: &[u8] = b"\nserver:";
     let Some(pos) = b.windows(NAME.len()).position(|w| w.eq_ignore_ascii_case(NAME)) else { return 0 };
     let v = &b[pos + NAME.len()..];
@@ -118,12 +118,12 @@ pub fn server_token(b: &[u8]) -> u8 {
 }
 
 /// A User-Agent value that names none of [`PROBE_AGENTS`].
-pub const AGENT_UNLISTED: u8 = u8::MAX;
+pub(crate) const AGENT_UNLISTED: u8 = u8::MAX;
 const _: () = assert!(PROBE_AGENTS.len() < AGENT_UNLISTED as usize);
 
 /// Which of [`PROBE_AGENTS`] a User-Agent value contains: index + 1 of the first, or
 /// [`AGENT_UNLISTED`].
-pub fn agent_name(ua: &[u8]) -> u8 {
+pub(crate) fn agent_name(ua: &[u8]) -> u8 {
     PROBE_AGENTS
         .iter()
         .position(|p| {
@@ -135,7 +135,7 @@ pub fn agent_name(ua: &[u8]) -> u8 {
 
 /// What a request's User-Agent header names: 0 when the bytes hold no User-Agent, else
 /// [`agent_name`] of its value.
-pub fn agent_token(req: &[u8]) -> u8 {
+pub(crate) fn agent_token(req: &[u8]) -> u8 {
     user_agent(req).map_or(0, agent_name)
 }
 

@@ -17,13 +17,13 @@ fn esc(v: &str) -> String {
 
 /// Capture-wide counters for the exposition.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct CaptureCounters {
-    pub packets: u64,
-    pub drops: Option<DropStats>,
+pub(crate) struct CaptureCounters {
+    pub(crate) packets: u64,
+    pub(crate) drops: Option<DropStats>,
 }
 
 /// Renders the exposition text.
-pub fn exposition(r: &Report, c: &CaptureCounters) -> String {
+pub(crate) fn exposition(r: &Report, c: &CaptureCounters) -> String {
     let mut o = String::new();
     let family = |o: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -140,7 +140,7 @@ pub fn exposition(r: &Report, c: &CaptureCounters) -> String {
 }
 
 /// `9917` → 127.0.0.1:9917; anything with an address is used as given (an explicit choice).
-pub fn bind_addr(spec: &str) -> Result<SocketAddr, String> {
+pub(crate) fn bind_addr(spec: &str) -> Result<SocketAddr, String> {
     if let Ok(p) = spec.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
     }
@@ -150,7 +150,7 @@ pub fn bind_addr(spec: &str) -> Result<SocketAddr, String> {
 /// Most connections served at once; more are answered 503 at once and closed.
 pub const MAX_CONNECTIONS: usize = 32;
 /// Longest a connection may take to send its request and read the answer.
-pub const REQUEST_TIME: Duration = Duration::from_secs(2);
+pub(crate) const REQUEST_TIME: Duration = Duration::from_secs(2);
 /// Longest request head read (request line and headers).
 const MAX_REQUEST: usize = 8192;
 
@@ -158,7 +158,7 @@ const MAX_REQUEST: usize = 8192;
 /// privilege drop so that no thread ever runs with more than the main one keeps.
 pub struct MetricsListener {
     listener: TcpListener,
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl MetricsListener {
@@ -202,7 +202,7 @@ impl MetricsListener {
 /// Serves the latest exposition at /metrics from background threads.
 pub struct MetricsServer {
     pub addr: SocketAddr,
-    pub body: Arc<Mutex<String>>,
+    pub(crate) body: Arc<Mutex<String>>,
 }
 
 impl MetricsServer {
@@ -243,7 +243,7 @@ fn read_head(s: &mut TcpStream, deadline: Instant) -> Option<Vec<u8>> {
 }
 
 /// The answer to one request head: status, content type, body, and whether to send the body.
-pub fn respond(head: &[u8], body: &Mutex<String>) -> (&'static str, &'static str, String, bool) {
+pub(crate) fn respond(head: &[u8], body: &Mutex<String>) -> (&'static str, &'static str, String, bool) {
     let line = head.split(|&b| b == b'\n').next().unwrap_or(b"");
     let mut words = line.split(|&b| b == b' ' || b == b'\r').filter(|w| !w.is_empty());
     let (method, path) = (words.next().unwrap_or(b""), words.next().unwrap_or(b""));

@@ -36,7 +36,7 @@ pub fn judge(
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Dnat {
     pub published: (IpAddr, u16),
-    pub backend: (IpAddr, u16),
+    pub(crate) backend: (IpAddr, u16),
 }
 
 /// The DNAT'ed TCP entries of `/proc/net/nf_conntrack` or of `conntrack -L` (the same fields,
@@ -91,7 +91,7 @@ const MAX_KEPT: usize = 4096;
 
 impl NatTable {
     /// Reads `net/nf_conntrack` under a procfs root (normally `/proc`).
-    pub fn read(&mut self, proc_root: &Path) {
+    pub(crate) fn read(&mut self, proc_root: &Path) {
         match std::fs::read_to_string(proc_root.join("net/nf_conntrack")) {
             Ok(text) => {
                 self.readable = Some(true);
@@ -110,7 +110,7 @@ impl NatTable {
     /// The backends with each published address folded into its backend: when both were
     /// captured they are the same connections seen twice, and the published one is dropped;
     /// when only the published one was, it is renamed. Returns the joins made.
-    pub fn join(&self, all: &Backends) -> (Backends, Vec<Dnat>) {
+    pub(crate) fn join(&self, all: &Backends) -> (Backends, Vec<Dnat>) {
         let mut b = all.clone();
         let mut joined = Vec::new();
         for d in &self.seen {
@@ -126,7 +126,7 @@ impl NatTable {
 }
 
 /// Says beside each joined backend the address it was published at.
-pub fn annotate(r: &mut Report, joined: &[Dnat]) {
+pub(crate) fn annotate(r: &mut Report, joined: &[Dnat]) {
     for d in joined {
         if let Some(b) = r.backends.iter_mut().find(|b| (b.ip, b.port) == d.backend) {
             let f = Finding::Published { ip: d.published.0, port: d.published.1 };
@@ -140,7 +140,7 @@ pub fn annotate(r: &mut Report, joined: &[Dnat]) {
 /// Without conntrack: backends at another address and port whose probes came from the same
 /// prober, as many of the same kinds, may be one backend seen before and after DNAT. (Two real
 /// backends usually share their port or their address.)
-pub fn maybe_one(r: &mut Report) {
+pub(crate) fn maybe_one(r: &mut Report) {
     let key = |b: &crate::verdict::BackendReport| b.probers.first().map(|p| (p.src, b.probes, b.kinds.clone()));
     let keys: Vec<_> = r.backends.iter().map(key).collect();
     for i in 0..r.backends.len() {

@@ -26,7 +26,7 @@ pub struct Output {
 
 /// Why `path` may not be written, if it may not: a symlink, a directory or other non-regular file,
 /// or (without `force`) anything at all.
-pub fn check_target(path: &Path, force: bool) -> Result<(), String> {
+pub(crate) fn check_target(path: &Path, force: bool) -> Result<(), String> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(format!("cannot write {}: {e}", path.display())),
@@ -51,7 +51,7 @@ fn sudo_owner() -> Option<(u32, u32)> {
 }
 
 /// Gives an open file to the invoking user under sudo, by its descriptor.
-pub fn give_to_invoking_user(f: &File) -> io::Result<()> {
+pub(crate) fn give_to_invoking_user(f: &File) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     if let Some((uid, gid)) = sudo_owner() {
         nix::unistd::fchown(

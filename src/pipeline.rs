@@ -66,10 +66,10 @@ impl Dedup {
     const SLOTS: usize = 32;
     /// The longest gap between the two copies of one packet named by interface (measured with
     /// `tcpdump -i any` on a veth and its bridge, 1 607 copies: median 2 µs, p99 12 µs, max 35 µs).
-    pub const WINDOW: Ts = 2_000_000;
+    pub(crate) const WINDOW: Ts = 2_000_000;
     /// The same for Linux cooked v1, which does not name the interface: short, so that duplicate
     /// ACKs a moment apart are not taken for copies.
-    pub const WINDOW_SLL1: Ts = 200_000;
+    pub(crate) const WINDOW_SLL1: Ts = 200_000;
 
     /// True when `seg` is a copy of a segment seen just before on another interface.
     #[inline(always)]
@@ -107,7 +107,7 @@ impl Dedup {
 }
 
 /// The latest timestamp a classic pcap can carry (32-bit seconds), in nanoseconds.
-pub const MAX_TS: Ts = 4_294_967_295 * 1_000_000_000;
+pub(crate) const MAX_TS: Ts = 4_294_967_295 * 1_000_000_000;
 
 /// Frames between ticks on a busy source (ticks rate-limit themselves by the wall clock).
 const TICK_EVERY: u64 = 256;

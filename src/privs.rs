@@ -16,8 +16,8 @@ pub const SAMPLER_CAPS: [Capability; 2] = [Capability::CAP_DAC_READ_SEARCH, Capa
 #[derive(Clone, Debug)]
 pub struct Target {
     pub name: String,
-    pub uid: Uid,
-    pub gid: Gid,
+    pub(crate) uid: Uid,
+    pub(crate) gid: Gid,
 }
 
 /// The user to become when root: `-Z USER`, or `nobody`. `None` when there is nothing to become
@@ -106,7 +106,7 @@ pub fn drop_to(to: Option<&Target>, keep: &[Capability]) -> Result<String, Strin
 
 /// Not root, but maybe given capabilities (`setcap cap_net_raw…`): keep only what sampling needs
 /// of what we have.
-pub fn drop_caps(keep: &[Capability]) -> Result<String, String> {
+pub(crate) fn drop_caps(keep: &[Capability]) -> Result<String, String> {
     let have = caps::read(None, CapSet::Permitted).map_err(|e| format!("could not read capabilities: {e}"))?;
     if have.is_empty() {
         return Ok("not running as root; no capabilities to drop".into());

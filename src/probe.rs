@@ -45,11 +45,11 @@ pub enum Shape {
 }
 
 /// Connections per `reset_in_queue` burst.
-pub const BURST: u64 = 8;
+pub(crate) const BURST: u64 = 8;
 
 impl Shape {
     /// The default order: the shape that may stop the server comes last.
-    pub const ALL: [Shape; 7] = [
+    pub(crate) const ALL: [Shape; 7] = [
         Shape::HalfOpenRst,
         Shape::HandshakeRst,
         Shape::DataRst,
@@ -59,7 +59,7 @@ impl Shape {
         Shape::ResetInQueue,
     ];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Shape::HalfOpenRst => "halfopen_rst",
             Shape::HandshakeRst => "handshake_rst",
@@ -71,12 +71,12 @@ impl Shape {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Shape> {
+    pub(crate) fn parse(s: &str) -> Option<Shape> {
         Shape::ALL.into_iter().find(|k| k.name() == s.trim())
     }
 
     /// Its packets, in the letters of Zeek's history (uppercase: us).
-    pub fn wire(self) -> &'static str {
+    pub(crate) fn wire(self) -> &'static str {
         match self {
             Shape::HalfOpenRst => "S h R",
             Shape::HandshakeRst => "S h A R",
@@ -89,7 +89,7 @@ impl Shape {
     }
 
     /// How `analyze --flows` labels each of its connections.
-    pub fn flow_label(self) -> &'static str {
+    pub(crate) fn flow_label(self) -> &'static str {
         match self {
             Shape::HalfOpenRst => "halfopen_rst",
             Shape::HandshakeRst | Shape::ResetInQueue => "handshake_rst",
@@ -100,7 +100,7 @@ impl Shape {
     }
 
     /// The probe kind whose remedy fits a leak of this shape.
-    pub fn kind(self) -> Kind {
+    pub(crate) fn kind(self) -> Kind {
         match self {
             Shape::HalfOpenRst => Kind::HalfOpenRst,
             Shape::HandshakeRst | Shape::ResetInQueue => Kind::HandshakeRst,
@@ -111,7 +111,7 @@ impl Shape {
     }
 
     /// Connections one probe of this shape opens.
-    pub fn connections(self) -> u64 {
+    pub(crate) fn connections(self) -> u64 {
         if self == Shape::ResetInQueue {
             BURST
         } else {
@@ -122,26 +122,26 @@ impl Shape {
 
 /// What the shapes send.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Spec {
+pub(crate) struct Spec {
     /// `data_rst`'s bytes.
-    pub payload: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
     /// The HTTP shapes' path (starts with `/`, no spaces or control characters).
-    pub path: String,
+    pub(crate) path: String,
     /// The HTTP `Host` header: the target as the user named it.
-    pub host: String,
+    pub(crate) host: String,
     /// Connect and response timeout of one probe.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 /// What one probe saw.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Sent {
-    pub connections: u64,
-    pub connected: u64,
-    pub refused: u64,
-    pub timed_out: u64,
-    pub failed: u64,
-    pub http_status: Option<u16>,
+pub(crate) struct Sent {
+    pub(crate) connections: u64,
+    pub(crate) connected: u64,
+    pub(crate) refused: u64,
+    pub(crate) timed_out: u64,
+    pub(crate) failed: u64,
+    pub(crate) http_status: Option<u16>,
 }
 
 impl Sent {
@@ -238,7 +238,7 @@ fn connect(addr: SocketAddr, quickack: bool, timeout: Duration) -> (io::Result<(
 }
 
 /// Sends one probe of `shape` to `addr`. Never panics; failures are counted in [`Sent`].
-pub fn send(shape: Shape, addr: SocketAddr, spec: &Spec) -> Sent {
+pub(crate) fn send(shape: Shape, addr: SocketAddr, spec: &Spec) -> Sent {
     let mut out = Sent::default();
     match shape {
         Shape::HalfOpenRst | Shape::HandshakeRst | Shape::DataRst | Shape::ConnectFin => {
@@ -296,7 +296,7 @@ pub fn send(shape: Shape, addr: SocketAddr, spec: &Spec) -> Sent {
 }
 
 /// The request line and headers of the HTTP shapes (no User-Agent, like HAProxy's checks).
-pub fn http_request(spec: &Spec, close: bool) -> String {
+pub(crate) fn http_request(spec: &Spec, close: bool) -> String {
     let conn = if close { "Connection: close\r\n" } else { "" };
     format!("GET {} HTTP/1.1\r\nHost: {}\r\n{conn}\r\n", spec.path, spec.host)
 }
@@ -323,13 +323,13 @@ fn http_exchange(fd: OwnedFd, spec: &Spec, close: bool) -> (Option<u16>, OwnedFd
 }
 
 /// `HTTP/1.1 200 OK…` → 200.
-pub fn status_of(buf: &[u8]) -> Option<u16> {
+pub(crate) fn status_of(buf: &[u8]) -> Option<u16> {
     let rest = buf.strip_prefix(b"HTTP/1.")?.get(2..5)?;
     std::str::from_utf8(rest).ok()?.parse().ok()
 }
 
 /// Whether a keep-alive response is complete: headers, then Content-Length bytes or the last chunk.
-pub fn response_complete(buf: &[u8], close: bool) -> bool {
+pub(crate) fn response_complete(buf: &[u8], close: bool) -> bool {
     if close {
         return false; // read to EOF
     }
@@ -349,7 +349,7 @@ pub fn response_complete(buf: &[u8], close: bool) -> bool {
 }
 
 /// Parses `--payload`: text with `\r`, `\n`, `\t`, `\\` and `\xHH` escapes.
-pub fn parse_payload(s: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn parse_payload(s: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(s.len());
     let b = s.as_bytes();
     let mut i = 0;
@@ -404,7 +404,7 @@ pub enum Answer {
 }
 
 impl Answer {
-    pub fn ok(self) -> bool {
+    pub(crate) fn ok(self) -> bool {
         matches!(self, Answer::Accepted | Answer::Connects | Answer::Http { .. })
     }
 }
@@ -486,66 +486,66 @@ pub struct Config {
     pub addr: SocketAddr,
     /// The target as the user named it.
     pub target: String,
-    pub shapes: Vec<Shape>,
-    pub rate: f64,
+    pub(crate) shapes: Vec<Shape>,
+    pub(crate) rate: f64,
     /// Connections per shape.
-    pub count: u64,
-    pub settle: Duration,
-    pub spec: Spec,
+    pub(crate) count: u64,
+    pub(crate) settle: Duration,
+    pub(crate) spec: Spec,
     /// The production check interval, for the time to exhaustion.
-    pub interval: Duration,
-    pub limit: Option<u64>,
+    pub(crate) interval: Duration,
+    pub(crate) limit: Option<u64>,
 }
 
 /// Hard caps: a probe run is a diagnosis, not a load test.
-pub const MAX_RATE: f64 = 500.0;
-pub const MAX_COUNT: u64 = 5_000;
-pub const MAX_SHAPE_TIME: Duration = Duration::from_secs(600);
-pub const MAX_SETTLE: Duration = Duration::from_secs(60);
+pub(crate) const MAX_RATE: f64 = 500.0;
+pub(crate) const MAX_COUNT: u64 = 5_000;
+pub(crate) const MAX_SHAPE_TIME: Duration = Duration::from_secs(600);
+pub(crate) const MAX_SETTLE: Duration = Duration::from_secs(60);
 /// Probes keep at most this share of the server's fd limit (the rest is its real work).
-pub const FD_BUDGET: f64 = 0.8;
+pub(crate) const FD_BUDGET: f64 = 0.8;
 /// Time between local samples while probing.
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
 /// One shape's run and judgement.
 #[derive(Clone, Debug)]
-pub struct ShapeRun {
-    pub shape: Shape,
-    pub sent: Sent,
-    pub statuses: Vec<(u16, u64)>,
-    pub started: Ts,
-    pub last_probe: Ts,
-    pub ended: Ts,
-    pub before: Option<Sample>,
-    pub after: Option<Sample>,
+pub(crate) struct ShapeRun {
+    pub(crate) shape: Shape,
+    pub(crate) sent: Sent,
+    pub(crate) statuses: Vec<(u16, u64)>,
+    pub(crate) started: Ts,
+    pub(crate) last_probe: Ts,
+    pub(crate) ended: Ts,
+    pub(crate) before: Option<Sample>,
+    pub(crate) after: Option<Sample>,
     /// The most sockets seen during the shape and its settle wait.
-    pub peak: Option<u64>,
-    pub samples: usize,
+    pub(crate) peak: Option<u64>,
+    pub(crate) samples: usize,
     /// The growth rules' verdict on the socket curve alone (`unknown` without counts).
-    pub growth: Verdict,
+    pub(crate) growth: Verdict,
     /// The shape's verdict: the growth's, or `leak` when the server stopped answering.
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
     /// Sockets kept per connection sent, its 95% CI and Spearman ρ, when there was a fit.
-    pub per_probe: Option<(f64, (f64, f64), f64)>,
-    pub answer: Answer,
+    pub(crate) per_probe: Option<(f64, (f64, f64), f64)>,
+    pub(crate) answer: Answer,
     /// Ctrl-C or the shape's time cap cut it short.
-    pub cut_short: bool,
+    pub(crate) cut_short: bool,
 }
 
 impl ShapeRun {
     /// Sockets still held after the settle wait, against before.
-    pub fn kept(&self) -> Option<i64> {
+    pub(crate) fn kept(&self) -> Option<i64> {
         Some(self.after?.sockets as i64 - self.before?.sockets as i64)
     }
     /// Sockets rose by three or more during the probes and were all released by the end of the
     /// settle wait (`None` when they never rose that much, or without counts).
-    pub fn came_back(&self) -> Option<bool> {
+    pub(crate) fn came_back(&self) -> Option<bool> {
         let (b, p) = (self.before?.sockets, self.peak?);
         (p >= b + 3).then(|| self.kept().is_some_and(|k| k <= 0))
     }
 
     /// The server stopped answering during this shape.
-    pub fn stopped(&self) -> bool {
+    pub(crate) fn stopped(&self) -> bool {
         !self.answer.ok()
     }
 }
@@ -554,29 +554,29 @@ impl ShapeRun {
 #[derive(Clone, Debug)]
 pub struct ProbeReport {
     pub target: String,
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     pub verdict: Verdict,
-    pub runs: Vec<ShapeRun>,
+    pub(crate) runs: Vec<ShapeRun>,
     /// Shapes not run, and why.
-    pub skipped: Vec<(Shape, Skipped)>,
-    pub counted: bool,
-    pub in_use: Option<u64>,
-    pub limit: Option<u64>,
-    pub interval: Duration,
+    pub(crate) skipped: Vec<(Shape, Skipped)>,
+    pub(crate) counted: bool,
+    pub(crate) in_use: Option<u64>,
+    pub(crate) limit: Option<u64>,
+    pub(crate) interval: Duration,
     /// Connections per second and per shape, as run.
-    pub rate: f64,
-    pub count: u64,
-    pub exhaustion_eta_s: Option<f64>,
-    pub erlang: bool,
-    pub interrupted: bool,
-    pub samples_error: Option<String>,
+    pub(crate) rate: f64,
+    pub(crate) count: u64,
+    pub(crate) exhaustion_eta_s: Option<f64>,
+    pub(crate) erlang: bool,
+    pub(crate) interrupted: bool,
+    pub(crate) samples_error: Option<String>,
 }
 
 /// Whether the server takes a plain connection now; held open until accepted (at most `wait`).
 ///
 /// Without the server's own counts the client side cannot see an accept(); a server that answered
 /// HTTP at the start (`http`) is asked `GET --path` instead, and its response is the proof.
-pub fn answers(addr: SocketAddr, counter: &Counter, spec: &Spec, http: bool) -> Answer {
+pub(crate) fn answers(addr: SocketAddr, counter: &Counter, spec: &Spec, http: bool) -> Answer {
     if let Counter::Local { gone: true, .. } = counter {
         return Answer::ProcessGone;
     }
@@ -843,12 +843,12 @@ pub(crate) fn fmt_interval(d: Duration) -> String {
 }
 
 impl ProbeReport {
-    pub fn leaking(&self) -> impl Iterator<Item = &ShapeRun> {
+    pub(crate) fn leaking(&self) -> impl Iterator<Item = &ShapeRun> {
         self.runs.iter().filter(|r| r.growth == Verdict::Leak)
     }
 
     /// The remedies, as data: one per leaking kind, and the acceptor advice when it stopped.
-    pub fn remedies(&self) -> Vec<verdict::Remedy> {
+    pub(crate) fn remedies(&self) -> Vec<verdict::Remedy> {
         let mut out = Vec::new();
         for r in self.leaking() {
             let m = verdict::Remedy::ForDriver { kind: r.shape.kind(), erlang: self.erlang };

@@ -19,15 +19,15 @@ use std::path::{Path, PathBuf};
 /// One row of /proc/net/tcp{,6}.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TcpEntry {
-    pub local: IpAddr,
+    pub(crate) local: IpAddr,
     pub local_port: u16,
     /// Kernel state: 0x01 ESTABLISHED, 0x08 CLOSE_WAIT, 0x0A LISTEN, …
     pub state: u8,
-    pub rx_queue: u64,
-    pub inode: u64,
+    pub(crate) rx_queue: u64,
+    pub(crate) inode: u64,
 }
 
-pub const ESTABLISHED: u8 = 0x01;
+pub(crate) const ESTABLISHED: u8 = 0x01;
 pub const CLOSE_WAIT: u8 = 0x08;
 pub const LISTEN: u8 = 0x0A;
 
@@ -81,13 +81,13 @@ fn table_inodes(text: &str, unix: bool, out: &mut HashSet<u64>) {
 }
 
 /// `Max open files` soft limit from /proc/PID/limits.
-pub fn parse_fd_limit(text: &str) -> Option<u64> {
+pub(crate) fn parse_fd_limit(text: &str) -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("Max open files"))?;
     line["Max open files".len()..].split_whitespace().next()?.parse().ok()
 }
 
 /// `TcpExt: … ListenOverflows …` from /proc/net/netstat.
-pub fn parse_listen_overflows(text: &str) -> Option<u64> {
+pub(crate) fn parse_listen_overflows(text: &str) -> Option<u64> {
     let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
     let names = lines.next()?;
     let values = lines.next()?;
@@ -97,7 +97,7 @@ pub fn parse_listen_overflows(text: &str) -> Option<u64> {
 
 /// The local addresses of a network namespace, from its `net/fib_trie` (IPv4: the `/32 host
 /// LOCAL` leaves) and `net/if_inet6` (IPv6, 32 hex digits in network order).
-pub fn parse_local_addresses(fib_trie: &str, if_inet6: &str, out: &mut Vec<IpAddr>) {
+pub(crate) fn parse_local_addresses(fib_trie: &str, if_inet6: &str, out: &mut Vec<IpAddr>) {
     let mut last: Option<Ipv4Addr> = None;
     for line in fib_trie.lines() {
         let t = line.trim_start();
@@ -123,20 +123,20 @@ pub fn parse_local_addresses(fib_trie: &str, if_inet6: &str, out: &mut Vec<IpAdd
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Server {
     pub pid: u32,
-    pub port: u16,
+    pub(crate) port: u16,
     /// The listening address; `None` when it listens on all addresses.
     pub addr: Option<IpAddr>,
     pub listen_inode: u64,
     /// The network namespace holding the socket (its inode), when it is not hcleak's own.
-    pub netns: Option<u64>,
+    pub(crate) netns: Option<u64>,
     /// The backend address the server was looked up for (the address seen on the wire): a server
     /// in another namespace listening on all addresses is known by it, since many pods listen on
     /// the same port.
-    pub seen_as: Option<IpAddr>,
+    pub(crate) seen_as: Option<IpAddr>,
 }
 
 impl Server {
-    pub fn spec(&self) -> BackendSpec {
+    pub(crate) fn spec(&self) -> BackendSpec {
         match (self.addr, self.netns, self.seen_as) {
             (Some(ip), _, _) => BackendSpec::Exact(ip, self.port),
             (None, Some(_), Some(ip)) => BackendSpec::Exact(ip, self.port),
@@ -147,15 +147,15 @@ impl Server {
 
 /// A network namespace and the process its tables are read through (`None`: hcleak's own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Netns {
-    pub inode: u64,
-    pub via: Option<u32>,
+pub(crate) struct Netns {
+    pub(crate) inode: u64,
+    pub(crate) via: Option<u32>,
 }
 
 /// Reads procfs under `root`.
 #[derive(Clone, Debug)]
 pub struct Procfs {
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 impl Default for Procfs {
@@ -170,7 +170,7 @@ impl Procfs {
     }
 
     /// TCP entries as seen from a process's network namespace (or this process's).
-    pub fn tcp(&self, pid: Option<u32>) -> Vec<TcpEntry> {
+    pub(crate) fn tcp(&self, pid: Option<u32>) -> Vec<TcpEntry> {
         let base = pid.map_or_else(|| PathBuf::from("self"), |p| PathBuf::from(p.to_string()));
         let mut v = Vec::new();
         for t in ["net/tcp", "net/tcp6"] {
@@ -199,7 +199,7 @@ impl Procfs {
     }
 
     /// The process holding `inode` open, scanning every /proc/PID/fd (once per new port).
-    pub fn pid_of_inode(&self, inode: u64) -> Option<u32> {
+    pub(crate) fn pid_of_inode(&self, inode: u64) -> Option<u32> {
         let want = format!("socket:[{inode}]");
         for e in fs::read_dir(&self.root).ok()? {
             let Ok(e) = e else { continue };
@@ -239,7 +239,7 @@ impl Procfs {
 
     /// Every network namespace on the host, hcleak's own first, each with one member process.
     /// Without a readable `ns/net` (a fake tree, no privileges) only hcleak's own is listed.
-    pub fn namespaces(&self) -> Vec<Netns> {
+    pub(crate) fn namespaces(&self) -> Vec<Netns> {
         let own = self.netns_of("self");
         let mut out = vec![Netns { inode: own.unwrap_or(0), via: None }];
         let Some(own) = own else { return out };
@@ -255,7 +255,7 @@ impl Procfs {
     }
 
     /// The local addresses of a namespace (read through its member process).
-    pub fn addresses(&self, ns: &Netns) -> Vec<IpAddr> {
+    pub(crate) fn addresses(&self, ns: &Netns) -> Vec<IpAddr> {
         let base = ns.via.map_or_else(|| PathBuf::from("self"), |p| PathBuf::from(p.to_string()));
         let mut out = Vec::new();
         parse_local_addresses(
@@ -355,7 +355,7 @@ impl Procfs {
     }
 
     /// One sample of a server. `Err` when the process is gone or unreadable.
-    pub fn sample(&self, s: &Server, now: Ts) -> std::io::Result<Sample> {
+    pub(crate) fn sample(&self, s: &Server, now: Ts) -> std::io::Result<Sample> {
         let fds = self.socket_fds(s.pid)?;
         let pid_dir = PathBuf::from(s.pid.to_string());
         let tcp = self.tcp(Some(s.pid));

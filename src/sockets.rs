@@ -55,13 +55,13 @@ impl Comm {
         a[..n].copy_from_slice(&b[..n]);
         Some(Comm(a, n as u8))
     }
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         // Built from a str and cut on a byte count: fall back to the valid prefix.
         let b = &self.0[..usize::from(self.1)];
         std::str::from_utf8(b).unwrap_or_else(|e| std::str::from_utf8(&b[..e.valid_up_to()]).unwrap_or(""))
     }
     /// The Erlang VM (Bandit, Cowboy, Thousand Island run on it).
-    pub fn is_erlang_vm(&self) -> bool {
+    pub(crate) fn is_erlang_vm(&self) -> bool {
         matches!(self.as_str(), "beam.smp" | "beam")
     }
 }
@@ -87,7 +87,7 @@ pub enum BackendSpec {
 }
 
 impl BackendSpec {
-    pub fn parse(s: &str) -> Option<BackendSpec> {
+    pub(crate) fn parse(s: &str) -> Option<BackendSpec> {
         let s = s.trim();
         if let Some(p) = s.strip_prefix(':') {
             return p.parse().ok().map(BackendSpec::Port);
@@ -98,7 +98,7 @@ impl BackendSpec {
         None
     }
 
-    pub fn matches(&self, ip: IpAddr, port: u16) -> bool {
+    pub(crate) fn matches(&self, ip: IpAddr, port: u16) -> bool {
         match *self {
             BackendSpec::Exact(i, p) => i == ip && p == port,
             BackendSpec::Port(p) => p == port,
@@ -123,7 +123,7 @@ pub struct HostSamples {
 
 impl HostSamples {
     /// Samples for a backend: an exact address match first, then a port-only row.
-    pub fn for_backend(&self, ip: IpAddr, port: u16) -> Option<&[Sample]> {
+    pub(crate) fn for_backend(&self, ip: IpAddr, port: u16) -> Option<&[Sample]> {
         let exact = self.backends.iter().find(|(s, _)| matches!(s, BackendSpec::Exact(..)) && s.matches(ip, port));
         exact
             .or_else(|| self.backends.iter().find(|(s, _)| matches!(s, BackendSpec::Port(_)) && s.matches(ip, port)))
@@ -131,7 +131,7 @@ impl HostSamples {
     }
 
     /// Whether the samples used for this backend matched by port only (`:port`).
-    pub fn port_only(&self, ip: IpAddr, port: u16) -> bool {
+    pub(crate) fn port_only(&self, ip: IpAddr, port: u16) -> bool {
         let exact = self.backends.iter().any(|(s, _)| matches!(s, BackendSpec::Exact(..)) && s.matches(ip, port));
         !exact && self.backends.iter().any(|(s, _)| matches!(s, BackendSpec::Port(_)) && s.matches(ip, port))
     }
@@ -154,8 +154,8 @@ impl HostSamples {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SamplesError {
     pub path: PathBuf,
-    pub line: Option<u64>,
-    pub msg: String,
+    pub(crate) line: Option<u64>,
+    pub(crate) msg: String,
 }
 
 impl fmt::Display for SamplesError {
@@ -174,7 +174,7 @@ pub const CSV_HEADER: &str =
     "ts,backend,sockets,hidden,close_wait,unaccepted,accept_queue,listen_overflows,fd_limit,process,container";
 
 /// One CSV row in the format [`read_csv`] reads.
-pub fn csv_row(spec: &BackendSpec, s: &Sample) -> String {
+pub(crate) fn csv_row(spec: &BackendSpec, s: &Sample) -> String {
     let o = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     format!(
         "{}.{:06},{},{},{},{},{},{},{},{},{},{}",
@@ -208,7 +208,7 @@ pub fn read_csv(path: &Path) -> Result<HostSamples, SamplesError> {
 
 /// [`read_csv`] from an open file (or any reader); `path` names it in errors. `probe` keeps a
 /// samples file open across a privilege drop and reads it again as it grows.
-pub fn read_csv_from(r: impl std::io::Read, path: &Path) -> Result<HostSamples, SamplesError> {
+pub(crate) fn read_csv_from(r: impl std::io::Read, path: &Path) -> Result<HostSamples, SamplesError> {
     let err = |line: Option<u64>, msg: String| SamplesError { path: path.into(), line, msg };
     let mut rdr = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(r);
     let headers = rdr.headers().map_err(|e| err(Some(1), csv_msg(&e)))?.clone();

@@ -5,23 +5,23 @@
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Fit {
     pub slope: f64,
-    pub intercept: f64,
+    pub(crate) intercept: f64,
     /// Standard error of the slope.
-    pub se: f64,
-    pub r2: f64,
-    pub n: usize,
+    pub(crate) se: f64,
+    pub(crate) r2: f64,
+    pub(crate) n: usize,
 }
 
 impl Fit {
     /// 95% confidence interval of the slope (Student t with n−2 degrees of freedom).
-    pub fn ci95(&self) -> (f64, f64) {
+    pub(crate) fn ci95(&self) -> (f64, f64) {
         let t = t95(self.n.saturating_sub(2));
         (self.slope - t * self.se, self.slope + t * self.se)
     }
 }
 
 /// Two-sided 95% Student t quantile for `dof` degrees of freedom.
-pub fn t95(dof: usize) -> f64 {
+pub(crate) fn t95(dof: usize) -> f64 {
     const T: [f64; 30] = [
         12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
@@ -53,7 +53,7 @@ fn moments(x: &[f64], y: &[f64]) -> (usize, f64, f64, f64, f64, f64) {
 }
 
 /// Ordinary least squares. `None` with fewer than three points or no spread in x.
-pub fn ols(x: &[f64], y: &[f64]) -> Option<Fit> {
+pub(crate) fn ols(x: &[f64], y: &[f64]) -> Option<Fit> {
     let (n, mx, my, sxx, sxy, syy) = moments(x, y);
     if n < 3 || sxx <= 0.0 {
         return None;
@@ -67,7 +67,7 @@ pub fn ols(x: &[f64], y: &[f64]) -> Option<Fit> {
 }
 
 /// Pearson correlation; 0 when either side has no spread.
-pub fn pearson(x: &[f64], y: &[f64]) -> f64 {
+pub(crate) fn pearson(x: &[f64], y: &[f64]) -> f64 {
     let (n, _, _, sxx, sxy, syy) = moments(x, y);
     if n < 2 || sxx <= 0.0 || syy <= 0.0 {
         0.0
@@ -97,7 +97,7 @@ fn ranks(v: &[f64]) -> Vec<f64> {
 }
 
 /// Spearman rank correlation.
-pub fn spearman(x: &[f64], y: &[f64]) -> f64 {
+pub(crate) fn spearman(x: &[f64], y: &[f64]) -> f64 {
     let n = x.len().min(y.len());
     pearson(&ranks(&x[..n]), &ranks(&y[..n]))
 }

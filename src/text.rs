@@ -26,7 +26,7 @@ fn push_escaped(out: &mut String, c: char) {
 }
 
 /// `text` with every control or invisible-formatting character escaped; borrowed when clean.
-pub fn escape(text: &str) -> Cow<'_, str> {
+pub(crate) fn escape(text: &str) -> Cow<'_, str> {
     if !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
     }
@@ -36,22 +36,6 @@ pub fn escape(text: &str) -> Cow<'_, str> {
             push_escaped(&mut out, c);
         } else {
             out.push(c);
-        }
-    }
-    Cow::Owned(out)
-}
-
-/// Raw bytes as text: valid UTF-8 as [`escape`] does it, every other byte as `\xNN`.
-pub fn escape_bytes(bytes: &[u8]) -> Cow<'_, str> {
-    if let Ok(s) = std::str::from_utf8(bytes) {
-        return escape(s);
-    }
-    let mut out = String::with_capacity(bytes.len() + 8);
-    for chunk in bytes.utf8_chunks() {
-        out.push_str(&escape(chunk.valid()));
-        for b in chunk.invalid() {
-            use std::fmt::Write as _;
-            let _ = write!(out, "\\x{b:02x}");
         }
     }
     Cow::Owned(out)
@@ -81,11 +65,5 @@ mod tests {
         assert_eq!(escape("x\u{202e}y"), "x\\u{202e}y");
         // A literal backslash cannot be mistaken for an escape.
         assert_eq!(escape("\\x1b"), "\\\\x1b");
-    }
-
-    #[test]
-    fn invalid_utf8_bytes_become_hex() {
-        assert_eq!(escape_bytes(b"ok\xff\xfe\x1b"), "ok\\xff\\xfe\\x1b");
-        assert_eq!(escape_bytes(b"caf\xc3\xa9"), "café");
     }
 }

@@ -6,7 +6,8 @@ use crate::source::{self, LiveOptions, LiveSource, Next, PacketSource};
 use std::path::PathBuf;
 
 /// The outer headers of the overlays hcleak decapsulates.
-pub const OVERLAY_FILTER: &str = "udp port 4789 or udp port 8472 or udp port 6081 or ip proto 47 or ip6 proto 47";
+pub(crate) const OVERLAY_FILTER: &str =
+    "udp port 4789 or udp port 8472 or udp port 6081 or ip proto 47 or ip6 proto 47";
 
 /// Bytes of input looked through for an overlay packet before giving up.
 const LOOK_AT_MOST: u64 = 256 << 20;

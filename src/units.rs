@@ -6,7 +6,7 @@ use crate::decode::Ts;
 use std::net::IpAddr;
 
 /// `ip:port`, with IPv6 in brackets.
-pub fn endpoint(ip: IpAddr, port: u16) -> String {
+pub(crate) fn endpoint(ip: IpAddr, port: u16) -> String {
     match ip {
         IpAddr::V4(a) => format!("{a}:{port}"),
         IpAddr::V6(a) => format!("[{a}]:{port}"),
@@ -14,7 +14,7 @@ pub fn endpoint(ip: IpAddr, port: u16) -> String {
 }
 
 /// Human duration: 5h33m, 2m58s, 41s.
-pub fn human_duration(s: f64) -> String {
+pub(crate) fn human_duration(s: f64) -> String {
     if !s.is_finite() {
         return "never".into();
     }
@@ -28,20 +28,20 @@ pub fn human_duration(s: f64) -> String {
 }
 
 /// Seconds with microseconds, like Zeek's `ts`.
-pub fn ts_secs(ts: Ts) -> String {
+pub(crate) fn ts_secs(ts: Ts) -> String {
     let s = ts.div_euclid(1_000_000_000);
     let us = ts.rem_euclid(1_000_000_000) / 1000;
     format!("{s}.{us:06}")
 }
 
 /// A packet-time instant in UTC with a chrono format; the raw nanoseconds when out of range.
-pub fn utc(t: Ts, fmt: &str) -> String {
+pub(crate) fn utc(t: Ts, fmt: &str) -> String {
     chrono::DateTime::from_timestamp(t.div_euclid(1_000_000_000), t.rem_euclid(1_000_000_000) as u32)
         .map_or_else(|| t.to_string(), |d| d.format(fmt).to_string())
 }
 
 /// `12:03:44.120 UTC`: when something happened, in a sentence.
-pub fn clock(t: Ts) -> String {
+pub(crate) fn clock(t: Ts) -> String {
     utc(t, "%H:%M:%S%.3f UTC")
 }
 

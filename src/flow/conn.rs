@@ -48,28 +48,28 @@ impl std::fmt::Debug for Stamp {
 }
 
 impl Stamp {
-    pub const NONE: Stamp = Stamp(Ts::MIN);
+    pub(crate) const NONE: Stamp = Stamp(Ts::MIN);
     #[inline]
-    pub fn get(self) -> Option<Ts> {
+    pub(crate) fn get(self) -> Option<Ts> {
         (self.0 != Ts::MIN).then_some(self.0)
     }
     #[inline]
-    pub fn is_some(self) -> bool {
+    pub(crate) fn is_some(self) -> bool {
         self.0 != Ts::MIN
     }
     #[inline]
-    pub fn is_none(self) -> bool {
+    pub(crate) fn is_none(self) -> bool {
         self.0 == Ts::MIN
     }
-    pub fn is_some_and(self, f: impl FnOnce(Ts) -> bool) -> bool {
+    pub(crate) fn is_some_and(self, f: impl FnOnce(Ts) -> bool) -> bool {
         self.get().is_some_and(f)
     }
-    pub fn is_none_or(self, f: impl FnOnce(Ts) -> bool) -> bool {
+    pub(crate) fn is_none_or(self, f: impl FnOnce(Ts) -> bool) -> bool {
         self.get().is_none_or(f)
     }
     /// Sets the time if unset (the first occurrence wins).
     #[inline]
-    pub fn first(&mut self, t: Ts) {
+    pub(crate) fn first(&mut self, t: Ts) {
         if self.0 == Ts::MIN {
             self.0 = t;
         }
@@ -88,29 +88,29 @@ impl IntoIterator for Stamp {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Facts {
     /// First SYN from the originator.
-    pub syn: Stamp,
-    pub syn_count: u16,
+    pub(crate) syn: Stamp,
+    pub(crate) syn_count: u16,
     /// First SYN-ACK from the responder.
-    pub synack: Stamp,
-    pub synack_count: u16,
+    pub(crate) synack: Stamp,
+    pub(crate) synack_count: u16,
     /// Originator's bare ACK completing the handshake, before it sent any data.
-    pub handshake_ack: Stamp,
-    pub orig_data: Stamp,
-    pub resp_data: Stamp,
-    pub orig_fin: Stamp,
-    pub resp_fin: Stamp,
-    pub orig_rst: Stamp,
-    pub resp_rst: Stamp,
+    pub(crate) handshake_ack: Stamp,
+    pub(crate) orig_data: Stamp,
+    pub(crate) resp_data: Stamp,
+    pub(crate) orig_fin: Stamp,
+    pub(crate) resp_fin: Stamp,
+    pub(crate) orig_rst: Stamp,
+    pub(crate) resp_rst: Stamp,
     /// The responder acknowledged the originator's FIN (so its kernel holds the socket in CLOSE_WAIT
     /// until the application closes it).
-    pub resp_acked_orig_fin: Stamp,
+    pub(crate) resp_acked_orig_fin: Stamp,
     /// What the first request's User-Agent header names ([`crate::http::agent_token`]): 0 when
     /// it had none. Read once per connection from the whole payload, since the header may lie
     /// beyond the bytes kept; what the name means is the classifier's business.
-    pub user_agent: u8,
+    pub(crate) user_agent: u8,
     /// The server software the first response named in its `Server:` header (index + 1 into
     /// [`crate::http::SERVER_TOKENS`]; 0 when none).
-    pub server: u8,
+    pub(crate) server: u8,
 }
 
 /// One TCP connection, live in the table or finished.
@@ -136,15 +136,15 @@ pub struct Conn {
     pub facts: Facts,
     // Written once, read when the connection is finished.
     pub first_ts: Ts,
-    pub end: EndReason,
+    pub(crate) end: EndReason,
     pub orig_h: IpAddr,
     pub orig_p: u16,
     pub resp_h: IpAddr,
     pub resp_p: u16,
-    pub req: [u8; REQ_CAP],
-    pub req_len: u8,
-    pub rsp: [u8; RSP_CAP],
-    pub rsp_len: u8,
+    pub(crate) req: [u8; REQ_CAP],
+    pub(crate) req_len: u8,
+    pub(crate) rsp: [u8; RSP_CAP],
+    pub(crate) rsp_len: u8,
 }
 
 /// The sender's endpoint and its peer, borrowing only those two fields of a connection.
@@ -200,10 +200,10 @@ impl Conn {
     pub fn resp_bytes(&self) -> u64 {
         self.resp.size(&self.orig)
     }
-    pub fn request(&self) -> &[u8] {
+    pub(crate) fn request(&self) -> &[u8] {
         &self.req[..usize::from(self.req_len)]
     }
-    pub fn response(&self) -> &[u8] {
+    pub(crate) fn response(&self) -> &[u8] {
         &self.rsp[..usize::from(self.rsp_len)]
     }
 

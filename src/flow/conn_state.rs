@@ -24,7 +24,7 @@ pub enum ConnState {
 }
 
 impl ConnState {
-    pub const ALL: [ConnState; 13] = [
+    pub(crate) const ALL: [ConnState; 13] = [
         ConnState::S0,
         ConnState::S1,
         ConnState::SF,
@@ -56,7 +56,7 @@ impl ConnState {
             ConnState::OTH => "OTH",
         }
     }
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             ConnState::S0 => "SYN, no reply",
             ConnState::S1 => "established, not closed",
@@ -166,7 +166,7 @@ mod tests {
         // The SYN octet plus the payload.
         c.orig.last_seq = 1 + bytes.0;
         c.resp.last_seq = 1 + bytes.1;
-        c.history = crate::flow::History::from_letters(letters);
+        c.history = crate::flow::history::History::from_letters(letters);
         c
     }
 

@@ -18,35 +18,35 @@ pub enum TcpState {
 
 /// A segment's SYN, FIN, RST and ACK bits (the decoder's flags byte, other bits dropped).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Flags(u8);
+pub(crate) struct Flags(u8);
 
 impl Flags {
     /// ACK alone: most segments, with or without data.
-    pub const PLAIN_ACK: Flags = Flags(ACK);
+    pub(crate) const PLAIN_ACK: Flags = Flags(ACK);
 
     #[inline(always)]
-    pub fn of(bits: u8) -> Flags {
+    pub(crate) fn of(bits: u8) -> Flags {
         Flags(bits & (SYN | FIN | RST | ACK))
     }
     #[inline(always)]
-    pub fn syn(self) -> bool {
+    pub(crate) fn syn(self) -> bool {
         self.0 & SYN != 0
     }
     #[inline(always)]
-    pub fn fin(self) -> bool {
+    pub(crate) fn fin(self) -> bool {
         self.0 & FIN != 0
     }
     #[inline(always)]
-    pub fn rst(self) -> bool {
+    pub(crate) fn rst(self) -> bool {
         self.0 & RST != 0
     }
     #[inline(always)]
-    pub fn ack(self) -> bool {
+    pub(crate) fn ack(self) -> bool {
         self.0 & ACK != 0
     }
     /// How many of SYN, FIN and RST the segment carries.
     #[inline(always)]
-    pub fn controls(self) -> u8 {
+    pub(crate) fn controls(self) -> u8 {
         u8::from(self.syn()) + u8::from(self.fin()) + u8::from(self.rst())
     }
 }
@@ -55,7 +55,7 @@ impl Flags {
 /// that many controls in Zeek's order (SYN, then FIN, then RST), each judged against the state the
 /// segment found; a segment with none of them is `None`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Control {
+pub(crate) enum Control {
     None,
     Syn,
     Fin,
@@ -64,15 +64,15 @@ pub enum Control {
 
 /// What a transition asks of the connection around its two endpoints.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Effects {
+pub(crate) struct Effects {
     /// The endpoint closed (Zeek's ConnectionClosed is due).
-    pub close: bool,
+    pub(crate) close: bool,
     /// The originator's SYN started a connection attempt: its timer starts.
-    pub attempt: bool,
+    pub(crate) attempt: bool,
     /// A RST after the endpoint's own FIN: the record ends soon (Zeek's reset timer).
-    pub reset_timer: bool,
+    pub(crate) reset_timer: bool,
     /// The connection was seen opening after all: it is not partial.
-    pub not_partial: bool,
+    pub(crate) not_partial: bool,
 }
 
 impl std::ops::BitOrAssign for Effects {
@@ -86,7 +86,7 @@ impl std::ops::BitOrAssign for Effects {
 
 /// Sequence-space comparison: positive when `a` is after `b`.
 #[inline]
-pub fn seq_delta(a: u32, b: u32) -> i32 {
+pub(crate) fn seq_delta(a: u32, b: u32) -> i32 {
     a.wrapping_sub(b) as i32
 }
 
@@ -114,7 +114,7 @@ pub struct Endpoint {
     held: Option<(u32, u32)>,
     pub pkts: u32,
     /// Payload bytes on the wire, retransmissions included.
-    pub payload_bytes: u64,
+    pub(crate) payload_bytes: u64,
 }
 
 impl Endpoint {

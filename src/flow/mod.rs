@@ -13,17 +13,15 @@
 //! mechanism never calls. What a connection *was* (a probe, traffic) is decided in
 //! [`crate::classify`].
 
-pub mod config;
-pub mod conn;
-pub mod conn_state;
-pub mod endpoint;
-pub mod history;
+pub(crate) mod config;
+pub(crate) mod conn;
+pub(crate) mod conn_state;
+pub(crate) mod endpoint;
+pub(crate) mod history;
 
 pub use config::{FlowConfig, DEFAULT_MAX_FLOWS, SEC};
 pub use conn::{Conn, EndReason, Facts, Stamp, REQ_CAP, RSP_CAP};
 pub use conn_state::ConnState;
-pub use endpoint::{Endpoint, TcpState};
-pub use history::History;
 
 use crate::decode::{Addr, Segment, Ts, ACK, SYN};
 use std::hash::BuildHasher;
@@ -109,17 +107,17 @@ fn key_hash(k: &Key) -> u64 {
 /// The flow table's hash of a segment's connection (both directions alike), for computing ahead
 /// of [`FlowTable::push_hashed`] on another thread.
 #[inline]
-pub fn flow_hash(seg: &Segment<'_>) -> u64 {
+pub(crate) fn flow_hash(seg: &Segment<'_>) -> u64 {
     key_hash(&Key::of(seg).0)
 }
 
 /// Counters about the table itself, for the summary.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct TableStats {
-    pub segments: u64,
-    pub conns: u64,
-    pub evicted_full: u64,
-    pub peak: usize,
+pub(crate) struct TableStats {
+    pub(crate) segments: u64,
+    pub(crate) conns: u64,
+    pub(crate) evicted_full: u64,
+    pub(crate) peak: usize,
 }
 
 /// The flow table. Feed segments in (roughly) time order; finished connections come out through
@@ -141,7 +139,7 @@ pub struct FlowTable {
     now: Ts,
     next_sweep: Ts,
     doomed: Vec<(Ts, u32)>,
-    pub stats: TableStats,
+    pub(crate) stats: TableStats,
 }
 
 /// How often (packet time) the table is swept for expired connections.
@@ -169,10 +167,6 @@ impl FlowTable {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
-    }
-
-    pub fn config(&self) -> &FlowConfig {
-        &self.cfg
     }
 
     /// Iterates over the live connections (for live views).
@@ -267,7 +261,7 @@ impl FlowTable {
     }
 
     /// Finishes every connection whose removal time has passed.
-    pub fn sweep(&mut self, now: Ts, sink: &mut impl FnMut(Conn)) {
+    pub(crate) fn sweep(&mut self, now: Ts, sink: &mut impl FnMut(Conn)) {
         self.doomed.clear();
         for (i, &e) in self.expire.iter().enumerate() {
             if now >= e {

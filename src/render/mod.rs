@@ -28,9 +28,9 @@ pub enum Format {
     Nagios,
 }
 
-pub use crate::units::{endpoint, ts_secs};
+pub(crate) use crate::units::{endpoint, ts_secs};
 
-pub fn end_name(e: EndReason) -> &'static str {
+pub(crate) fn end_name(e: EndReason) -> &'static str {
     match e {
         EndReason::Closed => "closed",
         EndReason::Attempt => "attempt_timeout",
@@ -41,7 +41,7 @@ pub fn end_name(e: EndReason) -> &'static str {
     }
 }
 
-pub const FLOW_COLUMNS: [&str; 14] = [
+pub(crate) const FLOW_COLUMNS: [&str; 14] = [
     "ts",
     "orig_h",
     "orig_p",
@@ -85,7 +85,7 @@ pub fn flow_tsv(w: &mut dyn Write, c: &Conn, kind: &str) -> io::Result<()> {
 }
 
 /// Zeek's conn.log columns (Zeek 6), in Zeek's order, with their Zeek types.
-pub const ZEEK_FIELDS: [(&str, &str); 21] = [
+pub(crate) const ZEEK_FIELDS: [(&str, &str); 21] = [
     ("ts", "time"),
     ("uid", "string"),
     ("id.orig_h", "addr"),
@@ -110,11 +110,11 @@ pub const ZEEK_FIELDS: [(&str, &str); 21] = [
 ];
 
 /// hcleak's own columns, after Zeek's (extension columns, as Zeek's log extensions add them).
-pub const ZEEK_EXTRA: [(&str, &str); 2] = [("hcleak_end", "string"), ("hcleak_kind", "string")];
+pub(crate) const ZEEK_EXTRA: [(&str, &str); 2] = [("hcleak_end", "string"), ("hcleak_kind", "string")];
 
 /// A Zeek conn.log being written: the header, one row per connection with a unique `uid`, and
 /// `#close`. Fields hcleak does not know are Zeek's unset `-`.
-pub struct ZeekLog {
+pub(crate) struct ZeekLog {
     seed: u64,
     next: u64,
 }
@@ -134,11 +134,11 @@ fn zeek_stamp() -> String {
 impl ZeekLog {
     /// `seed` makes the uids of different runs differ (Zeek draws them at random); the same seed
     /// gives the same uids.
-    pub fn new(seed: u64) -> ZeekLog {
+    pub(crate) fn new(seed: u64) -> ZeekLog {
         ZeekLog { seed: mix64(seed), next: 0 }
     }
 
-    pub fn header(&self, w: &mut dyn Write) -> io::Result<()> {
+    pub(crate) fn header(&self, w: &mut dyn Write) -> io::Result<()> {
         writeln!(w, "#separator \\x09")?;
         writeln!(w, "#set_separator\t,")?;
         writeln!(w, "#empty_field\t(empty)")?;
@@ -151,7 +151,7 @@ impl ZeekLog {
     }
 
     /// The next uid: `C` and 17 base-62 digits (96 bits), like Zeek's.
-    pub fn uid(&mut self) -> [u8; 18] {
+    pub(crate) fn uid(&mut self) -> [u8; 18] {
         const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
         self.next += 1;
         let hi = mix64(self.next.wrapping_add(self.seed));
@@ -167,7 +167,7 @@ impl ZeekLog {
     }
 
     /// One conn.log row. As Zeek does, duration and byte counts are unset when no time passed.
-    pub fn row(&mut self, w: &mut dyn Write, c: &Conn, kind: &str) -> io::Result<()> {
+    pub(crate) fn row(&mut self, w: &mut dyn Write, c: &Conn, kind: &str) -> io::Result<()> {
         let uid = self.uid();
         let uid = std::str::from_utf8(&uid).unwrap_or("C");
         let service =
@@ -202,7 +202,7 @@ impl ZeekLog {
         )
     }
 
-    pub fn close(&self, w: &mut dyn Write) -> io::Result<()> {
+    pub(crate) fn close(&self, w: &mut dyn Write) -> io::Result<()> {
         writeln!(w, "#close\t{}", zeek_stamp())
     }
 }
@@ -250,10 +250,10 @@ pub fn flow_json(w: &mut dyn Write, c: &Conn, kind: &str) -> io::Result<()> {
 /// flood cannot grow this without bound.
 #[derive(Default)]
 pub struct FlowSummary {
-    pub by_state: [u64; ConnState::ALL.len()],
-    pub by_resp: FxHashMap<(IpAddr, u16), [u64; ConnState::ALL.len()]>,
-    pub other_resp: u64,
-    pub total: u64,
+    pub(crate) by_state: [u64; ConnState::ALL.len()],
+    pub(crate) by_resp: FxHashMap<(IpAddr, u16), [u64; ConnState::ALL.len()]>,
+    pub(crate) other_resp: u64,
+    pub(crate) total: u64,
 }
 
 const MAX_RESPONDERS: usize = 10_000;
@@ -335,7 +335,7 @@ pub fn flow_summary(w: &mut dyn Write, s: &FlowSummary, d: &DecodeStats, files: 
 }
 
 /// What the decoder skipped, by reason; nothing when nothing was skipped.
-pub fn skipped_table(w: &mut dyn Write, d: &DecodeStats) -> io::Result<()> {
+pub(crate) fn skipped_table(w: &mut dyn Write, d: &DecodeStats) -> io::Result<()> {
     if d.evicted > 0 {
         writeln!(
             w,
@@ -384,7 +384,7 @@ pub fn skipped_table(w: &mut dyn Write, d: &DecodeStats) -> io::Result<()> {
 }
 
 /// Eight-level block sparkline, scaled to the series' own range.
-pub fn sparkline(v: &[f64]) -> String {
+pub(crate) fn sparkline(v: &[f64]) -> String {
     const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
     v.iter()
@@ -417,7 +417,7 @@ fn fmt_interval(s: f64) -> String {
 }
 
 /// "127.0.0.2 checks every 200 ms (±3 ms) with GET /health → 200".
-pub fn prober_line(p: &crate::verdict::Prober) -> String {
+pub(crate) fn prober_line(p: &crate::verdict::Prober) -> String {
     let mut s = format!("{} ", p.src);
     match (p.interval_s, p.jitter_s) {
         // Fewer than three intervals are no rhythm yet.
@@ -442,7 +442,7 @@ pub fn prober_line(p: &crate::verdict::Prober) -> String {
 /// The one-line answer on-call reads first. A report cut short by damaged input says so first,
 /// with the verdict up to the damage: the same `unknown` the exit code (3) says. Raw: whoever
 /// prints it escapes it (`text`).
-pub fn headline(r: &crate::verdict::Report) -> String {
+pub(crate) fn headline(r: &crate::verdict::Report) -> String {
     match r.damage {
         Some(d) => {
             let at = d.at.map_or_else(|| "its start".into(), crate::units::clock);
@@ -780,7 +780,7 @@ pub fn report_nagios(w: &mut dyn Write, r: &crate::verdict::Report) -> io::Resul
 }
 
 /// One JSON object per backend, for line-oriented logs (`type` says what the line is).
-pub fn report_jsonl(w: &mut dyn Write, r: &crate::verdict::Report, kind: &str, now: Ts) -> io::Result<()> {
+pub(crate) fn report_jsonl(w: &mut dyn Write, r: &crate::verdict::Report, kind: &str, now: Ts) -> io::Result<()> {
     use serde_json::json;
     for b in &r.backends {
         let line = json!({
@@ -802,7 +802,7 @@ pub fn report_jsonl(w: &mut dyn Write, r: &crate::verdict::Report, kind: &str, n
 }
 
 /// A connection as one JSON line with `"type": "conn"`, for `--format jsonl`.
-pub fn conn_jsonl(w: &mut dyn Write, c: &Conn, kind: &str) -> io::Result<()> {
+pub(crate) fn conn_jsonl(w: &mut dyn Write, c: &Conn, kind: &str) -> io::Result<()> {
     write!(w, "{{\"type\":\"conn\",\"conn\":")?;
     let mut buf = Vec::with_capacity(256);
     flow_json(&mut buf, c, kind)?;

@@ -50,11 +50,11 @@ pub struct OfflineCapture {
 }
 
 impl OfflineCapture {
-    pub fn get_datalink(&self) -> pcap::Linktype {
+    pub(crate) fn get_datalink(&self) -> pcap::Linktype {
         self.cap.get_datalink()
     }
 
-    pub fn filter(&mut self, expr: &str) -> Result<(), pcap::Error> {
+    pub(crate) fn filter(&mut self, expr: &str) -> Result<(), pcap::Error> {
         self.cap.filter(expr, true)
     }
 
@@ -65,7 +65,7 @@ impl OfflineCapture {
 
     /// Up to `max` (≥ 1) packets through libpcap's own loop; how many, 0 at the end of the file.
     #[inline]
-    pub fn dispatch(&mut self, max: usize, each: impl FnMut(pcap::Packet<'_>)) -> Result<usize, pcap::Error> {
+    pub(crate) fn dispatch(&mut self, max: usize, each: impl FnMut(pcap::Packet<'_>)) -> Result<usize, pcap::Error> {
         self.cap.dispatch(Some(max.max(1)), each)
     }
 }
@@ -295,7 +295,7 @@ impl Tally {
 impl FileSource {
     /// Opens a capture file — pcap or pcapng, plain, gzip or zstd (told by content) — or standard
     /// input when `path` is `-`.
-    pub fn open(path: &Path, filter: Option<&str>) -> Result<FileSource, SourceError> {
+    pub(crate) fn open(path: &Path, filter: Option<&str>) -> Result<FileSource, SourceError> {
         let open_err = |path: &Path, msg: String| SourceError::Open { path: path.into(), msg };
         let (name, input, total) = if path.as_os_str() == "-" {
             use std::io::IsTerminal;
@@ -353,10 +353,6 @@ impl FileSource {
             link,
             read: Tally { path: name, frames: 0, bytes: if total > 0 { 24 } else { 0 }, total, done: false, feeder },
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.read.path
     }
 }
 
@@ -549,7 +545,7 @@ pub struct CaptureFile {
 }
 
 impl CaptureFile {
-    pub fn open(path: &Path, filter: Option<&str>) -> Result<CaptureFile, SourceError> {
+    pub(crate) fn open(path: &Path, filter: Option<&str>) -> Result<CaptureFile, SourceError> {
         Ok(CaptureFile {
             pcap: FileSource::open(path, filter)?,
             ng: None,
@@ -635,7 +631,7 @@ struct Head {
 }
 
 impl MergedSource {
-    pub fn new(files: Vec<CaptureFile>) -> Self {
+    pub(crate) fn new(files: Vec<CaptureFile>) -> Self {
         let n = files.len();
         MergedSource { files, heads: (0..n).map(|_| None).collect(), refill: None, primed: false }
     }
@@ -707,14 +703,14 @@ pub fn open_files(paths: &[PathBuf], filter: Option<&str>) -> Result<Box<dyn Pac
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Encapsulation {
     /// Frames with an 802.1Q or 802.1ad tag.
-    pub vlan: u64,
+    pub(crate) vlan: u64,
     /// The first tunnel seen: VXLAN, Geneve, GRE, IP-in-IP.
-    pub tunnel: Option<&'static str>,
+    pub(crate) tunnel: Option<&'static str>,
 }
 
 impl Encapsulation {
     /// Looks at one frame.
-    pub fn add(&mut self, link: Link, f: &[u8]) {
+    pub(crate) fn add(&mut self, link: Link, f: &[u8]) {
         let be16 = |o: usize| f.get(o..o + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
         let (mut et, mut off) = match link {
             Link::Ethernet => (be16(12), 14),

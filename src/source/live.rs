@@ -16,7 +16,7 @@ pub struct LiveOptions {
     /// between reads.
     pub buffer: i32,
     /// Promiscuous mode (tcpdump's default; `-p` turns it off).
-    pub promisc: bool,
+    pub(crate) promisc: bool,
 }
 
 /// libpcap's packet-buffer timeout. Without immediate mode libpcap uses TPACKET_V3 on Linux:
@@ -119,7 +119,7 @@ pub struct PcapWriter {
 
 impl PcapWriter {
     /// Writes the global header for `dlt` (libpcap's link type) and `snaplen`.
-    pub fn new(file: std::fs::File, dlt: i32, snaplen: i32) -> std::io::Result<PcapWriter> {
+    pub(crate) fn new(file: std::fs::File, dlt: i32, snaplen: i32) -> std::io::Result<PcapWriter> {
         use std::io::Write;
         // The file format's LINKTYPE_ numbers equal the DLT_ ones except for raw IP.
         let linktype: u32 = match dlt {

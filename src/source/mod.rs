@@ -15,9 +15,9 @@
 //! Naming: "live" means a libpcap interface ([`LiveSource`], [`LiveOptions`]); the `capture`
 //! subcommand's running state is [`crate::capture`].
 
-pub mod file;
-pub mod live;
-pub mod memory;
+pub(crate) mod file;
+pub(crate) mod live;
+pub(crate) mod memory;
 
 pub use crate::decode::DropStats;
 pub use file::{
@@ -34,7 +34,7 @@ use std::sync::{Arc, Mutex};
 
 /// The kernel's counters of a running live capture, kept current for whoever reports while it
 /// runs (the live view, metrics).
-pub type SharedDrops = Arc<Mutex<Option<DropStats>>>;
+pub(crate) type SharedDrops = Arc<Mutex<Option<DropStats>>>;
 
 /// One captured frame, borrowed from the source.
 #[derive(Clone, Copy, Debug)]
@@ -43,7 +43,7 @@ pub struct Frame<'a> {
     pub link: Link,
     pub data: &'a [u8],
     /// Length on the wire (≥ `data.len()` when the snaplen cut the frame).
-    pub wire_len: u32,
+    pub(crate) wire_len: u32,
 }
 
 /// What can go wrong reading captures. Each variant renders as one line naming the file.

@@ -138,7 +138,7 @@ pub(super) fn decide_growth(s: &[f64], fit: &Fit, rho: f64, events: u64) -> Verd
 /// The growth rules above on one socket curve against a cumulative event count (`probe` uses
 /// them per shape, so both commands judge a curve the same way): the verdict, the fit (its slope
 /// is sockets kept per event) and Spearman's ρ. No fit when the events have no spread.
-pub(crate) fn judge_growth(events: &[f64], sockets: &[f64], n_events: u64) -> (Verdict, Option<Fit>, f64) {
+pub fn judge_growth(events: &[f64], sockets: &[f64], n_events: u64) -> (Verdict, Option<Fit>, f64) {
     match stats::ols(events, sockets) {
         Some(fit) => {
             let rho = stats::spearman(events, sockets);

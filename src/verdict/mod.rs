@@ -28,7 +28,7 @@ mod steps;
 mod tests;
 
 pub use findings::{Finding, Remedy, Software};
-pub(crate) use growth::judge_growth;
+pub use growth::judge_growth;
 use growth::{running, spark};
 use steps::*;
 
@@ -42,7 +42,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Verdict::Ok => "ok",
             Verdict::Unknown => "unknown",
@@ -68,7 +68,7 @@ pub enum SocketsSource {
 }
 
 impl SocketsSource {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             SocketsSource::Host => "host",
             SocketsSource::Wire => "wire",
@@ -93,8 +93,8 @@ pub struct Driver {
     /// Sockets at zero driver events, from the same fit (for drawing the line).
     pub intercept: f64,
     pub ci95: (f64, f64),
-    pub rho: f64,
-    pub r2: f64,
+    pub(crate) rho: f64,
+    pub(crate) r2: f64,
     pub events: u64,
     pub rate_per_s: f64,
 }
@@ -117,15 +117,15 @@ impl Driver {
 /// One source of probes against a backend.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prober {
-    pub src: IpAddr,
+    pub(crate) src: IpAddr,
     pub kind: Kind,
     pub count: u64,
-    pub rate_per_s: f64,
+    pub(crate) rate_per_s: f64,
     pub interval_s: Option<f64>,
-    pub jitter_s: Option<f64>,
+    pub(crate) jitter_s: Option<f64>,
     pub request: Option<String>,
-    pub statuses: Vec<(u16, u64)>,
-    pub response_time_s: Option<f64>,
+    pub(crate) statuses: Vec<(u16, u64)>,
+    pub(crate) response_time_s: Option<f64>,
 }
 
 /// The backend stopped answering for good before the capture ended.
@@ -139,19 +139,19 @@ pub struct Stopped {
 /// Everything said about one backend.
 #[derive(Clone, Debug)]
 pub struct BackendReport {
-    pub ip: IpAddr,
+    pub(crate) ip: IpAddr,
     pub port: u16,
     pub verdict: Verdict,
-    pub conns: u64,
+    pub(crate) conns: u64,
     pub probes: u64,
     pub kinds: Vec<(Kind, u64)>,
     pub driver: Option<Driver>,
     pub sockets_source: SocketsSource,
-    pub sockets_start: Option<f64>,
+    pub(crate) sockets_start: Option<f64>,
     pub sockets_now: Option<f64>,
-    pub hidden_now: Option<u64>,
+    pub(crate) hidden_now: Option<u64>,
     pub close_wait_now: u64,
-    pub limit: Option<u64>,
+    pub(crate) limit: Option<u64>,
     pub exhaustion_eta_s: Option<f64>,
     pub probers: Vec<Prober>,
     pub stopped: Option<Stopped>,
@@ -161,20 +161,20 @@ pub struct BackendReport {
     pub evidence: Vec<Finding>,
     pub remedies: Vec<Remedy>,
     /// Sockets and cumulative probes at evenly spaced times, for the sparkline.
-    pub spark_sockets: Vec<f64>,
-    pub spark_probes: Vec<f64>,
+    pub(crate) spark_sockets: Vec<f64>,
+    pub(crate) spark_probes: Vec<f64>,
     /// The socket count against time and against the driver's cumulative count (or all probes
     /// when there is no driver), at most a few hundred points, for plots.
-    pub curve: Vec<CurvePoint>,
+    pub(crate) curve: Vec<CurvePoint>,
 }
 
 /// One point of a backend's socket curve.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct CurvePoint {
-    pub ts: Ts,
-    pub sockets: f64,
+pub(crate) struct CurvePoint {
+    pub(crate) ts: Ts,
+    pub(crate) sockets: f64,
     /// Cumulative driver events (or probes) up to `ts`.
-    pub events: f64,
+    pub(crate) events: f64,
 }
 
 impl BackendReport {
@@ -192,11 +192,11 @@ pub struct Report {
     pub verdict: Verdict,
     pub backends: Vec<BackendReport>,
     /// Backends left out for having too few connections.
-    pub minor_backends: usize,
+    pub(crate) minor_backends: usize,
     /// Their connections, together.
-    pub minor_conns: u64,
+    pub(crate) minor_conns: u64,
     /// The `--min-conns` they fell short of.
-    pub min_conns: u64,
+    pub(crate) min_conns: u64,
     /// What the host samples covered, when some were given.
     pub host_coverage: Option<Coverage>,
     /// The input was damaged: the verdict is `unknown` and this says what it was up to then.
@@ -229,8 +229,8 @@ impl Report {
 /// Where the input broke off, and the verdict on what came before.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Damage {
-    pub at: Option<Ts>,
-    pub verdict_before: Verdict,
+    pub(crate) at: Option<Ts>,
+    pub(crate) verdict_before: Verdict,
 }
 
 /// What a host-samples file covers against the capture: its time range and backend labels, the
@@ -240,11 +240,11 @@ pub struct Coverage {
     pub samples: usize,
     pub first: Ts,
     pub last: Ts,
-    pub capture: (Ts, Ts),
-    pub labels: Vec<BackendSpec>,
-    pub unmatched: Vec<BackendSpec>,
+    pub(crate) capture: (Ts, Ts),
+    pub(crate) labels: Vec<BackendSpec>,
+    pub(crate) unmatched: Vec<BackendSpec>,
     /// Backends judged from host samples (three or more inside the capture).
-    pub used: usize,
+    pub(crate) used: usize,
 }
 
 impl Coverage {
@@ -279,7 +279,7 @@ fn coverage(all: &Backends, tl: &Timeline, host: &HostSamples, reports: &[Backen
 
 /// Time to exhaustion in seconds: (limit − in use) / (kept per event × events per second).
 /// The incident's arithmetic: 4000 sockets, one probe every 5 s, one kept per probe → 20 000 s.
-pub fn time_to_exhaustion(limit: f64, in_use: f64, per_event: f64, events_per_s: f64) -> Option<f64> {
+pub(crate) fn time_to_exhaustion(limit: f64, in_use: f64, per_event: f64, events_per_s: f64) -> Option<f64> {
     let rate = per_event * events_per_s;
     if rate.is_nan() || rate <= 0.0 || !limit.is_finite() {
         return None;
@@ -494,7 +494,7 @@ fn curves_out(
 }
 
 /// Host samples inside the capture's window (a little slack for clock steps).
-pub fn samples_in_window(samples: &[Sample], tl: &Timeline) -> Vec<Sample> {
+pub(crate) fn samples_in_window(samples: &[Sample], tl: &Timeline) -> Vec<Sample> {
     let slack = 2 * tl.width;
     samples.iter().filter(|s| s.ts >= tl.origin - slack && s.ts <= tl.end_of(tl.buckets) + slack).copied().collect()
 }
