@@ -629,6 +629,42 @@ mod tests {
     }
 
     #[test]
+    fn timers_refused_connections_close_and_one_way_flows_idle() {
+        let ends = |segs: &[Segment<'static>], at_ms: i64| {
+            let mut t = FlowTable::new(FlowConfig::default());
+            let mut out = Vec::new();
+            for s in segs {
+                t.push(s, &mut |c| out.push(c));
+            }
+            t.sweep(1_700_000_000 * SEC + at_ms * 1_000_000, &mut |c| out.push(c));
+            out.iter().map(|c| c.end).collect::<Vec<_>>()
+        };
+        // Refused a second after the SYN: removed 5 s after the RST, not at the SYN's attempt timer.
+        let refused = [seg(0, C, SYN, 100, 0, 0), seg(1_000, S, RST | ACK, 0, 101, 0)];
+        assert_eq!(ends(&refused, 5_999), []);
+        assert_eq!(ends(&refused, 6_000), [EndReason::Closed]);
+        // Data one way, seen mid-stream: the full inactivity timeout, not the handshake's.
+        let one_way = [seg(0, C, ACK | PSH, 100, 1, 10)];
+        assert_eq!(ends(&one_way, 299_999), []);
+        assert_eq!(ends(&one_way, 300_000), [EndReason::Idle]);
+    }
+
+    #[test]
+    fn a_syn_answering_our_own_syn_ack_on_a_loop_is_not_a_new_connection() {
+        // Zeek's IsReuse exception for a SYN/SYN-ACK role reversal; only a connection to itself
+        // reaches it here (a SYN-ACK from anyone else makes its sender the responder).
+        let looped = |segs: &mut [Segment<'static>]| {
+            for s in segs.iter_mut() {
+                (s.dst, s.dport) = (s.src, s.sport);
+            }
+            run(segs).len()
+        };
+        assert_eq!(looped(&mut [seg(0, S, SYN | ACK, 100, 1, 0), seg(1, S, SYN, 0, 0, 0)]), 1);
+        assert_eq!(looped(&mut [seg(0, S, SYN | ACK, 100, 1, 0), seg(1, S, SYN, 7, 0, 0)]), 2);
+        assert_eq!(looped(&mut [seg(0, S, SYN | ACK, 100, 1, 0), seg(1, S, SYN | ACK, 0, 0, 0)]), 1);
+    }
+
+    #[test]
     fn payload_bytes_are_zeeks_sizes() {
         let bytes = |segs: &[Segment<'static>]| {
             let v = run(segs);
