@@ -665,6 +665,13 @@ mod tests {
     }
 
     #[test]
+    fn only_a_bare_ack_takes_the_plain_ack_path() {
+        // SYN, FIN and RST at once, without ACK: the general path, Zeek's I letter.
+        assert_eq!(one(&[seg(0, C, SYN | FIN | RST, 100, 0, 0)]).1, "I");
+        assert_eq!(one(&[seg(0, C, ACK | PSH, 100, 1, 0)]).1, "A");
+    }
+
+    #[test]
     fn payload_bytes_are_zeeks_sizes() {
         let bytes = |segs: &[Segment<'static>]| {
             let v = run(segs);
