@@ -672,6 +672,20 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_window_is_w_unless_a_reset_or_the_peers_fin_makes_it_moot() {
+        let open = [seg(0, C, SYN, 100, 0, 0), seg(1, S, SYN | ACK, 500, 101, 0), seg(2, C, ACK, 101, 501, 0)];
+        let zero = |mut s: Segment<'static>| {
+            s.window = Some(0);
+            s
+        };
+        let history = |tail: &[Segment<'static>]| one(&[&open[..], tail].concat()).1;
+        assert_eq!(history(&[zero(seg(3, C, ACK, 101, 501, 0))]), "ShAW");
+        assert_eq!(history(&[zero(seg(3, C, RST | ACK, 101, 501, 0))]), "ShAR");
+        assert_eq!(history(&[seg(3, S, FIN | ACK, 501, 101, 0), zero(seg(4, C, ACK, 101, 502, 0))]), "ShAf");
+        assert_eq!(history(&[seg(3, C, RST | ACK, 101, 501, 0), zero(seg(4, C, ACK, 101, 501, 0))]), "ShAR");
+    }
+
+    #[test]
     fn payload_bytes_are_zeeks_sizes() {
         let bytes = |segs: &[Segment<'static>]| {
             let v = run(segs);
