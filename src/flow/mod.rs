@@ -686,6 +686,22 @@ mod tests {
     }
 
     #[test]
+    fn a_gap_in_the_first_byte_counts_only_when_both_sides_were_seen_opening() {
+        // The server acknowledges one client byte the capture never saw.
+        let opened = [seg(0, C, SYN, 100, 0, 0), seg(1, S, SYN | ACK, 500, 101, 0), seg(2, C, ACK, 101, 501, 0)];
+        assert_eq!(one(&[&opened[..], &[seg(3, S, ACK, 501, 102, 0)]].concat()).1, "ShAaG");
+        // The server's first segment was a bare ACK, not its SYN-ACK: a partial connection.
+        let partial = [
+            seg(0, C, SYN, 100, 0, 0),
+            seg(1, S, ACK, 500, 101, 0),
+            seg(2, S, SYN | ACK, 500, 101, 0),
+            seg(3, C, ACK, 101, 501, 0),
+            seg(4, S, ACK, 501, 102, 0),
+        ];
+        assert_eq!(one(&partial).1, "SahA");
+    }
+
+    #[test]
     fn payload_bytes_are_zeeks_sizes() {
         let bytes = |segs: &[Segment<'static>]| {
             let v = run(segs);
