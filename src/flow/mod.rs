@@ -702,6 +702,49 @@ mod tests {
     }
 
     #[test]
+    fn facts_record_the_first_of_each_event_each_way() {
+        let segs = clean_exchange();
+        let t = |i: usize| Some(segs[i].ts);
+        let f = run(&segs)[0].facts;
+        assert_eq!((f.syn.get(), f.syn_count, f.synack.get(), f.synack_count), (t(0), 1, t(1), 1));
+        assert_eq!((f.handshake_ack.get(), f.orig_data.get(), f.resp_data.get()), (t(2), t(3), t(5)));
+        assert_eq!((f.orig_fin.get(), f.resp_fin.get(), f.resp_acked_orig_fin.get()), (t(7), t(8), t(8)));
+        assert_eq!((f.orig_rst.get(), f.resp_rst.get()), (None, None));
+        // A retransmitted SYN is counted (a bare RST is not); data right after the SYN-ACK leaves
+        // no bare ACK.
+        let data_first = [
+            seg(0, C, SYN, 100, 0, 0),
+            seg(1, C, SYN, 100, 0, 0),
+            seg(2, S, SYN | ACK, 500, 101, 0),
+            seg(3, C, ACK | PSH, 101, 501, 20),
+            seg(4, C, ACK, 121, 501, 0),
+            seg(5, C, RST, 121, 0, 0),
+        ];
+        let f = run(&data_first)[0].facts;
+        assert_eq!((f.syn_count, f.handshake_ack.get(), f.orig_data.get()), (2, None, Some(data_first[3].ts)));
+    }
+
+    #[test]
+    fn a_half_closed_connection_stays_alive_while_packets_flow() {
+        // Zeek freezes LastTime only once both sides have closed.
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        for s in [
+            seg(0, C, SYN, 100, 0, 0),
+            seg(1, S, SYN | ACK, 500, 101, 0),
+            seg(2, C, ACK, 101, 501, 0),
+            seg(3, C, FIN | ACK, 101, 501, 0),
+            seg(200_000, S, ACK | PSH, 501, 102, 10),
+        ] {
+            t.push(&s, &mut |c| out.push(c));
+        }
+        t.sweep(1_700_000_000 * SEC + 400_000 * 1_000_000, &mut |c| out.push(c));
+        assert!(out.is_empty(), "{out:?}");
+        t.sweep(1_700_000_000 * SEC + 500_000 * 1_000_000, &mut |c| out.push(c));
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
     fn payload_bytes_are_zeeks_sizes() {
         let bytes = |segs: &[Segment<'static>]| {
             let v = run(segs);
