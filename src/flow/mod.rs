@@ -744,6 +744,15 @@ mod tests {
         assert_eq!(out.len(), 1);
     }
 
+    /// The table's memory is its records: the split into modules kept their measured sizes.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn flow_records_keep_their_measured_size() {
+        use std::mem::size_of;
+        let sizes = (size_of::<Conn>(), size_of::<Endpoint>(), size_of::<Facts>(), size_of::<History>());
+        assert_eq!(sizes, (448, 80, 88, 25));
+    }
+
     #[test]
     fn payload_bytes_are_zeeks_sizes() {
         let bytes = |segs: &[Segment<'static>]| {
