@@ -623,6 +623,131 @@ mod tests {
     }
 
     #[test]
+    fn timers_refused_connections_close_and_one_way_flows_idle() {
+        let ends = |segs: &[Segment<'static>], at_ms: i64| {
+            let mut t = FlowTable::new(FlowConfig::default());
+            let mut out = Vec::new();
+            for s in segs {
+                t.push(s, &mut |c| out.push(c));
+            }
+            t.sweep(1_700_000_000 * SEC + at_ms * 1_000_000, &mut |c| out.push(c));
+            out.iter().map(|c| c.end).collect::<Vec<_>>()
+        };
+        // Refused a second after the SYN: removed 5 s after the RST, not at the SYN's attempt timer.
+        let refused = [seg(0, C, SYN, 100, 0, 0), seg(1_000, S, RST | ACK, 0, 101, 0)];
+        assert_eq!(ends(&refused, 5_999), []);
+        assert_eq!(ends(&refused, 6_000), [EndReason::Closed]);
+        // Data one way, seen mid-stream: the full inactivity timeout, not the handshake's.
+        let one_way = [seg(0, C, ACK | PSH, 100, 1, 10)];
+        assert_eq!(ends(&one_way, 299_999), []);
+        assert_eq!(ends(&one_way, 300_000), [EndReason::Idle]);
+    }
+
+    #[test]
+    fn a_syn_answering_our_own_syn_ack_on_a_loop_is_not_a_new_connection() {
+        // Zeek's IsReuse exception for a SYN/SYN-ACK role reversal; only a connection to itself
+        // reaches it here (a SYN-ACK from anyone else makes its sender the responder).
+        let looped = |segs: &mut [Segment<'static>]| {
+            for s in segs.iter_mut() {
+                (s.dst, s.dport) = (s.src, s.sport);
+            }
+            run(segs).len()
+        };
+        assert_eq!(looped(&mut [seg(0, S, SYN | ACK, 100, 1, 0), seg(1, S, SYN, 0, 0, 0)]), 1);
+        assert_eq!(looped(&mut [seg(0, S, SYN | ACK, 100, 1, 0), seg(1, S, SYN, 7, 0, 0)]), 2);
+        assert_eq!(looped(&mut [seg(0, S, SYN | ACK, 100, 1, 0), seg(1, S, SYN | ACK, 0, 0, 0)]), 1);
+    }
+
+    #[test]
+    fn only_a_bare_ack_takes_the_plain_ack_path() {
+        // SYN, FIN and RST at once, without ACK: the general path, Zeek's I letter.
+        assert_eq!(one(&[seg(0, C, SYN | FIN | RST, 100, 0, 0)]).1, "I");
+        assert_eq!(one(&[seg(0, C, ACK | PSH, 100, 1, 0)]).1, "A");
+    }
+
+    #[test]
+    fn a_zero_window_is_w_unless_a_reset_or_the_peers_fin_makes_it_moot() {
+        let open = [seg(0, C, SYN, 100, 0, 0), seg(1, S, SYN | ACK, 500, 101, 0), seg(2, C, ACK, 101, 501, 0)];
+        let zero = |mut s: Segment<'static>| {
+            s.window = Some(0);
+            s
+        };
+        let history = |tail: &[Segment<'static>]| one(&[&open[..], tail].concat()).1;
+        assert_eq!(history(&[zero(seg(3, C, ACK, 101, 501, 0))]), "ShAW");
+        assert_eq!(history(&[zero(seg(3, C, RST | ACK, 101, 501, 0))]), "ShAR");
+        assert_eq!(history(&[seg(3, S, FIN | ACK, 501, 101, 0), zero(seg(4, C, ACK, 101, 502, 0))]), "ShAf");
+        assert_eq!(history(&[seg(3, C, RST | ACK, 101, 501, 0), zero(seg(4, C, ACK, 101, 501, 0))]), "ShAR");
+    }
+
+    #[test]
+    fn a_gap_in_the_first_byte_counts_only_when_both_sides_were_seen_opening() {
+        // The server acknowledges one client byte the capture never saw.
+        let opened = [seg(0, C, SYN, 100, 0, 0), seg(1, S, SYN | ACK, 500, 101, 0), seg(2, C, ACK, 101, 501, 0)];
+        assert_eq!(one(&[&opened[..], &[seg(3, S, ACK, 501, 102, 0)]].concat()).1, "ShAaG");
+        // The server's first segment was a bare ACK, not its SYN-ACK: a partial connection.
+        let partial = [
+            seg(0, C, SYN, 100, 0, 0),
+            seg(1, S, ACK, 500, 101, 0),
+            seg(2, S, SYN | ACK, 500, 101, 0),
+            seg(3, C, ACK, 101, 501, 0),
+            seg(4, S, ACK, 501, 102, 0),
+        ];
+        assert_eq!(one(&partial).1, "SahA");
+    }
+
+    #[test]
+    fn facts_record_the_first_of_each_event_each_way() {
+        let segs = clean_exchange();
+        let t = |i: usize| Some(segs[i].ts);
+        let f = run(&segs)[0].facts;
+        assert_eq!((f.syn.get(), f.syn_count, f.synack.get(), f.synack_count), (t(0), 1, t(1), 1));
+        assert_eq!((f.handshake_ack.get(), f.orig_data.get(), f.resp_data.get()), (t(2), t(3), t(5)));
+        assert_eq!((f.orig_fin.get(), f.resp_fin.get(), f.resp_acked_orig_fin.get()), (t(7), t(8), t(8)));
+        assert_eq!((f.orig_rst.get(), f.resp_rst.get()), (None, None));
+        // A retransmitted SYN is counted (a bare RST is not); data right after the SYN-ACK leaves
+        // no bare ACK.
+        let data_first = [
+            seg(0, C, SYN, 100, 0, 0),
+            seg(1, C, SYN, 100, 0, 0),
+            seg(2, S, SYN | ACK, 500, 101, 0),
+            seg(3, C, ACK | PSH, 101, 501, 20),
+            seg(4, C, ACK, 121, 501, 0),
+            seg(5, C, RST, 121, 0, 0),
+        ];
+        let f = run(&data_first)[0].facts;
+        assert_eq!((f.syn_count, f.handshake_ack.get(), f.orig_data.get()), (2, None, Some(data_first[3].ts)));
+    }
+
+    #[test]
+    fn a_half_closed_connection_stays_alive_while_packets_flow() {
+        // Zeek freezes LastTime only once both sides have closed.
+        let mut t = FlowTable::new(FlowConfig::default());
+        let mut out = Vec::new();
+        for s in [
+            seg(0, C, SYN, 100, 0, 0),
+            seg(1, S, SYN | ACK, 500, 101, 0),
+            seg(2, C, ACK, 101, 501, 0),
+            seg(3, C, FIN | ACK, 101, 501, 0),
+            seg(200_000, S, ACK | PSH, 501, 102, 10),
+        ] {
+            t.push(&s, &mut |c| out.push(c));
+        }
+        t.sweep(1_700_000_000 * SEC + 400_000 * 1_000_000, &mut |c| out.push(c));
+        assert!(out.is_empty(), "{out:?}");
+        t.sweep(1_700_000_000 * SEC + 500_000 * 1_000_000, &mut |c| out.push(c));
+        assert_eq!(out.len(), 1);
+    }
+
+    /// The table's memory is its records: the split into modules kept their measured sizes.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn flow_records_keep_their_measured_size() {
+        use std::mem::size_of;
+        let sizes = (size_of::<Conn>(), size_of::<Endpoint>(), size_of::<Facts>(), size_of::<History>());
+        assert_eq!(sizes, (448, 80, 88, 25));
+    }
+
+    #[test]
     fn payload_bytes_are_zeeks_sizes() {
         let bytes = |segs: &[Segment<'static>]| {
             let v = run(segs);
