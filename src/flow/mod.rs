@@ -742,6 +742,7 @@ mod tests {
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn flow_records_keep_their_measured_size() {
+        use super::{endpoint::Endpoint, history::History};
         use std::mem::size_of;
         let sizes = (size_of::<Conn>(), size_of::<Endpoint>(), size_of::<Facts>(), size_of::<History>());
         assert_eq!(sizes, (448, 80, 88, 25));
