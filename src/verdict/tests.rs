@@ -1,5 +1,7 @@
 use super::growth::*;
 use super::*;
+use crate::classify::Ending;
+use crate::decode::Ts;
 use crate::stats;
 use crate::units::human_duration;
 
@@ -129,4 +131,79 @@ fn a_probers_refused_syns_are_probes_even_off_its_rhythm() {
     assert_eq!(p.response_time_s, None, "nothing was asked, nothing answered");
     let one = b.probers.iter().find(|p| p.kind == Kind::HalfOpenRst).expect("the half-open probe");
     assert_eq!((one.count, one.rate_per_s, one.interval_s), (1, 0.0, None));
+}
+
+/// The driver is the kind whose arrivals line up with the socket increments, even when another
+/// kind's steady count fits the level better (sockets that also drift up with time).
+#[test]
+fn the_step_correlation_picks_the_driver_over_a_better_level_fit() {
+    let times: Vec<Ts> = (0..40).collect();
+    // Five arrivals early on, each leaving a socket; the count also drifts up half a socket a step.
+    let a: Vec<f64> = (0..40).map(|t| f64::from([1, 3, 5, 7, 9].iter().filter(|&&x| x <= t).count() as u8)).collect();
+    let b: Vec<f64> = (0..40).map(f64::from).collect();
+    let sockets: Vec<f64> = (0..40).map(|t| a[t as usize] + 0.5 * f64::from(t)).collect();
+    let c = Curves { times, sockets, drivers: vec![(Kind::Traffic(Ending::Fin), b), (Kind::HandshakeRst, a)] };
+    let (k, _, _) = pick_driver(&c).expect("a driver");
+    assert_eq!(k, Kind::HandshakeRst);
+    // A lead of exactly the tie margin is not a win: the level fit decides.
+    assert!(!beats((0.5 + DRIVER_TIE, 0.1), (0.5, 0.9)));
+}
+
+#[test]
+fn growth_compares_the_first_and_last_tenth() {
+    // Twenty points: the first and last two are averaged.
+    let mut s = vec![20.0; 20];
+    (s[0], s[1], s[19]) = (0.0, 10.0, 30.0);
+    let g = growth(&s);
+    assert_eq!((g.start, g.end, g.max, g.largest_step), (5.0, 25.0, 30.0, 10.0));
+}
+
+#[test]
+fn cumulative_counts_run_to_the_bucket_of_the_instant() {
+    let tl = Timeline { origin: 0, width: 10, buckets: 5 };
+    let s = Series(vec![1, 2, 3, 4, 5]);
+    assert_eq!(cumulative_at(&s, &tl, 25), 6.0);
+    assert_eq!(running(&s, &tl, &[5, 25, 49]), vec![1.0, 6.0, 15.0]);
+}
+
+#[test]
+fn only_kinds_seen_three_times_that_reached_the_server_can_drive() {
+    use super::steps::{candidates, KindAgg};
+    let agg = |count| KindAgg { count, ..KindAgg::default() };
+    let kinds = std::collections::BTreeMap::from([
+        (Kind::HandshakeRst, agg(3)),
+        (Kind::ConnectFin, agg(2)),
+        (Kind::Refused, agg(9)),
+        (Kind::Unanswered, agg(9)),
+    ]);
+    assert_eq!(candidates(&kinds), vec![Kind::HandshakeRst]);
+}
+
+/// HTTP checks answered 6 ms after the request: the prober's response time and statuses.
+#[test]
+fn an_http_probers_response_time_and_statuses() {
+    use crate::testkit::{conns, Script};
+    let scripts = (0..10u16).map(|i| {
+        Script::new(44000 + i, i64::from(i) * 2000)
+            .c("S", b"")
+            .s("SA", b"")
+            .c("PA", b"GET /health HTTP/1.1\r\n\r\n")
+            .wait(5)
+            .s("PA", b"HTTP/1.1 200 OK\r\n\r\n")
+            .c("RA", b"")
+    });
+    let mut all = Backends::new();
+    for c in conns(scripts.collect()) {
+        all.add(&c);
+    }
+    let r = judge(&all, None, &Options::default());
+    let p = &r.backends[0].probers[0];
+    assert_eq!((p.kind, p.count, p.statuses.clone()), (Kind::HttpCheck, 10, vec![(200, 10)]));
+    assert!(p.response_time_s.is_some_and(|t| (t - 0.006).abs() < 0.0005), "{p:?}");
+}
+
+#[test]
+fn an_empty_capture_still_says_which_min_conns_applied() {
+    let r = judge(&Backends::new(), None, &Options { limit: None, min_conns: 7 });
+    assert_eq!((r.verdict, r.min_conns, r.backends.len()), (Verdict::Unknown, 7, 0));
 }
