@@ -15,7 +15,7 @@ M = [
  ("src/verdict/growth.rs", "const DRIVER_TIE: f64 = 0.05;", "const DRIVER_TIE: f64 = 0.2;", "pick_driver tie margin 0.05 -> 0.2"),
  ("src/explain.rs", 'Verdict::Suspicious => "WARNING",', 'Verdict::Suspicious => "WARN",', "Nagios WARNING renamed"),
  ("src/backend.rs", "before * 10 <= self.answered + before", "before * 2 <= self.answered + before", "a group's normal answer: 9 in 10 -> 1 in 2"),
- ("src/classify.rs", "pub const STEADY_MIN_INTERVAL_S: f64 = 0.05;", "pub const STEADY_MIN_INTERVAL_S: f64 = 0.0;", "no minimum probe interval"),
+ ("src/classify.rs", "pub(crate) const STEADY_MIN_INTERVAL_S: f64 = 0.05;", "pub(crate) const STEADY_MIN_INTERVAL_S: f64 = 0.0;", "no minimum probe interval"),
  ("src/classify.rs", "        Shape::Data => steady || (!mostly(votes.bare_ack_first) && votes.count >= 3),", "        Shape::Data => !mostly(votes.bare_ack_first) && votes.count >= 3,", "Data groups without the rhythm vote"),
  ("src/http.rs", '    "blackbox exporter",           // Prometheus blackbox exporter (http_2xx)\n', '', "Blackbox Exporter dropped from the agent list"),
  ("src/backend.rs", ".filter(|t| *t >= since).min();", ".filter(|t| *t > since).min();", "CLOSE_WAIT end boundary moved"),
@@ -29,15 +29,16 @@ out = []
 for f, old, new, what in [m for m in M if m[3] in sys.argv[1:]] or M:
     src = open(f).read()
     if old not in src:
-        out.append(f"SKIPPED (pattern not found): {what}"); continue
+        out.append(f"SKIPPED (pattern not found): {what}"); print(out[-1], flush=True); continue
     open(f, "w").write(src.replace(old, new, 1))
     try:
         r = subprocess.run(["cargo", "test", "-q", "--lib", "--test", "diagnosis", "--test", "report_cli", "--test", "generated"],
                            capture_output=True, text=True, timeout=900)
         txt = r.stdout + r.stderr
-        failed = [l for l in txt.splitlines() if l.startswith("test ") and l.endswith("FAILED")]
+        # `-q` lists the failing tests, indented, under "failures:".
+        failed = sorted({l.strip() for l in txt.splitlines() if l.startswith("    ") and l.strip().replace("_", "").replace("::", "").isalnum()})
         state = "CAUGHT" if r.returncode != 0 else "MISSED"
-        out.append(f"{state}: {what} ({len(failed)} failing: {', '.join(l.split()[1].split('::')[-1] for l in failed[:3])})")
+        out.append(f"{state}: {what} ({len(failed)} failing: {', '.join(l.split('::')[-1] for l in failed[:3])})")
     finally:
         open(f, "w").write(src)
     print(out[-1], flush=True)
