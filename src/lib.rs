@@ -1,7 +1,9 @@
 //! hcleak: finds backends that lose a socket per health-check probe.
 //!
 //! Data flows one way: [`source`] → [`decode`] → [`flow`] → [`classify`] → [`backend`] →
-//! [`verdict`] → [`render`]. [`pipeline`] is the loop that drives the first stages.
+//! [`verdict`] → [`render`]. [`pipeline`] is the loop that drives the first stages. The verdict
+//! returns findings as data; [`explain`] alone words them, [`render`] lays them out, and [`units`]
+//! writes addresses, instants and durations for all of them.
 //!
 //! Host samples (the backend host's socket counts) come from a [`sampler`] (procfs, or a fake) as
 //! frames come from a source, and [`sockets`] holds them and reads and writes their CSV. A running
