@@ -444,18 +444,7 @@ mod tests {
     }
 
     fn sample(ts: Ts, sockets: u64) -> Sample {
-        Sample {
-            ts,
-            sockets,
-            hidden: None,
-            close_wait: None,
-            unaccepted: None,
-            accept_queue: None,
-            listen_overflows: None,
-            fd_limit: None,
-            process: None,
-            container: None,
-        }
+        Sample { ts, sockets, ..Sample::default() }
     }
 
     /// The leaky server keeps one socket per probe it has seen; the healthy one keeps none.

@@ -904,18 +904,7 @@ mod tests {
     }
 
     fn sample(sockets: u64, fd_limit: Option<u64>) -> Sample {
-        Sample {
-            ts: 1,
-            sockets,
-            hidden: None,
-            close_wait: None,
-            unaccepted: None,
-            accept_queue: None,
-            listen_overflows: None,
-            fd_limit,
-            process: None,
-            container: None,
-        }
+        Sample { ts: 1, sockets, fd_limit, ..Sample::default() }
     }
 
     fn cfg(count: u64, shapes: Vec<Shape>) -> Config {

@@ -800,18 +800,8 @@ Local:
         use std::sync::atomic::AtomicBool;
         use std::time::Duration;
         const T0: Ts = 1_700_000_000_000_000_000;
-        let sample = |ts: Ts| Sample {
-            ts,
-            sockets: 3 + ((ts - T0) / 100_000_000) as u64,
-            hidden: Some(1),
-            close_wait: None,
-            unaccepted: None,
-            accept_queue: None,
-            listen_overflows: None,
-            fd_limit: None,
-            process: None,
-            container: None,
-        };
+        let sample =
+            |ts: Ts| Sample { ts, sockets: 3 + ((ts - T0) / 100_000_000) as u64, hidden: Some(1), ..Sample::default() };
         let ip: IpAddr = "10.1.2.3".parse().unwrap();
         let clock = FakeClock::at(T0);
         let mut fake = FakeSampler::default().serve(ip, 8080, sample).watching_all();

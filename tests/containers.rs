@@ -12,7 +12,7 @@
 //! `ignored: …` otherwise.
 
 mod common;
-use common::{gated, missing, wait_until};
+use common::{backend, gated, json, missing, wait_until};
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
 use std::path::{Path, PathBuf};
@@ -209,19 +209,6 @@ fn probe_loop(to: &[SocketAddrV4], n: usize, every: Duration) -> Vec<u64> {
         std::thread::sleep(every);
     }
     sent
-}
-
-fn json(out: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
-}
-
-fn backend<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    v["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["backend"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {v:#}"))
 }
 
 const LEAKY_ID: &str = "1eaf";

@@ -453,9 +453,7 @@ fn host_samples_with_an_idle_accept_queue_overrule_the_wire() {
             unaccepted: Some(0),
             accept_queue: Some(0),
             listen_overflows: Some(7),
-            fd_limit: None,
-            process: None,
-            container: None,
+            ..Sample::default()
         };
         h.push(BackendSpec::Port(8080), s);
     }

@@ -10,7 +10,7 @@
 //! (tests/common). Run through libtest-mimic (`harness = false`) for that.
 
 mod common;
-use common::{gated, wait_until, Proc};
+use common::{gated, json, loopback, wait_until, Proc};
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
@@ -153,20 +153,6 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-fn json(out: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
-}
-
-fn backend(v: &serde_json::Value, port: u16) -> &serde_json::Value {
-    let name = format!("127.0.0.1:{port}");
-    v["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["backend"] == name.as_str())
-        .unwrap_or_else(|| panic!("no {name} in {v:#}"))
-}
-
 fn capture_with_haproxy_flags_the_leaking_backend_and_writes_an_analysable_pcap() {
     let (_leaky, lport) = server("hold-reset");
     let (_healthy, hport) = server("close");
@@ -212,13 +198,13 @@ fn capture_with_haproxy_flags_the_leaking_backend_and_writes_an_analysable_pcap(
     assert_eq!(status.code(), Some(2), "{v:#}\n{stderr}");
     assert!(stderr.contains("dropped by kernel"), "{stderr}");
 
-    let leaky = backend(&v, lport);
+    let leaky = loopback(&v, lport);
     assert_eq!(leaky["verdict"], "leak", "{leaky:#}");
     assert_eq!(leaky["sockets_source"], "host");
     assert_eq!(leaky["driver"], "handshake_rst");
     let per = leaky["sockets_per_driver"].as_f64().unwrap();
     assert!((per - 1.0).abs() < 0.15, "{per}");
-    let healthy = backend(&v, hport);
+    let healthy = loopback(&v, hport);
     assert_eq!(healthy["verdict"], "ok", "{healthy:#}");
     assert_eq!(healthy["sockets_source"], "host");
     assert!(healthy["probes"].as_u64().unwrap() >= 10);
@@ -236,9 +222,9 @@ fn capture_with_haproxy_flags_the_leaking_backend_and_writes_an_analysable_pcap(
         .unwrap();
     assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
     let w = json(&again.stdout);
-    assert_eq!(backend(&w, lport)["verdict"], "leak");
-    assert_eq!(backend(&w, lport)["driver"], "handshake_rst");
-    assert_eq!(backend(&w, hport)["verdict"], "ok");
+    assert_eq!(loopback(&w, lport)["verdict"], "leak");
+    assert_eq!(loopback(&w, lport)["driver"], "handshake_rst");
+    assert_eq!(loopback(&w, hport)["verdict"], "ok");
 
     // -w never clobbers an existing file unless asked.
     let o = Command::new(BIN).args(["capture", "-i", "lo", "-c", "1", "-w"]).arg(&dump).output().unwrap();

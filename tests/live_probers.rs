@@ -8,7 +8,7 @@
 //! PID; every wait is bounded. Needs root, python3 and the exporter; `.ci/run` installs them.
 
 mod common;
-use common::{gated, Proc};
+use common::{gated, loopback, Proc};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -83,16 +83,6 @@ fn tmpdir(name: &str) -> PathBuf {
     d
 }
 
-fn backend(v: &serde_json::Value, port: u16) -> &serde_json::Value {
-    let name = format!("127.0.0.1:{port}");
-    v["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["backend"] == name.as_str())
-        .unwrap_or_else(|| panic!("no {name} in {v:#}"))
-}
-
 fn capture_judges_blackbox_exporter_http_probes() {
     let dir = tmpdir("blackbox");
     let (lport, hport, xport) = (free_port(), free_port(), free_port());
@@ -142,13 +132,13 @@ fn capture_judges_blackbox_exporter_http_probes() {
     // The exporter itself sees nothing wrong: every probe of both servers succeeds.
     assert_eq!(ok, sent, "the exporter's own verdicts");
 
-    let leaky = backend(&v, lport);
+    let leaky = loopback(&v, lport);
     assert_eq!(leaky["verdict"], "leak", "{leaky:#}");
     assert_eq!(leaky["driver"], "http_check", "{leaky:#}");
     assert_eq!(leaky["sockets_source"], "host", "{leaky:#}");
     let per = leaky["sockets_per_driver"].as_f64().unwrap();
     assert!((per - 1.0).abs() < 0.15, "{per}");
-    let healthy = backend(&v, hport);
+    let healthy = loopback(&v, hport);
     assert_eq!(healthy["verdict"], "ok", "{healthy:#}");
     for (b, n) in [(leaky, sent[0]), (healthy, sent[1])] {
         let probes = b["probes"].as_u64().unwrap() as f64;

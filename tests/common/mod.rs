@@ -69,3 +69,23 @@ pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -
     }
     t0.elapsed()
 }
+
+/// A command's standard output as one JSON document.
+pub fn json(out: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(out)))
+}
+
+/// The backend named `ip:port` in a JSON report.
+pub fn backend<'a>(v: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    v["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backend"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {v:#}"))
+}
+
+/// The backend on 127.0.0.1:`port` in a JSON report.
+pub fn loopback(v: &serde_json::Value, port: u16) -> &serde_json::Value {
+    backend(v, &format!("127.0.0.1:{port}"))
+}
